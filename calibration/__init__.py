@@ -1,0 +1,1 @@
+"""Calibration of timing, CFO, phase, channel and gain: estimators, procedures, persistence."""

@@ -1,0 +1,1 @@
+"""Simulated radio backend: channel emulator, SimRadio, ZMQ channel broker."""

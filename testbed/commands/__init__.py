@@ -1,0 +1,1 @@
+"""Subcommands of `testbed`; one module per subcommand, each with ``register(subparsers)``."""

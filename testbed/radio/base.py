@@ -1,0 +1,156 @@
+"""The `Radio` interface every backend implements (simulated air, PlutoSDR, USRP).
+
+Time is a **sample count** on the radio's own sample clock (samples at ``sample_rate_hz``
+since the radio's stream started), never seconds. That fits both kinds of hardware:
+
+* USRP: the driver turns ``at_sample`` into a UHD ``time_spec`` (``at_sample / sample_rate_hz``
+  seconds on the device time base, aligned to PPS) and sends a timed burst.
+* PlutoSDR: no hardware timestamps; the driver keeps a continuous TX and RX stream and the
+  sample count *is* the clock. A burst at ``at_sample`` is written into the outgoing stream at
+  that position; a receive window is cut out of the incoming stream.
+* Simulated air: the channel emulator maps each radio's sample clock to air time (with the
+  timing/sampling-rate impairments) and superposes bursts at sample level.
+
+Samples are complex baseband, **normalized to full scale**: magnitude 1.0 per I/Q component
+is the DAC/ADC full scale. Drivers convert to their native units (Pluto: +-2**14 for tx(),
+raw int16 counts from rx()). Arrays are shaped ``(n_channels, n_samples)``.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+GAIN_MODES = ("manual", "slow_attack", "fast_attack", "hybrid")
+
+
+@dataclass(frozen=True)
+class RadioSettings:
+    """What `Radio.configure` sets.
+
+    sample_rate_hz: baseband sample rate in Hz (shared by RX and TX on the Pluto).
+    center_freq_hz: carrier (LO) frequency in Hz, same for RX and TX.
+    tx_gain_db: transmit gain in dB (Pluto: hardware gain -89.75..0 dB, i.e. attenuation).
+    rx_gain_db: receive gain in dB; only applied when ``rx_gain_mode == "manual"``.
+    rx_gain_mode: one of GAIN_MODES.
+    n_tx_channels / n_rx_channels: number of transmit / receive antennas used.
+    rf_bandwidth_hz: analog filter bandwidth in Hz; None lets the driver pick ~sample rate.
+    """
+
+    sample_rate_hz: float = 1.0e6
+    center_freq_hz: float = 915.0e6
+    tx_gain_db: float = -10.0
+    rx_gain_db: float = 30.0
+    rx_gain_mode: str = "manual"
+    n_tx_channels: int = 1
+    n_rx_channels: int = 1
+    rf_bandwidth_hz: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sample_rate_hz > 0:
+            raise ValueError(f"sample_rate_hz must be > 0 Hz, got {self.sample_rate_hz}")
+        if not self.center_freq_hz > 0:
+            raise ValueError(f"center_freq_hz must be > 0 Hz, got {self.center_freq_hz}")
+        if self.rx_gain_mode not in GAIN_MODES:
+            raise ValueError(f"rx_gain_mode must be one of {GAIN_MODES}, got {self.rx_gain_mode!r}")
+        if self.n_tx_channels < 0 or self.n_rx_channels < 0:
+            raise ValueError("n_tx_channels and n_rx_channels must be >= 0")
+
+
+@dataclass
+class StreamCounters:
+    """Streaming error counters. Never silently reset: a run reports them at the end.
+
+    underflows: TX ran out of samples (Pluto: detected as a gap; USRP: async underflow msg).
+    overflows: RX samples were dropped because nobody read them in time.
+    late: a burst or receive window was scheduled for a sample time already past.
+    """
+
+    underflows: int = 0
+    overflows: int = 0
+    late: int = 0
+
+    def total(self) -> int:
+        """Sum of every error counted so far."""
+        return self.underflows + self.overflows + self.late
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RadioIdentity:
+    """Who a radio is: driver kind, serial number, firmware version, address (URI/args)."""
+
+    kind: str
+    serial: str = "unknown"
+    firmware: str = "unknown"
+    address: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Radio(abc.ABC):
+    """A transmitter and/or receiver with its own sample clock. See the module docstring."""
+
+    #: True when the hardware timestamps bursts itself (USRP); False when the driver keeps a
+    #: continuous stream and counts samples (Pluto, which has no hardware timestamps).
+    has_hardware_timestamps: bool = False
+
+    @abc.abstractmethod
+    def configure(self, settings: RadioSettings) -> None:
+        """Apply sample rate, carrier, gains and channel counts. Re-tuning the carrier gives a
+        new random LO phase on AD9361-based radios; callers must re-calibrate phase after."""
+
+    @property
+    @abc.abstractmethod
+    def settings(self) -> RadioSettings:
+        """The settings in force (after the driver rounded them to what the hardware does)."""
+
+    @abc.abstractmethod
+    def now(self) -> int:
+        """Current value of this radio's sample clock, in samples."""
+
+    @abc.abstractmethod
+    def transmit(self, samples: np.ndarray, at_sample: int) -> None:
+        """Schedule a burst.
+
+        samples: complex array ``(n_tx_channels, K)`` (or ``(K,)`` for one channel),
+            normalized to full scale 1.0.
+        at_sample: start time on this radio's sample clock, in samples. A time already past
+            counts as ``late`` and raises `testbed.errors.StreamError`.
+        """
+
+    @abc.abstractmethod
+    def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
+        """Return the window ``[at_sample, at_sample + n_samples)`` of this radio's sample clock
+        as a complex64 array ``(n_rx_channels, n_samples)`` normalized to full scale 1.0."""
+
+    @abc.abstractmethod
+    def counters(self) -> StreamCounters:
+        """Underflow/overflow/late counts since the radio was opened."""
+
+    def identity(self) -> RadioIdentity:
+        """Driver kind, serial and firmware; overridden by drivers that can read them."""
+        return RadioIdentity(kind=type(self).__name__)
+
+    def close(self) -> None:
+        """Release the device (stop streams, destroy buffers). Idempotent."""
+
+    def __enter__(self) -> "Radio":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def as_channel_matrix(samples: np.ndarray, n_channels: int) -> np.ndarray:
+    """Coerce ``(K,)`` or ``(n_channels, K)`` complex samples to ``(n_channels, K)`` complex64;
+    raise ValueError naming the expected shape otherwise."""
+    arr = np.asarray(samples)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] != n_channels:
+        raise ValueError(
+            f"samples must have shape ({n_channels}, K) for {n_channels} channel(s), got {arr.shape}")
+    return arr.astype(np.complex64, copy=False)
