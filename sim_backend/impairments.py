@@ -1,0 +1,329 @@
+"""Radio impairments of the simulated air, behind the hooks of `sim_backend.hooks`.
+
+Every impairment is one named parameter with a unit and is off at its default value, so each can
+be switched on alone. The air grid is the receiver's sample clock: all offsets of a transmitter
+are relative to the receiver (a receiver's own CFO/SRO is folded into the transmitters' values by
+the presets; the RX hook still offers a receiver CFO/phase for tests).
+
+Transmit chain (`TxImpairments.apply_tx`), in the order the hardware applies it:
+
+1. DAC (node clock): quantization to ``dac_bits`` bits per I/Q component with full scale 1.0
+   (step 2**(1 - bits)), clipping at +-1.0 when ``dac_clip``.
+2. Gain error: amplitude x 10**(gain_error_db / 20).
+3. Sample clock -> air grid: the node clock runs at fs (1 + sro), so node sample k (absolute
+   index s0 + k on the node clock) lands at air sample a_k = (s0 + k) / (1 + sro) +
+   timing_offset_samples. Both the fixed offset (integer + fraction) and the drift of the start
+   time with s0 follow from this map. Resampling uses a Kaiser-windowed sinc of
+   ``interp_half_taps`` taps per side (normalised to unit DC gain); exact for signals
+   band-limited to about 0.7 x Nyquist (e.g. 2x oversampled, roll-off <= 0.35). A pure integer
+   offset with sro = 0 is a plain shift (no filter). The returned burst starts at air sample
+   floor(a_0) - interp_half_taps (so that the sinc precursor is not cut) and carries both
+   filter tails.
+4. LO (absolute air time m): x exp(j (2 pi cfo_hz m / fs + phase + phase_noise[m])), continuous
+   across bursts because m is absolute. ``phase`` is ``phase_offset_rad`` until a tune; with
+   ``random_phase_per_tune`` every `on_tune` draws a new uniform phase.
+   Phase noise is a Wiener process (free-running oscillator, Lorentzian spectrum) of 3 dB
+   linewidth ``phase_noise_linewidth_hz``: increments N(0, 2 pi linewidth / fs) per sample;
+   `linewidth_from_dbc_hz` converts a single-sideband level L(f) in dBc/Hz at an offset f
+   (L(f) = linewidth / (pi f^2) for f >> linewidth).
+
+Receive chain (`RxImpairments.apply_rx`): receiver LO (x exp(-j (2 pi cfo_hz m / fs + phase +
+phase noise)), i.e. a receiver LO ``cfo_hz`` above nominal), gain error, ADC quantization and
+clipping (12-bit, full scale 1.0 on the AD9361).
+
+All transmit channels of a node share its clock and LO, hence the same impairments.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from testbed.errors import ConfigError
+
+_CHUNK = 8192
+
+
+# ---------------------------------------------------------------- elementary impairments (pure)
+
+def quantize(x: np.ndarray, bits: int | None, clip: bool = True) -> np.ndarray:
+    """Quantize I and Q of ``x`` (any shape) to ``bits`` bits, full scale 1.0 (step 2**(1-bits)).
+
+    bits=None skips quantization; clip=True limits each component to the code range
+    [-1, 1 - step] (or to [-1, 1] without quantization).
+    """
+    x = np.asarray(x, dtype=complex)
+    re, im = x.real.copy(), x.imag.copy()
+    if bits is not None:
+        if bits < 2:
+            raise ConfigError(f"converter bits must be >= 2, got {bits}")
+        scale = 2.0 ** (bits - 1)
+        re, im = np.round(re * scale), np.round(im * scale)
+        if clip:
+            re, im = np.clip(re, -scale, scale - 1), np.clip(im, -scale, scale - 1)
+        return (re + 1j * im) / scale
+    if clip:
+        re, im = np.clip(re, -1.0, 1.0), np.clip(im, -1.0, 1.0)
+    return re + 1j * im
+
+
+def kaiser_sinc(t: np.ndarray, half_taps: int, beta: float = 8.0) -> np.ndarray:
+    """Kaiser-windowed sinc interpolation kernel at offsets ``t`` (samples), zero for |t| >= H."""
+    t = np.asarray(t, dtype=float)
+    r = np.clip(1.0 - (t / half_taps) ** 2, 0.0, None)
+    w = np.i0(beta * np.sqrt(r)) / np.i0(beta)
+    return np.where(np.abs(t) < half_taps, np.sinc(t) * w, 0.0)
+
+
+def fractional_resample(x: np.ndarray, positions: np.ndarray, half_taps: int = 16,
+                        beta: float = 8.0) -> np.ndarray:
+    """Band-limited interpolation of x (C, K) at fractional input indices ``positions`` (M,).
+
+    Returns (C, M); samples outside 0..K-1 count as zero. Weights are normalised to sum 1 per
+    output sample (unit DC gain for any fraction).
+    """
+    x = np.asarray(x, dtype=complex)
+    positions = np.asarray(positions, dtype=float)
+    n_ch, n_in = x.shape
+    out = np.zeros((n_ch, positions.size), dtype=complex)
+    offs = np.arange(-half_taps + 1, half_taps + 1)
+    for lo in range(0, positions.size, _CHUNK):
+        u = positions[lo:lo + _CHUNK]
+        base = np.floor(u).astype(np.int64)
+        k = base[:, None] + offs[None, :]                       # (m, 2H)
+        w = kaiser_sinc(u[:, None] - k, half_taps, beta)
+        w /= w.sum(axis=1, keepdims=True)
+        valid = (k >= 0) & (k < n_in)
+        w = np.where(valid, w, 0.0)
+        out[:, lo:lo + _CHUNK] = np.einsum("cmt,mt->cm", x[:, np.clip(k, 0, n_in - 1)], w)
+    return out
+
+
+def linewidth_from_dbc_hz(dbc_hz: float, offset_hz: float) -> float:
+    """Wiener-phase-noise 3 dB linewidth in Hz matching L(offset) = ``dbc_hz`` dBc/Hz."""
+    return float(math.pi * offset_hz ** 2 * 10.0 ** (dbc_hz / 10.0))
+
+
+class WienerPhase:
+    """Wiener phase-noise state on an absolute sample axis (continuous across bursts)."""
+
+    def __init__(self, linewidth_hz: float, rng: np.random.Generator):
+        if linewidth_hz < 0:
+            raise ConfigError(f"phase_noise_linewidth_hz must be >= 0 Hz, got {linewidth_hz}")
+        self.linewidth_hz = float(linewidth_hz)
+        self._rng = rng
+        self._last_index: int | None = None
+        self._last_phase = 0.0
+
+    def phases(self, start_sample: int, n: int, sample_rate_hz: float) -> np.ndarray:
+        """Phase in rad at absolute samples start_sample..start_sample+n-1, shape (n,).
+
+        A gap since the previous call advances the walk by its length; a call that starts at or
+        before the last sample already drawn continues from the latest state.
+        """
+        var = 2.0 * math.pi * self.linewidth_hz / sample_rate_hz
+        if n == 0 or var == 0.0:
+            return np.zeros(n)
+        phase0 = self._last_phase
+        if self._last_index is not None and start_sample > self._last_index:
+            phase0 += self._rng.normal(0.0, math.sqrt(var * (start_sample - self._last_index)))
+        steps = self._rng.normal(0.0, math.sqrt(var), n - 1)
+        ph = phase0 + np.concatenate([[0.0], np.cumsum(steps)])
+        self._last_index = int(start_sample) + n - 1
+        self._last_phase = float(ph[-1])
+        return ph
+
+
+# ------------------------------------------------------------------------------ parameters
+
+class _Serializable:
+    def to_dict(self) -> dict:
+        """Plain-JSON dict of the parameters (for run configs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Inverse of `to_dict`; unknown keys raise ConfigError naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} keys {sorted(unknown)}; "
+                              f"allowed: {sorted(names)}")
+        return cls(**data)
+
+
+@dataclass
+class TxImpairmentParams(_Serializable):
+    """Impairments of one transmitting node (defaults: all off).
+
+    timing_offset_samples: air sample (float, receiver clock) where node sample 0 lands.
+    cfo_hz: carrier offset of the node's LO relative to the receiver, Hz.
+    sro_ppm: sample-clock offset relative to the receiver, ppm (node runs at fs (1 + sro)).
+    phase_offset_rad: LO phase before the first tune (and always, if not random per tune), rad.
+    random_phase_per_tune: draw a new uniform LO phase on every `on_tune`.
+    phase_noise_linewidth_hz: Wiener phase-noise 3 dB linewidth, Hz (0 = off).
+    gain_error_db: amplitude error of the transmit chain, dB.
+    dac_bits: DAC resolution per I/Q component, bits (None = no quantization; AD9361: 12).
+    dac_clip: clip I/Q at full scale 1.0.
+    interp_half_taps: half length of the fractional-delay/resampling filter, samples.
+    seed: seed of the phase-noise generator.
+    """
+
+    timing_offset_samples: float = 0.0
+    cfo_hz: float = 0.0
+    sro_ppm: float = 0.0
+    phase_offset_rad: float = 0.0
+    random_phase_per_tune: bool = False
+    phase_noise_linewidth_hz: float = 0.0
+    gain_error_db: float = 0.0
+    dac_bits: int | None = None
+    dac_clip: bool = False
+    interp_half_taps: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.interp_half_taps < 2:
+            raise ConfigError(f"interp_half_taps must be >= 2, got {self.interp_half_taps}")
+        if abs(self.sro_ppm) >= 1e5:
+            raise ConfigError(f"sro_ppm={self.sro_ppm} is not a clock offset; use |sro_ppm| < 1e5")
+
+    @classmethod
+    def from_ppm(cls, ppm: float, carrier_hz: float, **kwargs) -> "TxImpairmentParams":
+        """Node whose LO and sample clock share one oscillator that is ``ppm`` off (relative to
+        the receiver): cfo_hz = ppm 1e-6 carrier_hz and sro_ppm = ppm; other fields by keyword."""
+        return cls(cfo_hz=ppm * 1e-6 * carrier_hz, sro_ppm=ppm, **kwargs)
+
+
+@dataclass
+class RxImpairmentParams(_Serializable):
+    """Impairments of the receiver (defaults: all off).
+
+    cfo_hz: receiver LO above nominal, Hz (the received window rotates by -cfo_hz).
+    phase_offset_rad / random_phase_per_tune / phase_noise_linewidth_hz: as for the transmitter.
+    gain_error_db: receive chain amplitude error, dB.
+    adc_bits: ADC resolution per I/Q component, bits (None = off; AD9361: 12).
+    adc_clip: clip I/Q at full scale 1.0.
+    seed: seed of the phase-noise generator.
+    """
+
+    cfo_hz: float = 0.0
+    phase_offset_rad: float = 0.0
+    random_phase_per_tune: bool = False
+    phase_noise_linewidth_hz: float = 0.0
+    gain_error_db: float = 0.0
+    adc_bits: int | None = None
+    adc_clip: bool = False
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------- hooks
+
+class _LO:
+    """Shared LO state: phase per tune and Wiener phase noise."""
+
+    def __init__(self, phase_offset_rad: float, random_phase: bool, linewidth_hz: float,
+                 seed: int):
+        self.phase_rad = float(phase_offset_rad)
+        self._random = bool(random_phase)
+        self._noise = WienerPhase(linewidth_hz, np.random.default_rng(seed))
+
+    def on_tune(self, rng: np.random.Generator) -> None:
+        if self._random:
+            self.phase_rad = float(rng.uniform(-math.pi, math.pi))
+
+    def phase(self, start_sample: int, n: int, cfo_hz: float, fs: float) -> np.ndarray:
+        m = np.arange(n, dtype=float)
+        # 2 pi f (s0 + m) / fs, with the large s0 term reduced mod 1 cycle first
+        base = (cfo_hz / fs * float(start_sample)) % 1.0
+        return (2 * math.pi * (base + cfo_hz / fs * m) + self.phase_rad
+                + self._noise.phases(int(start_sample), n, fs))
+
+
+class TxImpairments:
+    """Transmit-side hook (`sim_backend.hooks.TxImpairment`) of one node; see the module doc."""
+
+    def __init__(self, params: TxImpairmentParams | None = None):
+        self.params = params or TxImpairmentParams()
+        p = self.params
+        self._lo = _LO(p.phase_offset_rad, p.random_phase_per_tune, p.phase_noise_linewidth_hz,
+                       p.seed)
+
+    @property
+    def lo_phase_rad(self) -> float:
+        """Current LO phase (rad) set by the last tune."""
+        return self._lo.phase_rad
+
+    def on_tune(self, rng: np.random.Generator) -> None:
+        """Radio re-tuned: new uniform LO phase if ``random_phase_per_tune``."""
+        self._lo.on_tune(rng)
+
+    def to_air_grid(self, x: np.ndarray, start_sample: int) -> tuple[np.ndarray, int]:
+        """Timing offset and SRO only: x (C, K) on the node clock -> (C, M) on the air grid,
+        and the air sample of column 0."""
+        p = self.params
+        eps = p.sro_ppm * 1e-6
+        tau = p.timing_offset_samples
+        n_in = x.shape[1]
+        if eps == 0.0 and float(tau).is_integer():
+            return x, int(start_sample) + int(tau)
+        s0 = int(start_sample)
+        h = p.interp_half_taps
+        first = s0 - s0 * eps / (1.0 + eps) + tau               # = s0 / (1 + eps) + tau
+        last = first + (n_in - 1) / (1.0 + eps)
+        m0 = math.floor(first) - h
+        m1 = math.ceil(last) + h
+        rel = np.arange(m0 - s0, m1 - s0 + 1, dtype=float)     # m - s0
+        positions = (rel - tau) * (1.0 + eps) + s0 * eps       # node index relative to s0
+        return fractional_resample(x, positions, h), m0
+
+    def apply_tx(self, samples: np.ndarray, start_sample: int,
+                 sample_rate_hz: float) -> tuple[np.ndarray, int]:
+        """Burst (n_tx, K) at node sample ``start_sample`` -> (burst on the air grid (n_tx, M),
+        air sample of its column 0)."""
+        p = self.params
+        x = np.asarray(samples, dtype=complex)
+        if x.ndim != 2:
+            raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
+        if p.dac_bits is not None or p.dac_clip:
+            x = quantize(x, p.dac_bits, p.dac_clip)
+        if p.gain_error_db:
+            x = x * 10.0 ** (p.gain_error_db / 20.0)
+        x, start_out = self.to_air_grid(x, start_sample)
+        if p.cfo_hz or self._lo.phase_rad or p.phase_noise_linewidth_hz:
+            ph = self._lo.phase(start_out, x.shape[1], p.cfo_hz, sample_rate_hz)
+            x = x * np.exp(1j * ph)[None, :]
+        return x, int(start_out)
+
+
+class RxImpairments:
+    """Receive-side hook (`sim_backend.hooks.RxImpairment`); see the module doc."""
+
+    def __init__(self, params: RxImpairmentParams | None = None):
+        self.params = params or RxImpairmentParams()
+        p = self.params
+        self._lo = _LO(p.phase_offset_rad, p.random_phase_per_tune, p.phase_noise_linewidth_hz,
+                       p.seed)
+
+    @property
+    def lo_phase_rad(self) -> float:
+        """Current receiver LO phase (rad) set by the last tune."""
+        return self._lo.phase_rad
+
+    def on_tune(self, rng: np.random.Generator) -> None:
+        """Radio re-tuned: new uniform LO phase if ``random_phase_per_tune``."""
+        self._lo.on_tune(rng)
+
+    def apply_rx(self, samples: np.ndarray, start_sample: int,
+                 sample_rate_hz: float) -> np.ndarray:
+        """Window (n_rx, n) starting at air sample ``start_sample`` -> impaired window, same shape."""
+        p = self.params
+        x = np.asarray(samples, dtype=complex)
+        if p.cfo_hz or self._lo.phase_rad or p.phase_noise_linewidth_hz:
+            ph = self._lo.phase(int(start_sample), x.shape[-1], p.cfo_hz, sample_rate_hz)
+            x = x * np.exp(-1j * ph)
+        if p.gain_error_db:
+            x = x * 10.0 ** (p.gain_error_db / 20.0)
+        if p.adc_bits is not None or p.adc_clip:
+            x = quantize(x, p.adc_bits, p.adc_clip)
+        return x
