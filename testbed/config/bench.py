@@ -1,0 +1,128 @@
+"""Bench file schema: which nodes, which radios, where the controller listens, what the
+simulated air does, and the all-reduce defaults. Loaded by `testbed.config.loader.load_bench`.
+
+A node's or receiver's ``radio`` is either an inline radio config (a mapping with ``kind``) or
+a path to a radio YAML file, relative to the bench file (resolved by the loader).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from testbed.config.radio import RadioConfig, _Strict
+
+ASSIGNMENT_POLICIES = ("given", "equal", "compute_proportional", "ssca")
+ALLREDUCE_METHODS = ("aircomp", "exact", "digital", "analog_fdma")
+TRANSCEIVER_METHODS = ("zf_sdr", "mmse", "siso_optimum", "channel_inversion", "random")
+
+
+class ControllerSection(_Strict):
+    """Where the ZMQ controller listens (ROUTER for agents, PUB for results)."""
+
+    host: str = "127.0.0.1"
+    router_port: int = Field(5555, ge=1, le=65535)
+    pub_port: int = Field(5556, ge=1, le=65535)
+    heartbeat_s: float = Field(1.0, gt=0, description="agent heartbeat period, seconds")
+    dead_after_s: float = Field(5.0, gt=0, description="silence after which a node is dead")
+    curve: bool = Field(False, description="require CURVE authentication of agents")
+
+    @model_validator(mode="after")
+    def _ports(self) -> "ControllerSection":
+        if self.router_port == self.pub_port:
+            raise ValueError("router_port and pub_port must differ")
+        if self.dead_after_s <= self.heartbeat_s:
+            raise ValueError("dead_after_s must exceed heartbeat_s")
+        return self
+
+
+class NodeSection(_Strict):
+    """One transmitting edge node holding a model shard."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    host: str = "127.0.0.1"
+    radio: RadioConfig | str
+    ratio: float | None = Field(None, ge=0, le=1, description="fraction of the model (m_n)")
+    memory_bytes: int | None = Field(None, gt=0)
+    flops: float | None = Field(None, gt=0, description="sustained compute, FLOP/s")
+    energy_j: float | None = Field(None, gt=0, description="energy budget E_n^max, joules")
+
+
+class ReceiverSection(_Strict):
+    """The multi-antenna receiver that applies the aggregation beamformer."""
+
+    id: str = "receiver"
+    host: str = "127.0.0.1"
+    n_antennas: int = Field(1, ge=1, le=64)
+    radio: RadioConfig | str | list[RadioConfig | str]
+
+
+class ChannelSection(_Strict):
+    """The simulated air (only used by simulated benches)."""
+
+    seed: int = 0
+    snr_db: float = 20.0
+    fading: Literal["rayleigh", "rician"] = "rayleigh"
+    k_factor_db: float = Field(0.0, description="Rician K factor in dB (rician only)")
+    path_loss_db: dict[str, float] = Field(default_factory=dict,
+                                           description="per node id, dB (default 0)")
+    impairments: str | None = Field(None, description="sim_backend impairment preset name")
+
+
+class AllReduceSection(_Strict):
+    """Defaults of the all-reduce; command line flags override them."""
+
+    method: Literal["aircomp", "exact", "digital", "analog_fdma"] = "aircomp"
+    transceiver: Literal["zf_sdr", "mmse", "siso_optimum", "channel_inversion", "random"] = \
+        "zf_sdr"
+    streams: int = Field(1, ge=1, description="symbol streams L per channel use")
+    quant_bits: int = Field(8, ge=1, le=32, description="digital baseline quantization")
+
+
+class BenchConfig(_Strict):
+    """A whole bench: controller, nodes, receiver, (simulated) channel, all-reduce defaults."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    controller: ControllerSection = ControllerSection()
+    assignment: Literal["given", "equal", "compute_proportional", "ssca"] = "given"
+    nodes: list[NodeSection] = Field(min_length=1)
+    receiver: ReceiverSection
+    channel: ChannelSection | None = None
+    allreduce: AllReduceSection = AllReduceSection()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BenchConfig":
+        ids = [n.id for n in self.nodes]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"node ids must be unique; repeated: {dup}")
+        if self.receiver.id in ids:
+            raise ValueError(f"receiver id {self.receiver.id!r} clashes with a node id")
+        if self.assignment == "given":
+            missing = [n.id for n in self.nodes if n.ratio is None]
+            if missing:
+                raise ValueError(f"assignment 'given' needs a ratio on every node; missing on "
+                                 f"{missing} (or set assignment: equal | compute_proportional "
+                                 "| ssca)")
+            total = sum(n.ratio for n in self.nodes)
+            if not math.isclose(total, 1.0, abs_tol=1e-6):
+                raise ValueError(f"node ratios must sum to 1, they sum to {total:.6g}")
+        if self.assignment == "compute_proportional":
+            missing = [n.id for n in self.nodes if n.flops is None]
+            if missing:
+                raise ValueError(f"assignment 'compute_proportional' needs flops on {missing}")
+        if self.channel is not None:
+            unknown = sorted(set(self.channel.path_loss_db) - set(ids))
+            if unknown:
+                raise ValueError(f"channel.path_loss_db names unknown node ids {unknown}; "
+                                 f"known: {ids}")
+        return self
+
+    def radio_kinds(self) -> set[str]:
+        """The radio kinds used on this bench (after the loader resolved file references)."""
+        radios = [n.radio for n in self.nodes]
+        rx = self.receiver.radio
+        radios += rx if isinstance(rx, list) else [rx]
+        return {r.kind for r in radios if not isinstance(r, str)}
