@@ -30,7 +30,8 @@ ROLES = ("node", "receiver", "channel")
 _ids = itertools.count(1 + (os.getpid() << 20))
 
 
-def _next_id() -> int:
+def next_msg_id() -> int:
+    """A fresh message id (unique within this process; pid in the high bits)."""
     return next(_ids)
 
 
@@ -62,7 +63,7 @@ class Message(_Model):
     """Base of all messages: ``msg_id`` identifies it, ``reply_to`` names the request answered."""
 
     type: str
-    msg_id: NonNegInt = Field(default_factory=_next_id)
+    msg_id: NonNegInt = Field(default_factory=next_msg_id)
     reply_to: NonNegInt | None = None
 
 

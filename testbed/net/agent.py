@@ -1,0 +1,208 @@
+"""The agent base class: registers with the controller, heartbeats, serves its requests.
+
+Subclass `Agent` and override ``handle(message) -> reply | None`` (requests sent to this agent)
+and, if needed, ``on_broadcast(message)`` (RESULT and other broadcasts) and
+``on_registered(ack)``. ``run()`` returns a short exit reason when the controller says
+SHUTDOWN, when ``stop()`` is called, or when the parent process is gone; it raises
+`RegistrationError` if refused / unanswered and `ControllerLostError` if the controller falls
+silent for ``controller_timeout_s``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from testbed.net.codec import DEFAULT_CODEC, Codec
+from testbed.net.errors import ControllerLostError, RegistrationError
+from testbed.net.schema import (PROTOCOL_VERSION, Capabilities, Error, Heartbeat, Message,
+                                Register, RegisterAck, RegisterReject, Shutdown, reply)
+from testbed.net.transport import AgentTransport, CurveClientKeys, Incoming
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What an agent needs.
+
+    node_id / role: its bench identity ("node" | "receiver" | "channel").
+    router_address / pub_address: the controller's bound addresses.
+    model_fingerprint: hash of the model it loaded (must equal the controller's).
+    heartbeat_interval_s: heartbeat period until the controller's ack overrides it, seconds.
+    controller_timeout_s: controller silence after which the agent gives up, seconds.
+    register_timeout_s / register_retry_s: overall registration wait and resend period, s.
+    watch_parent: exit when the parent process disappears (``os.getppid()`` changes).
+    protocol_version: what REGISTER claims (only tests change it).
+    """
+
+    node_id: str
+    router_address: str
+    pub_address: str
+    role: str = "node"
+    model_fingerprint: str = ""
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    heartbeat_interval_s: float = 0.5
+    controller_timeout_s: float = 3.0
+    register_timeout_s: float = 10.0
+    register_retry_s: float = 1.0
+    watch_parent: bool = True
+    curve: CurveClientKeys | None = None
+    codec: Codec = DEFAULT_CODEC
+    protocol_version: int = PROTOCOL_VERSION
+
+
+class Agent:
+    """Base agent. Thread use: run() in one thread; stop() may be called from any other."""
+
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        self.transport: AgentTransport | None = None
+        self.status = "ok"
+        self.heartbeat_interval_s = config.heartbeat_interval_s
+        self.n_handled = 0
+        self._stop = threading.Event()
+        self._ppid = os.getppid()
+        self._hb_seq = 0
+        self._last_controller = 0.0
+        self._backlog: list[Incoming] = []
+
+    # ------------------------------------------------------------- to override
+    def handle(self, message: Message) -> Message | None:
+        """Answer a request sent to this agent; return the reply (``reply_to`` is filled in
+        automatically) or None. The default refuses every request with an ERROR."""
+        return Error(code="unsupported", node_id=self.config.node_id,
+                     message=f"{type(self).__name__} does not handle {message.type}")
+
+    def on_broadcast(self, message: Message) -> None:
+        """Called for each broadcast other than HEARTBEAT / SHUTDOWN. Default: ignore."""
+
+    def on_registered(self, ack: RegisterAck) -> None:
+        """Called once registration is acknowledged. Default: nothing."""
+
+    # ------------------------------------------------------------- lifecycle
+    @property
+    def rejections(self):
+        """Rejected incoming messages per `MessageError` kind (empty before run())."""
+        return self.transport.rejections if self.transport else {}
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return at its next poll (within ~0.1 s)."""
+        self._stop.set()
+
+    def run(self) -> str:
+        """Connect, register, then serve until shutdown; return the exit reason."""
+        cfg = self.config
+        self.transport = AgentTransport(cfg.node_id, cfg.router_address, cfg.pub_address,
+                                        curve=cfg.curve, codec=cfg.codec)
+        try:
+            ack = self._register()
+            self.heartbeat_interval_s = ack.heartbeat_interval_s
+            self.on_registered(ack)
+            return self._serve()
+        finally:
+            self.transport.close()
+
+    def _register(self) -> RegisterAck:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.register_timeout_s
+        sent: set[int] = set()
+        next_send = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise RegistrationError(
+                    f"{cfg.node_id}: no answer from the controller at {cfg.router_address} "
+                    f"within {cfg.register_timeout_s:g} s; check the address, that the "
+                    "controller runs, and CURVE keys (a client whose public key is not in the "
+                    "controller's allowed directory is silently ignored)")
+            if self._stop.is_set() or self._parent_gone():
+                raise RegistrationError(f"{cfg.node_id}: stopped before registering")
+            if now >= next_send:
+                msg = Register(node_id=cfg.node_id, role=cfg.role,
+                               protocol_version=cfg.protocol_version,
+                               model_fingerprint=cfg.model_fingerprint,
+                               capabilities=cfg.capabilities)
+                sent.add(msg.msg_id)
+                self.transport.send(msg)
+                next_send = now + cfg.register_retry_s
+            batch = self.transport.poll(min(0.1, max(0.0, deadline - now)))
+            for k, item in enumerate(batch):
+                m = item.message
+                if item.channel != "direct" or m is None:
+                    continue
+                if isinstance(m, RegisterAck) and m.reply_to in sent:
+                    self._last_controller = time.monotonic()
+                    log.info("%s registered with %s", cfg.node_id, cfg.router_address)
+                    self._backlog = batch[k + 1:]  # what arrived right behind the ack
+                    return m
+                if isinstance(m, RegisterReject) and (m.reply_to in sent or m.reply_to is None):
+                    raise RegistrationError(f"{cfg.node_id}: controller refused registration: "
+                                            f"{m.reason}")
+
+    def _parent_gone(self) -> bool:
+        return self.config.watch_parent and os.getppid() != self._ppid
+
+    def _serve(self) -> str:
+        cfg = self.config
+        next_hb = 0.0
+        for item in self._backlog:
+            reason = self._dispatch(item)
+            if reason is not None:
+                return reason
+        self._backlog = []
+        while True:
+            if self._stop.is_set():
+                return "stopped"
+            if self._parent_gone():
+                log.warning("%s: parent process %d is gone; exiting", cfg.node_id, self._ppid)
+                return "parent exited"
+            now = time.monotonic()
+            if now >= next_hb:
+                self.transport.send(Heartbeat(seq=self._hb_seq, timestamp=time.time(),
+                                              status=self.status))
+                self._hb_seq += 1
+                next_hb = now + self.heartbeat_interval_s
+            silent = now - self._last_controller
+            if silent > cfg.controller_timeout_s:
+                raise ControllerLostError(
+                    f"{cfg.node_id}: no heartbeat from the controller for {silent:.1f} s "
+                    f"(limit {cfg.controller_timeout_s:g} s); it stopped or the network "
+                    "dropped -- restart the controller, then this agent")
+            for item in self.transport.poll(min(0.1, max(0.0, next_hb - now))):
+                reason = self._dispatch(item)
+                if reason is not None:
+                    return reason
+
+    def _dispatch(self, item: Incoming) -> str | None:
+        msg = item.message
+        if msg is None:  # malformed: already logged and counted by the transport
+            return None
+        self._last_controller = time.monotonic()
+        if isinstance(msg, Shutdown):
+            log.info("%s: shutdown requested: %s", self.config.node_id, msg.reason)
+            return f"shutdown: {msg.reason}"
+        if isinstance(msg, Heartbeat):
+            return None
+        if item.channel == "broadcast":
+            self.on_broadcast(msg)
+            return None
+        if isinstance(msg, RegisterReject):
+            raise RegistrationError(f"{self.config.node_id}: controller no longer accepts this "
+                                    f"agent: {msg.reason}")
+        if isinstance(msg, Error):
+            log.warning("%s: controller reported %s: %s", self.config.node_id, msg.code,
+                        msg.message)
+            return None
+        try:
+            answer = self.handle(msg)
+        except Exception as exc:  # keep serving; the controller gets the reason
+            log.exception("%s: handler failed on %s", self.config.node_id, msg.type)
+            answer = Error(code="handler_failed", node_id=self.config.node_id,
+                           message=f"{type(exc).__name__}: {exc}"[:8000])
+        self.n_handled += 1
+        if answer is not None:
+            self.transport.send(reply(msg, answer))
+        return None

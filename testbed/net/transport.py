@@ -1,0 +1,294 @@
+"""Thin pyzmq wrappers: the controller's ROUTER + PUB pair, an agent's DEALER + SUB pair.
+
+* Every wait is a poll with a timeout; nothing blocks forever. Sockets close with linger 0.
+* Frames are decoded with a `Codec`; a message that fails to decode is logged with its reason,
+  counted in ``rejections`` (per `MessageError.kind`) and handed back as an `Incoming` with
+  ``error`` set, so the caller can answer it -- it never raises out of ``poll``.
+* Optional CURVE: the server side runs a `zmq.auth.thread.ThreadAuthenticator` that accepts
+  only client public keys found in an "allowed" directory; see `generate_keys` for the layout
+  that ``testbed keys --out DIR`` writes.
+
+ZMQ identities: an agent's DEALER identity is ``"<node_id>#<random hex>"`` -- readable in logs,
+yet unique per connection, so that a second process claiming a live node id reaches the
+controller (and gets a clear REGISTER_REJECT) instead of being silently dropped by the ROUTER.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from testbed.errors import ConfigError
+from testbed.net.codec import DEFAULT_CODEC, Codec
+from testbed.net.errors import MessageError
+from testbed.net.schema import Message
+
+log = logging.getLogger(__name__)
+
+RECV_BATCH = 256  # most messages drained from one socket per poll, to stay fair
+
+
+@dataclass(frozen=True)
+class CurveServerKeys:
+    """Server CURVE material: its certificate with secret key, and the allowed-clients dir."""
+
+    secret_file: Path
+    allowed_clients_dir: Path
+
+
+@dataclass(frozen=True)
+class CurveClientKeys:
+    """Client CURVE material: its certificate with secret key, and the server's public one."""
+
+    secret_file: Path
+    server_public_file: Path
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One received message: ``peer`` is the ZMQ identity (controller side) or None;
+    ``channel`` is "direct" (ROUTER/DEALER) or "broadcast" (PUB/SUB); exactly one of
+    ``message`` / ``error`` is set."""
+
+    peer: str | None
+    channel: Literal["direct", "broadcast"]
+    message: Message | None = None
+    error: MessageError | None = None
+
+
+def generate_keys(out_dir: str | Path, clients: Sequence[str] = ("client",)) -> dict[str, Path]:
+    """Write CURVE certificates (via `zmq.auth.create_certificates`) into ``out_dir``.
+
+    Layout: ``server.key`` / ``server.key_secret``; ``clients/<name>.key`` and
+    ``.key_secret`` per client; ``allowed/<name>.key`` (public copies: the directory the server
+    trusts). Secret files are made readable by the owner only. Returns the paths by role.
+    """
+    if not zmq.has("curve"):
+        raise ConfigError("this libzmq was built without CURVE (libsodium); install a pyzmq "
+                          "wheel with CURVE support or run without --curve")
+    out = Path(out_dir)
+    (out / "clients").mkdir(parents=True, exist_ok=True)
+    (out / "allowed").mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    pub, sec = zmq.auth.create_certificates(str(out), "server")
+    Path(sec).chmod(0o600)
+    paths["server_public"], paths["server_secret"] = Path(pub), Path(sec)
+    for name in clients:
+        if not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"client name {name!r} must be a plain file name")
+        pub, sec = zmq.auth.create_certificates(str(out / "clients"), name)
+        Path(sec).chmod(0o600)
+        shutil.copy(pub, out / "allowed" / f"{name}.key")
+        paths[f"client_secret:{name}"] = Path(sec)
+    paths["allowed_dir"] = out / "allowed"
+    return paths
+
+
+def _load_cert(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
+    if not Path(path).is_file():
+        raise ConfigError(f"CURVE certificate {path} not found; create keys with "
+                          "`testbed keys --out DIR`")
+    public, secret = zmq.auth.load_certificate(str(path))
+    if need_secret and not secret:
+        raise ConfigError(f"{path} holds no secret key; pass the '.key_secret' file")
+    return public, secret
+
+
+def _base_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+    return sock
+
+
+class _Receiver:
+    """Shared receive/decode/count logic."""
+
+    def __init__(self, codec: Codec):
+        self.codec = codec
+        self.rejections: collections.Counter[str] = collections.Counter()
+        self._poller = zmq.Poller()
+        self._channels: dict[zmq.Socket, Literal["direct", "broadcast"]] = {}
+
+    @property
+    def n_rejected(self) -> int:
+        """Total number of received messages rejected so far."""
+        return sum(self.rejections.values())
+
+    def _register(self, sock: zmq.Socket, channel: Literal["direct", "broadcast"]) -> None:
+        self._poller.register(sock, zmq.POLLIN)
+        self._channels[sock] = channel
+
+    def poll(self, timeout_s: float) -> list[Incoming]:
+        """Wait up to ``timeout_s`` seconds for messages; return all that are ready (maybe [])."""
+        events = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
+        out: list[Incoming] = []
+        for sock, channel in self._channels.items():
+            if sock not in events:
+                continue
+            for _ in range(RECV_BATCH):
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                out.append(self._decode(frames, channel, sock.type == zmq.ROUTER))
+        return out
+
+    def _decode(self, frames: list[bytes], channel, has_identity: bool) -> Incoming:
+        peer = None
+        if has_identity:
+            peer = frames[0].decode("utf-8", "replace")
+            frames = frames[1:]
+        try:
+            return Incoming(peer, channel, message=self.codec.decode(frames))
+        except MessageError as err:
+            self.rejections[err.kind] += 1
+            log.warning("rejected %s message from %s: %s", channel, peer or "controller", err)
+            return Incoming(peer, channel, error=err)
+
+
+class ControllerTransport(_Receiver):
+    """ROUTER (requests/replies with agents) + PUB (broadcasts), optionally CURVE-protected.
+
+    Endpoints may use port ``*`` (e.g. ``tcp://127.0.0.1:*``); the bound addresses are in
+    ``router_address`` / ``pub_address``.
+    """
+
+    def __init__(self, router_endpoint: str = "tcp://127.0.0.1:*",
+                 pub_endpoint: str = "tcp://127.0.0.1:*", curve: CurveServerKeys | None = None,
+                 codec: Codec = DEFAULT_CODEC):
+        super().__init__(codec)
+        self._ctx = zmq.Context()
+        self._auth: ThreadAuthenticator | None = None
+        try:
+            self.router = _base_socket(self._ctx, zmq.ROUTER)
+            self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self.pub = _base_socket(self._ctx, zmq.PUB)
+            if curve is not None:
+                self._setup_curve(curve)
+            self.router.bind(router_endpoint)
+            self.pub.bind(pub_endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise ConfigError(f"cannot bind controller sockets {router_endpoint} / "
+                              f"{pub_endpoint}: {exc}; pick free ports") from exc
+        except BaseException:
+            self.close()
+            raise
+        self.router_address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pub_address = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._register(self.router, "direct")
+
+    def _setup_curve(self, curve: CurveServerKeys) -> None:
+        public, secret = _load_cert(curve.secret_file, need_secret=True)
+        if not Path(curve.allowed_clients_dir).is_dir():
+            raise ConfigError(f"allowed-clients directory {curve.allowed_clients_dir} not "
+                              "found; create it with `testbed keys --out DIR`")
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(curve.allowed_clients_dir))
+        for sock in (self.router, self.pub):
+            sock.curve_secretkey = secret
+            sock.curve_publickey = public
+            sock.curve_server = True
+
+    def send(self, peer: str, msg: Message, quiet: bool = False) -> bool:
+        """Send ``msg`` to the agent with ZMQ identity ``peer``; False if it is unreachable
+        (logged as a warning unless ``quiet``)."""
+        return self.send_frames(peer, self.codec.encode(msg), quiet=quiet)
+
+    def send_frames(self, peer: str, frames: Sequence[bytes], quiet: bool = False) -> bool:
+        """Send raw frames to ``peer`` (no validation; diagnostics and tests)."""
+        try:
+            self.router.send_multipart([peer.encode(), *frames], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (gone) or EAGAIN (queue full)
+            (log.debug if quiet else log.warning)("cannot send to %s: %s", peer, exc)
+            return False
+
+    def publish(self, msg: Message) -> None:
+        """Broadcast ``msg`` to every subscribed agent (dropped for slow subscribers)."""
+        self.publish_frames(self.codec.encode(msg))
+
+    def publish_frames(self, frames: Sequence[bytes]) -> None:
+        """Broadcast raw frames (no validation; diagnostics and tests)."""
+        try:
+            self.pub.send_multipart(list(frames), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("broadcast dropped: %s", exc)
+
+    def close(self) -> None:
+        """Close sockets (linger 0), stop the authenticator, terminate the context."""
+        for name in ("router", "pub"):
+            sock = getattr(self, name, None)
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if not self._ctx.closed:
+            self._ctx.term()
+
+
+class AgentTransport(_Receiver):
+    """DEALER (to the controller's ROUTER) + SUB (to its PUB), optionally with CURVE keys."""
+
+    def __init__(self, node_id: str, router_address: str, pub_address: str,
+                 curve: CurveClientKeys | None = None, codec: Codec = DEFAULT_CODEC):
+        super().__init__(codec)
+        self.identity = f"{node_id}#{secrets.token_hex(4)}"
+        self._ctx = zmq.Context()
+        try:
+            self.dealer = _base_socket(self._ctx, zmq.DEALER)
+            self.dealer.setsockopt(zmq.IDENTITY, self.identity.encode())
+            self.sub = _base_socket(self._ctx, zmq.SUB)
+            self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+            if curve is not None:
+                public, secret = _load_cert(curve.secret_file, need_secret=True)
+                server_public, _ = _load_cert(curve.server_public_file, need_secret=False)
+                for sock in (self.dealer, self.sub):
+                    sock.curve_secretkey = secret
+                    sock.curve_publickey = public
+                    sock.curve_serverkey = server_public
+            self.dealer.connect(router_address)
+            self.sub.connect(pub_address)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise ConfigError(f"cannot connect to controller {router_address} / "
+                              f"{pub_address}: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+        self._register(self.dealer, "direct")
+        self._register(self.sub, "broadcast")
+
+    def send(self, msg: Message) -> bool:
+        """Send ``msg`` to the controller; False if the outgoing queue is full."""
+        return self.send_frames(self.codec.encode(msg))
+
+    def send_frames(self, frames: Sequence[bytes]) -> bool:
+        """Send raw frames to the controller (no validation; diagnostics and tests)."""
+        try:
+            self.dealer.send_multipart(list(frames), zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:
+            log.warning("cannot send to controller: %s", exc)
+            return False
+
+    def close(self) -> None:
+        """Close sockets (linger 0) and terminate the context."""
+        for name in ("dealer", "sub"):
+            sock = getattr(self, name, None)
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+        if not self._ctx.closed:
+            self._ctx.term()
