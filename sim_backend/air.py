@@ -1,0 +1,207 @@
+"""In-process channel emulator: superposition of bursts through per-link MIMO channels + AWGN.
+
+The air grid is the receiver's sample clock. Transmitters register with a node id and their
+number of antennas; each burst passes the node's `TxImpairment.apply_tx` (which maps it onto
+the air grid), then the node's channel of the *current block* (the channel in force when the
+burst is scheduled: ``new_realization()`` affects later bursts only), and is stored as its
+``(N_r, K')`` contribution at the receiver. A receive window ``[t, t + n)`` returns the sum of the
+stored contributions overlapping it, plus fresh CN(0, noise_var) noise per antenna and sample,
+then the receiver's `RxImpairment.apply_rx`.
+
+Memory: a stored burst is dropped as soon as a receive window reaches past its last sample
+(it has been consumed), or when `expire_before(t)` is called with t beyond its end. Bursts
+that are never received stay until then; `pending_bursts()` tells how many are held.
+
+Time: the air keeps a lock-step clock ``now`` (samples): it advances to the end of each
+receive window (and with `advance`); it never runs on its own. Noise samples are drawn per
+receive call from the air's seeded generator, so a run is reproducible when the same calls
+are made in the same order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim_backend.channel import ChannelModel
+from sim_backend.hooks import NoRxImpairment, NoTxImpairment, RxImpairment, TxImpairment
+from testbed.errors import ConfigError
+
+
+@dataclass
+class _Tx:
+    node_id: int
+    n_tx: int
+    impairment: TxImpairment
+    channel: np.ndarray | None = None  # (N_r, n_tx)
+
+
+@dataclass
+class _Burst:
+    node_id: int
+    start: int           # air sample of contribution[:, 0]
+    contribution: np.ndarray  # (N_r, K') complex128, after the channel
+
+    @property
+    def end(self) -> int:
+        return self.start + self.contribution.shape[1]
+
+
+@dataclass
+class AirStats:
+    """Counts kept by the air: bursts scheduled/received and receive windows served."""
+
+    bursts: int = 0
+    windows: int = 0
+    dropped_unreceived: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class SimAir:
+    """The simulated air between registered transmitters and one receiver.
+
+    n_rx: receive antennas. noise_var: complex AWGN variance per receive antenna per sample
+    (full-scale units; see `sim_backend.channel.noise_var_from_snr_db`; 0 switches noise off).
+    channel_model: draws the per-node channels on `new_realization` (optional; channels can also
+    be set with `set_channel`). sample_rate_hz: passed to the impairment hooks. seed: seeds the
+    one generator used for channels, noise and tune phases.
+    """
+
+    def __init__(self, n_rx: int, noise_var: float = 0.0, *, channel_model: ChannelModel | None = None,
+                 seed: int | None = 0, sample_rate_hz: float = 1.0e6,
+                 rx_impairment: RxImpairment | None = None) -> None:
+        if n_rx < 1:
+            raise ConfigError(f"n_rx must be >= 1, got {n_rx}")
+        if noise_var < 0:
+            raise ConfigError(f"noise_var must be >= 0 (linear, full-scale units), got {noise_var}")
+        if channel_model is not None and channel_model.n_rx != n_rx:
+            raise ConfigError(f"channel_model.n_rx={channel_model.n_rx} differs from n_rx={n_rx}")
+        self.n_rx = int(n_rx)
+        self.noise_var = float(noise_var)
+        self.channel_model = channel_model
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.rng = np.random.default_rng(seed)
+        self.rx_impairment: RxImpairment = rx_impairment or NoRxImpairment()
+        self._tx: dict[int, _Tx] = {}
+        self._bursts: list[_Burst] = []
+        self.now = 0
+        self.stats = AirStats()
+
+    # ---------------------------------------------------------------- nodes and channels
+    def register_tx(self, node_id: int, n_tx: int = 1, impairment: TxImpairment | None = None) -> None:
+        """Add transmitter ``node_id`` with ``n_tx`` antennas (identity impairments by default)."""
+        if node_id in self._tx:
+            raise ConfigError(f"node {node_id} is already registered on this air")
+        if n_tx < 1:
+            raise ConfigError(f"n_tx must be >= 1, got {n_tx}")
+        self._tx[node_id] = _Tx(node_id, int(n_tx), impairment or NoTxImpairment())
+
+    @property
+    def node_ids(self) -> list[int]:
+        """Registered transmitter ids in registration order (the order of `true_channels`)."""
+        return list(self._tx)
+
+    def tx_impairment(self, node_id: int) -> TxImpairment:
+        """The impairment hook of a registered transmitter."""
+        return self._node(node_id).impairment
+
+    def set_channel(self, node_id: int, h: np.ndarray) -> None:
+        """Set node ``node_id``'s channel, complex ``(N_r, n_tx)``, for the current block."""
+        tx = self._node(node_id)
+        h = np.asarray(h, dtype=complex)
+        if h.shape != (self.n_rx, tx.n_tx):
+            raise ConfigError(f"channel of node {node_id} must have shape ({self.n_rx}, {tx.n_tx}), "
+                              f"got {h.shape}")
+        tx.channel = h.copy()
+
+    def set_channels(self, H: np.ndarray) -> None:
+        """Set all channels from ``H`` complex ``(N, N_r, N_t)`` in `node_ids` order."""
+        if len(H) != len(self._tx):
+            raise ConfigError(f"H has {len(H)} nodes, {len(self._tx)} are registered")
+        for nid, h in zip(self._tx, H):
+            self.set_channel(nid, h)
+
+    def new_realization(self) -> np.ndarray:
+        """Draw a new fading block for every registered node from ``channel_model``; returns it
+        as ``(N, N_r, N_t)`` (in `node_ids` order)."""
+        if self.channel_model is None:
+            raise ConfigError("this SimAir has no channel_model; pass one or use set_channels()")
+        if self.channel_model.n_nodes != len(self._tx):
+            raise ConfigError(f"channel_model has n_nodes={self.channel_model.n_nodes}, "
+                              f"{len(self._tx)} transmitters are registered")
+        H = self.channel_model.draw(self.rng)
+        self.set_channels(H)
+        return H
+
+    def true_channels(self) -> np.ndarray:
+        """Current channels ``(N, N_r, N_t)`` in `node_ids` order (perfect CSI); all nodes must
+        have the same n_tx."""
+        missing = [nid for nid, tx in self._tx.items() if tx.channel is None]
+        if missing:
+            raise ConfigError(f"nodes {missing} have no channel yet; call new_realization()")
+        return np.stack([tx.channel for tx in self._tx.values()])
+
+    def tune_tx(self, node_id: int) -> None:
+        """Call node ``node_id``'s on_tune hook with the air's generator (new LO phase etc.)."""
+        self._node(node_id).impairment.on_tune(self.rng)
+
+    def tune_rx(self) -> None:
+        """Call the receiver's on_tune hook."""
+        self.rx_impairment.on_tune(self.rng)
+
+    # ---------------------------------------------------------------- bursts and windows
+    def schedule(self, node_id: int, samples: np.ndarray, start_sample: int) -> None:
+        """Put a burst ``(n_tx, K)`` (node clock, starting at node sample ``start_sample``) on the
+        air through the node's TX hook and its current channel."""
+        tx = self._node(node_id)
+        if tx.channel is None:
+            raise ConfigError(f"node {node_id} has no channel yet; call new_realization()")
+        x = np.asarray(samples)
+        if x.ndim != 2 or x.shape[0] != tx.n_tx:
+            raise ConfigError(f"burst of node {node_id} must be ({tx.n_tx}, K), got {x.shape}")
+        x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
+        contribution = tx.channel @ np.asarray(x_air, dtype=np.complex128)
+        self._bursts.append(_Burst(node_id, int(air_start), contribution))
+        self.stats.bursts += 1
+
+    def receive(self, n_samples: int, start_sample: int) -> np.ndarray:
+        """Receiver window ``[start_sample, start_sample + n_samples)``: complex128 ``(N_r, n)``."""
+        n = int(n_samples)
+        t0 = int(start_sample)
+        if n < 0:
+            raise ConfigError(f"n_samples must be >= 0, got {n}")
+        y = np.zeros((self.n_rx, n), dtype=np.complex128)
+        t1 = t0 + n
+        for b in self._bursts:
+            lo, hi = max(t0, b.start), min(t1, b.end)
+            if lo < hi:
+                y[:, lo - t0:hi - t0] += b.contribution[:, lo - b.start:hi - b.start]
+        if self.noise_var > 0:
+            w = self.rng.standard_normal((2, self.n_rx, n))
+            y += np.sqrt(self.noise_var / 2.0) * (w[0] + 1j * w[1])
+        self._bursts = [b for b in self._bursts if b.end > t1]
+        self.now = max(self.now, t1)
+        self.stats.windows += 1
+        return self.rx_impairment.apply_rx(y, t0, self.sample_rate_hz)
+
+    def advance(self, n_samples: int) -> None:
+        """Move the air clock forward by ``n_samples`` without receiving."""
+        self.now += int(n_samples)
+
+    def expire_before(self, sample: int) -> int:
+        """Drop bursts ending at or before air sample ``sample``; returns how many."""
+        keep = [b for b in self._bursts if b.end > sample]
+        dropped = len(self._bursts) - len(keep)
+        self._bursts = keep
+        self.stats.dropped_unreceived += dropped
+        return dropped
+
+    def pending_bursts(self) -> int:
+        """Number of bursts held (scheduled, not yet fully received or expired)."""
+        return len(self._bursts)
+
+    def _node(self, node_id: int) -> _Tx:
+        try:
+            return self._tx[node_id]
+        except KeyError:
+            raise ConfigError(f"node {node_id} is not registered; call register_tx first") from None

@@ -1,0 +1,54 @@
+"""Real <-> complex packing and stream layout of the AirComp payload (pure numpy).
+
+A real tensor of D values becomes ceil(D/2) complex symbols: s[k] = z[2k] + j z[2k+1] (the
+last imaginary part is 0 when D is odd). L streams per channel use: the symbols are laid out
+row-major into an ``(L, K)`` matrix, K = ceil(ceil(D/2) / L), zero-padded at the end.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def n_complex(d: int) -> int:
+    """Complex symbols needed for ``d`` reals: ceil(d / 2)."""
+    return (int(d) + 1) // 2
+
+
+def pack_reals(z: np.ndarray) -> np.ndarray:
+    """Flatten real ``z`` (any shape, D values) to complex ``(ceil(D/2),)``: pairs -> re, im."""
+    flat = np.asarray(z, dtype=np.float64).ravel()
+    if flat.size % 2:
+        flat = np.concatenate([flat, [0.0]])
+    return flat[0::2] + 1j * flat[1::2]
+
+
+def unpack_reals(s: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `pack_reals`: complex ``(>= ceil(D/2),)`` -> real array of ``shape`` (D values);
+    extra trailing symbols (stream padding) are ignored."""
+    d = math.prod(shape)
+    s = np.asarray(s).ravel()
+    need = n_complex(d)
+    if s.size < need:
+        raise ValueError(f"need {need} complex symbols for shape {shape}, got {s.size}")
+    out = np.empty(2 * need)
+    out[0::2] = s[:need].real
+    out[1::2] = s[:need].imag
+    return out[:d].reshape(shape)
+
+
+def to_streams(s: np.ndarray, n_streams: int) -> np.ndarray:
+    """Lay complex symbols ``(M,)`` out as ``(L, K)``, K = ceil(M / L), zero-padded row-major."""
+    if n_streams < 1:
+        raise ValueError(f"n_streams must be >= 1, got {n_streams}")
+    s = np.asarray(s).ravel()
+    k = max(1, -(-s.size // n_streams))
+    out = np.zeros(n_streams * k, dtype=np.complex128)
+    out[:s.size] = s
+    return out.reshape(n_streams, k)
+
+
+def from_streams(S: np.ndarray, n_symbols: int) -> np.ndarray:
+    """Inverse of `to_streams`: ``(L, K)`` -> the first ``n_symbols`` symbols, ``(n_symbols,)``."""
+    return np.asarray(S).reshape(-1)[:n_symbols]

@@ -1,0 +1,25 @@
+"""Transmit precoding X_n = B_n S_n and receive aggregation S_hat = A^H Y (pure numpy).
+
+S_n: complex ``(L, K)`` symbols (unit power), B_n: ``(N_t, L)`` with tr(B_n B_n^H) = power per
+channel use (linear), A: ``(N_r, L)``, Y: ``(N_r, K)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def precode(B_n: np.ndarray, S_n: np.ndarray) -> np.ndarray:
+    """X_n = B_n S_n, complex ``(N_t, K)``."""
+    return np.asarray(B_n) @ np.asarray(S_n)
+
+
+def precoder_power(B_n: np.ndarray) -> float:
+    """tr(B_n B_n^H): transmit power per channel use for unit-power symbols (linear)."""
+    B_n = np.asarray(B_n)
+    return float(np.vdot(B_n, B_n).real)
+
+
+def aggregate(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """S_hat = A^H Y, complex ``(L, K)``."""
+    return np.asarray(A).conj().T @ np.asarray(Y)
+
