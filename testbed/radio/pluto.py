@@ -189,6 +189,15 @@ class PlutoRadio(Radio):
                              "call open() first")
         cfg = self._validated(settings)
         self._stop_streams()
+        try:
+            self._apply(cfg)
+        except OSError as exc:   # kernel EINVAL, or a context without attribute I/O (xml:)
+            raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} rejected the "
+                             f"settings ({exc}); check `iio_attr -u {self._cfg.uri} -c "
+                             "ad9361-phy` and the config ranges") from exc
+        self._start_streams()
+
+    def _apply(self, cfg: PlutoConfig) -> None:
         dev = self._dev
         with self._cond:
             rate = int(round(cfg.sample_rate_hz))
@@ -218,7 +227,6 @@ class PlutoRadio(Radio):
                 tx_gain_db=cfg.tx_gain_db, rx_gain_db=cfg.rx_gain_db,
                 rx_gain_mode=cfg.rx_gain_mode, n_tx_channels=cfg.n_tx_channels,
                 n_rx_channels=cfg.n_rx_channels, rf_bandwidth_hz=float(bw))
-        self._start_streams()
 
     def _set_rx_gain(self, dev: Any, ch: int, mode: str, gain_db: float) -> None:
         # pyadi-iio silently ignores rx_hardwaregain_chanN unless the AGC of that channel is
@@ -379,7 +387,7 @@ class PlutoRadio(Radio):
             return 0
 
     def _clear_xflow(self) -> None:
-        for name, bits in (("_rxadc", XFLOW_RX_OVERFLOW), ("_txdac", XFLOW_TX_UNDERFLOW)):
+        for name in ("_rxadc", "_txdac"):      # reading clears whatever was latched before
             self._read_xflow(getattr(self._dev, name, None))
 
     def _poll_xflow(self) -> None:
@@ -474,6 +482,13 @@ class PlutoRadio(Radio):
                 if lo < hi:
                     out[:, lo - at:hi - at] = block[:, lo - start:hi - start]
             return out
+
+    @property
+    def discontinuities(self) -> list[int]:
+        """RX sample positions where samples were dropped (overflow); the TX->RX offset
+        measured before such a position no longer holds after it."""
+        with self._cond:
+            return list(self._gaps)
 
     def counters(self) -> StreamCounters:
         with self._cond:

@@ -105,10 +105,11 @@ class FakePluto:
         self._rxbuf = False
         self._tx_len: int | None = None
         self.tx_push_count = 0
+        self.tx_lengths: set[int] = set()
         # air-time model
         self._air = 0                 # ADC capture frontier, samples
         self._rx_read = 0             # next air sample rx() returns
-        self._dac: list[np.ndarray] = []
+        self._dac: list[tuple[int, np.ndarray]] = []
         self._dac_total = 0
         self._dac_anchor: int | None = None
         self._stale = 0
@@ -235,11 +236,13 @@ class FakePluto:
         out = np.zeros((self.N_CHANNELS, n), dtype=np.complex128)
         if self._dac_anchor is None or not self._dac:
             return out
-        stream = np.concatenate(self._dac, axis=1)
         j0 = t0 - self._dac_anchor - self.loopback_delay
-        lo, hi = max(j0, 0), min(j0 + n, self._dac_total)
-        if lo < hi:
-            out[: stream.shape[0], lo - j0:hi - j0] = stream[:, lo:hi]
+        for start, block in self._dac:           # (DAC index of first sample, samples)
+            lo, hi = max(j0, start), min(j0 + n, start + block.shape[1])
+            if lo < hi:
+                out[: block.shape[0], lo - j0:hi - j0] = block[:, lo - start:hi - start]
+        # forget blocks that can no longer be played back
+        self._dac = [(st, b) for st, b in self._dac if st + b.shape[1] > j0 - 1]
         codes = np.floor(out.real / 16) + 1j * np.floor(out.imag / 16)   # 12 MSBs of int16
         return np.clip(codes.real, -2048, 2047) + 1j * np.clip(codes.imag, -2048, 2047)
 
@@ -291,8 +294,9 @@ class FakePluto:
         limit = self._txdac.kernel_buffers * self._tx_len
         if queued + block.shape[1] > limit:                # push blocks until a buffer drains
             self._advance_air(self._air + queued + block.shape[1] - limit)
-        self._dac.append(full)
+        self._dac.append((self._dac_total, full))
         self._dac_total += block.shape[1]
+        self.tx_lengths.add(block.shape[1])
         self.tx_push_count += 1
 
     def tx_destroy_buffer(self):
