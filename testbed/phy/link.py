@@ -54,12 +54,14 @@ class LinkConfig:
 @dataclass
 class RoundInfo:
     """What one exchange measured: frame start found vs expected (samples), detection metric,
-    air start sample, peak |I|/|Q| sent (full scale = 1)."""
+    air start sample, peak |I|/|Q| sent (full scale = 1) and the fraction of sent I/Q
+    components beyond full scale."""
 
     start_sample: int
     detected_offset: int
     detection_metric: float
     peak_component: float
+    clipped_fraction: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -108,7 +110,7 @@ class AirCompLink:
         start = self.rx_radio.now() + c.lead_samples if start_sample is None else int(start_sample)
         pre = layout.preamble()
         pil = layout.pilot() if layout.with_pilots else None
-        peak = 0.0
+        peak, clipped, sent = 0.0, 0, 0
         for n, radio in enumerate(self.tx_radios):
             x = np.zeros((self.n_tx, layout.total_len), dtype=np.complex128)
             x[0, :layout.preamble_len] = pre
@@ -122,13 +124,16 @@ class AirCompLink:
                     raise ValueError(f"payload of node {n} overruns the frame")
                 x[:, i:i + p.shape[1]] = p
             x *= c.amplitude
-            peak = max(peak, float(np.max(np.abs(x.view(np.float64)))))
+            comps = np.abs(x.view(np.float64))
+            peak = max(peak, float(comps.max()) if comps.size else 0.0)
+            clipped += int(np.count_nonzero(comps > 1.0))
+            sent += comps.size
             radio.transmit(x.astype(np.complex64), start - self.tx_advance[n])
         m = c.search_margin
         window = self.rx_radio.receive(layout.total_len + 2 * m, start - m)
         d, metric = detect_frame_start(window, pre, 2 * m + 1, c.detect_threshold)
         frame = window[:, d:d + layout.total_len].astype(np.complex128) / c.amplitude
-        return frame, RoundInfo(start, d - m, metric, peak)
+        return frame, RoundInfo(start, d - m, metric, peak, clipped / max(sent, 1))
 
     def estimate_channels(self, start_sample: int | None = None) -> tuple[np.ndarray, RoundInfo]:
         """Pilot-only frame; LS estimate of every H_n, complex ``(N, N_r, N_t)`` (signal-model
