@@ -216,7 +216,7 @@ def train_default_model(recipe: TrainingRecipe, out_dir: str | Path, *,
         "torch_version": torch.__version__,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _hf_progress_bars(progress):
+    with hf_progress_bars(progress):
         model.save_pretrained(out_dir, safe_serialization=True)
     ByteTokenizer().save(out_dir)
     (out_dir / REPORT_FILENAME).write_text(json.dumps(report, indent=2) + "\n")
@@ -224,7 +224,8 @@ def train_default_model(recipe: TrainingRecipe, out_dir: str | Path, *,
 
 
 @contextlib.contextmanager
-def _hf_progress_bars(enabled: bool) -> Iterator[None]:
+def hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """Context: show (True) or hide (False) transformers' own progress bars, then restore."""
     from transformers.utils import logging as hf_logging
 
     was_disabled = not hf_logging.is_progress_bar_enabled()
