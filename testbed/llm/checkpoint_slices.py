@@ -1,0 +1,85 @@
+"""Read named weight tensors, or just a block of rows/columns of them, from where they live.
+
+Two sources with one interface (``has(name)``, ``get(name, rows=None, cols=None)``):
+`StateDictSource` (an in-memory state dict, e.g. of a loaded HF model) and `SafetensorsSource`
+(a ``save_pretrained`` directory, single file or sharded with an index). The safetensors source
+reads only the requested block via ``safe_open(...).get_slice(name)[...]``, so a node process
+never materializes the full weights. Returned tensors own their memory (no views into others).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Protocol
+
+import torch
+from safetensors import safe_open
+
+from testbed.errors import ConfigError
+
+
+class TensorSource(Protocol):
+    """Where a node's weights come from."""
+
+    def has(self, name: str) -> bool:
+        """Whether a tensor called ``name`` exists."""
+
+    def get(self, name: str, rows: range | None = None, cols: range | None = None) -> torch.Tensor:
+        """The tensor ``name`` (or its ``rows`` x ``cols`` block; ranges are contiguous)."""
+
+
+def _as_slice(r: range | None) -> slice:
+    return slice(None) if r is None else slice(r.start, r.stop)
+
+
+class StateDictSource:
+    """Tensors from a ``{name: tensor}`` mapping; blocks are copied (``clone``)."""
+
+    def __init__(self, state_dict: Mapping[str, torch.Tensor]):
+        self.state_dict = state_dict
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is in the state dict."""
+        return name in self.state_dict
+
+    def get(self, name, rows=None, cols=None):
+        """Copy of ``state_dict[name][rows, cols]`` (1-D tensors take ``rows`` only)."""
+        t = self.state_dict[name].detach()
+        t = t[_as_slice(rows)] if t.dim() == 1 else t[_as_slice(rows), _as_slice(cols)]
+        return t.clone().contiguous()
+
+
+class SafetensorsSource:
+    """Tensors from a Hugging Face checkpoint directory (``model.safetensors`` or a sharded
+    ``model.safetensors.index.json``), read block by block."""
+
+    def __init__(self, directory: str | Path):
+        directory = Path(directory)
+        index = directory / "model.safetensors.index.json"
+        single = directory / "model.safetensors"
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            self.files = {name: directory / f for name, f in weight_map.items()}
+        elif single.is_file():
+            with safe_open(str(single), framework="pt") as f:
+                self.files = {name: single for name in f.keys()}
+        else:
+            raise ConfigError(f"{directory} has no model.safetensors (or index); save the model "
+                              "with save_pretrained(..., safe_serialization=True)")
+        self.directory = directory
+
+    def has(self, name: str) -> bool:
+        """Whether the checkpoint holds ``name``."""
+        return name in self.files
+
+    def get(self, name, rows=None, cols=None):
+        """Read ``name[rows, cols]`` from disk without loading the rest of the tensor."""
+        if name not in self.files:
+            raise ConfigError(f"{self.directory}: tensor {name!r} not in the checkpoint")
+        with safe_open(str(self.files[name]), framework="pt") as f:
+            sl = f.get_slice(name)
+            if len(sl.get_shape()) == 1:
+                t = sl[_as_slice(rows)]
+            else:
+                t = sl[_as_slice(rows), _as_slice(cols)]
+        return t.contiguous()
