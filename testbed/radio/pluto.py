@@ -302,9 +302,7 @@ class PlutoRadio(Radio):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                with self._cond:
-                    self._tick()
-                    self._cond.notify_all()
+                self._tick()
         except BaseException as exc:  # surfaced to the next transmit/receive call
             with self._cond:
                 self._thread_error = exc
@@ -315,19 +313,37 @@ class PlutoRadio(Radio):
         return (self._cfg.kernel_buffers - 1) * self._cfg.tx_buffer_size
 
     def _tick(self) -> None:
-        """Push TX buffers until TX leads RX by the margin, then read one RX buffer."""
-        if not self._streaming:
-            raise StreamError(f"node {self._node_id!r}: Pluto stream is stopped")
-        if self._n_tx:
-            target = self._rx_pos + self._tx_lead() + (self._cfg.rx_buffer_size if self._n_rx
-                                                       else 1)
-            while self._tx_pos < target:
-                self._push_tx()
-        if self._n_rx:
-            self._refill_rx()
-        self._poll_xflow()
+        """Push TX buffers until TX leads RX by the margin, then read one RX buffer.
+        Device I/O (which blocks on hardware) happens outside the lock, so `transmit` and
+        `receive` callers are never starved by the streaming thread."""
+        with self._cond:
+            if not self._streaming:
+                raise StreamError(f"node {self._node_id!r}: Pluto stream is stopped")
+            bufs = []
+            if self._n_tx:
+                target = self._rx_pos + self._tx_lead() + (
+                    self._cfg.rx_buffer_size if self._n_rx else 1)
+                while self._tx_pos < target:
+                    bufs.append(self._build_tx())
+        for buf in bufs:
+            self._dev.tx(buf[0] if self._n_tx == 1 else [buf[i] for i in range(self._n_tx)])
+        data = self._dev.rx() if self._n_rx else None
+        now = self._clock()
+        rx_status = self._read_xflow(getattr(self._dev, "_rxadc", None)) if self._n_rx else 0
+        tx_status = self._read_xflow(getattr(self._dev, "_txdac", None)) if self._n_tx else 0
+        with self._cond:
+            if data is not None:
+                self._store_rx(data, now)
+            if rx_status & XFLOW_RX_OVERFLOW:
+                self._record_overflow("ADC overflow bit in status register")
+            if tx_status & XFLOW_TX_UNDERFLOW:
+                self._counters.underflows += 1
+                log.warning("node %r Pluto %s: TX underflow near sample %d", self._node_id,
+                            self._cfg.uri, self._tx_pos)
+            self._cond.notify_all()
 
-    def _push_tx(self) -> None:
+    def _build_tx(self) -> np.ndarray:
+        """The next TX buffer (n_tx, L) in DAC counts; advances the TX position."""
         length = self._cfg.tx_buffer_size
         start = self._tx_pos
         buf = np.zeros((self._n_tx, length), dtype=np.complex128)
@@ -340,13 +356,11 @@ class PlutoRadio(Radio):
             self.tx_clipped_samples += int(over.sum())
             buf = np.clip(buf.real, -INT16_MAX, INT16_MAX) + 1j * np.clip(buf.imag, -INT16_MAX,
                                                                           INT16_MAX)
-        self._dev.tx(buf[0] if self._n_tx == 1 else [buf[i] for i in range(self._n_tx)])
         self._tx_pos += length
         self._bursts = [b for b in self._bursts if b.end > self._tx_pos]
+        return buf
 
-    def _refill_rx(self) -> None:
-        data = self._dev.rx()
-        now = self._clock()
+    def _store_rx(self, data: Any, now: float) -> None:
         arr = np.atleast_2d(np.asarray(data if self._n_rx > 1 or not isinstance(data, list)
                                        else data[0]))
         arr = arr[: self._n_rx]
@@ -389,16 +403,6 @@ class PlutoRadio(Radio):
     def _clear_xflow(self) -> None:
         for name in ("_rxadc", "_txdac"):      # reading clears whatever was latched before
             self._read_xflow(getattr(self._dev, name, None))
-
-    def _poll_xflow(self) -> None:
-        if self._n_rx and self._read_xflow(getattr(self._dev, "_rxadc", None)) & \
-                XFLOW_RX_OVERFLOW:
-            self._record_overflow("ADC overflow bit in status register")
-        if self._n_tx and self._read_xflow(getattr(self._dev, "_txdac", None)) & \
-                XFLOW_TX_UNDERFLOW:
-            self._counters.underflows += 1
-            log.warning("node %r Pluto %s: TX underflow near sample %d", self._node_id,
-                        self._cfg.uri, self._tx_pos)
 
     def _raise_if_broken(self) -> None:
         if self._thread_error is not None:

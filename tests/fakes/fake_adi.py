@@ -18,6 +18,7 @@ hardware behaviours of DESIGN.md section 5, so the driver can be tested without 
 from __future__ import annotations
 
 import errno
+import time
 
 import numpy as np
 
@@ -79,7 +80,8 @@ class FakePluto:
     LO_RANGE_HZ = (325e6, 3.8e9)
 
     def __init__(self, uri: str = "ip:192.168.2.1", *, loopback_delay: int = 0,
-                 rx_channel_ids: list[str] | None = None, serial: str = "104473dc599300131200"
+                 rx_channel_ids: list[str] | None = None, pace_s_per_sample: float = 0.0,
+                 serial: str = "104473dc599300131200"
                  "2700d21a7fe7dc"):
         self.uri = uri
         n = self.N_CHANNELS
@@ -90,6 +92,7 @@ class FakePluto:
                                 "hw_serial": serial, "fw_version": "v0.38",
                                 "ad9361-phy,model": "ad9361"})
         self.loopback_delay = int(loopback_delay)
+        self.pace_s_per_sample = pace_s_per_sample   # >0: rx() blocks like a real ADC
         self.writes: list[tuple[str, object]] = []   # attribute write log, in order
         self._rate = 30_720_000
         self._lo = {"rx": 2_400_000_000, "tx": 2_450_000_000}
@@ -257,6 +260,8 @@ class FakePluto:
             self._stale -= 1
             data = np.full((nch, n), STALE_CODE + 1j * STALE_CODE)
         else:
+            if self.pace_s_per_sample:
+                time.sleep(n * self.pace_s_per_sample)
             self._advance_air(self._rx_read + n)          # blocks until captured
             t0 = self._rx_read
             if self._txbuf and self._dac_anchor is not None:

@@ -154,11 +154,11 @@ def test_2r2t_config_on_1r1t_firmware_names_the_fw_setenv_fix():
 
 
 def test_background_stream_keeps_running_and_serves_windows():
-    fake = FakePluto()
+    fake = FakePluto(pace_s_per_sample=1e-6)        # 1 MS/s: one buffer per ~1 ms
     cfg = PlutoConfig(uri="ip:192.168.2.1", sample_rate_hz=1e6, rx_buffer_size=L,
                       tx_buffer_size=L, rx_history_samples=1 << 15)
     with PlutoRadio(cfg, device=fake, background=True, timing_checks=False).open() as radio:
-        at = radio.now() + 8 * L
+        at = radio.now() + 200 * L                 # ~0.2 s lead against thread jitter
         radio.transmit(tone(300), at)
         y = radio.receive(600, at - 100)[0]
         on = np.flatnonzero(np.abs(y) > 0.05)
