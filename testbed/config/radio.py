@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from testbed.radio.base import GAIN_MODES, RadioSettings
+from testbed.radio.base import RadioSettings
 
 # ---- PlutoSDR (AD9363; AD9361/AD9364 behaviour selected by the u-boot "compatible" setting) ----
 PLUTO_MIN_SAMPLE_RATE_HZ = 521e3      # pyadi-iio refuses lower rates (FIR/decimation limit)

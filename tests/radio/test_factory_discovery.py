@@ -8,7 +8,7 @@ import pytest
 from fakes.fake_adi import FakePluto
 from fakes.fake_uhd import FakeDevice, make_fake_uhd
 from testbed.cli import main
-from testbed.config.radio import PlutoConfig, SimRadioConfig, UsrpConfig
+from testbed.config.radio import PlutoConfig, SimRadioConfig
 from testbed.errors import ConfigError, RadioNotFoundError
 from testbed.radio import factory
 from testbed.radio.discovery import scan_plutos, scan_usrps
