@@ -44,8 +44,17 @@ def build_model(family: str, seed: int = 0, **overrides):
     return model
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def models():
+def models(one_thread):
     return {name: build_model(name) for name in FAMILIES}
 
 
