@@ -5,7 +5,7 @@ import pytest
 from sim_backend.sim_allreduce import build_sim_bench
 from testbed.phy.link import AirCompLink
 
-from tests.phy._designs import formula_mse, zf_design
+from phy_test_designs import formula_mse, zf_design
 
 
 def _designs():
