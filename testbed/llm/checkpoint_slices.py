@@ -83,3 +83,17 @@ class SafetensorsSource:
             else:
                 t = sl[_as_slice(rows), _as_slice(cols)]
         return t.contiguous()
+
+
+def load_config(directory: str | Path):
+    """The HF config of a local checkpoint directory (never downloads).
+
+    Raises ConfigError if the directory or its config.json is missing."""
+    from transformers import AutoConfig
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        what = "does not exist" if not directory.exists() else "has no config.json"
+        raise ConfigError(f"model directory {directory} {what}; pass a directory written by "
+                          "save_pretrained (config.json + model.safetensors)")
+    return AutoConfig.from_pretrained(str(directory), local_files_only=True)

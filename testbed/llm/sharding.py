@@ -23,6 +23,7 @@ import torch
 
 from testbed.llm.allreduce import AllReduce, make_allreduce
 from testbed.llm.attention import additive_attention_mask
+from testbed.llm.checkpoint_slices import load_config
 from testbed.llm.node_shard import NodeShard
 from testbed.llm.plan import ArchSpec, ShardPlan, make_plan
 from testbed.llm.replicated import ReplicatedPart
@@ -176,9 +177,7 @@ def shard_checkpoint(directory, ratios: Sequence[float], allreduce: str | AllRed
     the replicated part; a process running one node passes ``nodes=[its_index]`` and an
     all-reduce that reaches the other processes. ``output_node`` indexes into ``nodes``.
     Weights are cast to ``dtype``."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    config = load_config(directory)
     arch = ArchSpec.from_config(config)
     plan = make_plan(arch, ratios, dtype)
     indices = range(plan.world_size) if nodes is None else list(nodes)
