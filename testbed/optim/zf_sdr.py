@@ -1,0 +1,164 @@
+"""Zero-forcing transceiver with the receiver found by semidefinite relaxation (the paper's design).
+
+With A = sqrt(alpha) G, ||G||_F = 1 and the minimum-power ZF precoders
+B_n = H_n^H A (A^H H_n H_n^H A)^{-1}, the error is exactly noise_var * alpha and the budgets need
+
+    alpha >= max_n tr[(G^H M_n G)^{-1}] / P_n,    M_n = H_n H_n^H.
+
+So the design problem is: min ||A||_F^2 s.t. tr[(A^H M_n A)^{-1}] <= P_n for all n.
+
+Relaxations solved here (X stands for A A^H, rank L, relaxed to any PSD matrix):
+
+* L = 1 (exact multicast SDR): tr[(a^H M_n a)^{-1}] <= P_n  <=>  P_n tr(M_n X) >= 1. Its optimum
+  tau_1 satisfies noise_var * tau_1 <= optimal ZF MSE: a proven lower bound.
+* L >= 2 (design SDP): tr(K^{-1}) <= L / lambda_min(K) for PD K (L x L), so lambda_min(A^H M_n A)
+  >= L / P_n suffices. With node n's top-L channel eigenmodes Ht_n = U_{n,L} S_{n,L} (N_r, L),
+  the LMI P_n Ht_n^H X Ht_n >= L I_L implies it for rank-L X = A A^H (because M_n >= Ht_n Ht_n^H
+  and Ht_n^H A is square). For L = N_t this is DESIGN.md's LMI H_n^H X H_n >= (L/P_n) I. This SDP
+  only steers the search; it is neither an upper nor a lower bound.
+* Lower bound for any L (reported as ``lower_bound``): tr(K^{-1}) >= L^2 / tr(K) (AM-HM), so a
+  feasible ZF design has P_n tr(M_n X) >= L^2, and noise_var * L^2 * tau_1 <= optimal ZF MSE.
+  Tight for L = 1 up to the SDR gap; loose for L >= 2.
+
+Recovery: candidates G from the principal eigenvectors of X* (weighted by sqrt of the
+eigenvalues and unweighted) and Gaussian randomization G = X*^{1/2} Z, Z ~ CN(0, I) of shape
+(N_r, L), each scored by the EXACT alpha above; the best one is kept.
+"""
+from __future__ import annotations
+
+import time
+
+import cvxpy as cp
+import numpy as np
+
+from testbed.optim.baselines import channel_inversion_direction
+from testbed.optim.mse import zf_design_from_direction, zf_trace_inverse
+
+SOLVERS = ("CLARABEL", "SCS")
+_OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+
+def _solve(objective, constraints, solvers):
+    """Solve with the first solver that succeeds. Returns (problem, status, solver name)."""
+    prob = cp.Problem(objective, constraints)
+    status, used = "not solved", None
+    for name in solvers:
+        try:
+            prob.solve(solver=name)
+        except cp.SolverError as exc:
+            status = f"{name} failed: {exc}"
+            continue
+        status, used = prob.status, name
+        if prob.status in _OK:
+            break
+    return prob, status, used
+
+
+def multicast_sdr(H: np.ndarray, P: np.ndarray, solvers=SOLVERS) -> tuple[np.ndarray | None, float | None, dict]:
+    """min tr(X) s.t. P_n tr(H_n H_n^H X) >= 1, X >= 0 (complex Hermitian, N_r x N_r).
+
+    Returns ``(X, value, info)``; ``X`` None when no solver succeeded. ``value`` is the optimum
+    tr(X*) (a lower bound on min ||a||^2 over ZF-feasible single-stream receivers; multiply by
+    noise_var for the MSE bound). The problem is scaled internally for conditioning.
+    """
+    Q = P[:, None, None] * np.einsum("nrt,nst->nrs", H, H.conj())
+    c = float(np.mean(np.real(np.einsum("nrr->n", Q))))
+    Qs = Q / c
+    N_r = H.shape[1]
+    Y = cp.Variable((N_r, N_r), hermitian=True)
+    cons = [Y >> 0] + [cp.real(cp.trace(Qs[n] @ Y)) >= 1 for n in range(H.shape[0])]
+    prob, status, used = _solve(cp.Minimize(cp.real(cp.trace(Y))), cons, solvers)
+    info = {"status": status, "solver": used}
+    if status not in _OK:
+        return None, None, info
+    Yv = 0.5 * (Y.value + Y.value.conj().T)
+    return Yv / c, float(prob.value) / c, info
+
+
+def eigenmode_lmi_sdp(H: np.ndarray, P: np.ndarray, L: int, solvers=SOLVERS) -> tuple[np.ndarray | None, dict]:
+    """min tr(X) s.t. P_n Ht_n^H X Ht_n >= L I_L, X >= 0, with Ht_n node n's top-L eigenmodes.
+
+    ``H`` (N, N_r, N_t), L >= 2. Returns ``(X, info)`` (X None on solver failure). See the module
+    docstring for why feasibility of a rank-L X = A A^H implies ZF feasibility.
+    """
+    U, s, _ = np.linalg.svd(H, full_matrices=False)          # U (N, N_r, k), s (N, k)
+    Ht = U[:, :, :L] * (s[:, None, :L] * np.sqrt(P)[:, None, None])
+    c = float(np.mean(np.sum(np.abs(Ht) ** 2, axis=(1, 2)))) / L
+    Hs = Ht / np.sqrt(c)
+    N_r = H.shape[1]
+    Y = cp.Variable((N_r, N_r), hermitian=True)
+    cons = [Y >> 0]
+    for n in range(H.shape[0]):
+        E = Hs[n].conj().T @ Y @ Hs[n]
+        cons.append(0.5 * (E + E.H) >> L * np.eye(L))
+    prob, status, used = _solve(cp.Minimize(cp.real(cp.trace(Y))), cons, solvers)
+    info = {"status": status, "solver": used}
+    if status not in _OK:
+        return None, info
+    Yv = 0.5 * (Y.value + Y.value.conj().T)
+    return Yv / c, info
+
+
+def _candidates(X: np.ndarray, L: int, n_random: int, rng: np.random.Generator) -> np.ndarray:
+    """Receive directions (K, N_r, L) from an SDP solution X (N_r, N_r)."""
+    w, V = np.linalg.eigh(X)
+    w = np.clip(w[::-1], 0.0, None)
+    V = V[:, ::-1]
+    cands = [V[:, :L] * np.sqrt(w[:L]), V[:, :L]]
+    root = V * np.sqrt(w)                                     # X = root root^H
+    N_r = X.shape[0]
+    if n_random > 0:
+        Z = (rng.standard_normal((n_random, N_r, L)) + 1j * rng.standard_normal((n_random, N_r, L))) / np.sqrt(2)
+        cands.extend(root @ Z)
+    G = np.stack(cands)
+    return G / np.linalg.norm(G, axis=(1, 2), keepdims=True)
+
+
+def best_direction(H: np.ndarray, P: np.ndarray, G: np.ndarray) -> tuple[int, np.ndarray]:
+    """Index of the candidate (of ``G`` (K, N_r, L)) with the smallest exact alpha, and all alphas (K,)."""
+    alpha = np.max(zf_trace_inverse(H, G) / P, axis=1)
+    return int(np.argmin(alpha)), alpha
+
+
+def solve_zf_sdr(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
+                 n_random: int = 100, compute_bound: bool = True, solvers=SOLVERS):
+    """The paper's ZF + SDR design. Returns ``(A, B, lower_bound, info)``.
+
+    Options: ``n_random`` Gaussian-randomization candidates (default 100); ``compute_bound``
+    (default True; for L >= 2 it costs a second, small SDP); ``solvers`` cvxpy solver names tried
+    in order (default CLARABEL then SCS). ``lower_bound`` is noise_var * L^2 * tau_1 (see module
+    docstring; the exact SDR bound when L = 1), None when not computed or the SDP failed.
+    ``info``: ``sdp_status``, ``solver``, ``sdp_runtime_s``, ``n_candidates``,
+    ``chosen`` ("eigen", "eigen-unweighted", "random" or "fallback"), ``alpha``, ``bound_kind``.
+    """
+    if n_random < 0:
+        raise ValueError(f"n_random must be >= 0, got {n_random}")
+    t0 = time.perf_counter()
+    tau1 = None
+    if L == 1:
+        X, tau1, sdp = multicast_sdr(H, P, solvers)
+    else:
+        X, sdp = eigenmode_lmi_sdp(H, P, L, solvers)
+        if compute_bound:
+            _, tau1, _ = multicast_sdr(H, P, solvers)
+    sdp_time = time.perf_counter() - t0
+
+    if X is None:                                             # solver failure: keep a valid design
+        G = channel_inversion_direction(H, P, L)[None]
+        chosen = "fallback"
+    else:
+        G = _candidates(X, L, n_random, rng)
+    k, alphas = best_direction(H, P, G)
+    if not np.isfinite(alphas[k]):
+        raise ValueError("zero forcing is infeasible for every candidate receiver (some node's channel "
+                         f"has rank < L = {L}); use fewer streams or method='mmse'")
+    if X is not None:
+        chosen = "eigen" if k == 0 else "eigen-unweighted" if k == 1 else "random"
+    A, B, alpha = zf_design_from_direction(H, P, G[k])
+    bound = None
+    if compute_bound and tau1 is not None and sdp["status"] == cp.OPTIMAL:
+        bound = noise_var * L ** 2 * tau1
+    info = {"sdp_status": sdp["status"], "solver": sdp["solver"], "sdp_runtime_s": sdp_time,
+            "n_candidates": int(G.shape[0]), "chosen": chosen, "alpha": alpha,
+            "bound_kind": "sdr" if L == 1 else "sdr-amhm"}
+    return A, B, bound, info
