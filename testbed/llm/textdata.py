@@ -100,7 +100,10 @@ def split_topics(seed: int = 0, heldout_fraction: float = 0.1) -> TextSplit:
 
 def encode_bytes(text: str) -> torch.Tensor:
     """UTF-8 bytes of `text` as a 1-D int64 tensor of ids 0..255, shape (n_bytes,)."""
-    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).to(torch.int64)
+    data = text.encode("utf-8")
+    if not data:
+        return torch.zeros(0, dtype=torch.int64)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(torch.int64)
 
 
 def train_tokens(seed: int = 0, heldout_fraction: float = 0.1) -> torch.Tensor:
