@@ -64,22 +64,29 @@ def _solve(objective, constraints, solvers, solver_options=None):
 def multicast_sdr(H: np.ndarray, P: np.ndarray, solvers=SOLVERS) -> tuple[np.ndarray | None, float | None, dict]:
     """min tr(X) s.t. P_n tr(H_n H_n^H X) >= 1, X >= 0 (complex Hermitian, N_r x N_r).
 
-    Returns ``(X, value, info)``; ``X`` None when no solver succeeded. ``value`` is the optimum
-    tr(X*) (a lower bound on min ||a||^2 over ZF-feasible single-stream receivers; multiply by
-    noise_var for the MSE bound). The problem is scaled internally for conditioning.
+    Returns ``(X, bound, info)``; ``X`` None when no solver succeeded. ``bound`` is a certified
+    lower bound on the SDR optimum (hence on min ||a||^2 over ZF-feasible single-stream
+    receivers; multiply by noise_var for the MSE bound): from the solver's multipliers lambda_n
+    >= 0 of the dual max sum_n lambda_n s.t. sum_n lambda_n P_n H_n H_n^H <= I, rescaled to be
+    exactly dual feasible, so solver inaccuracy can only loosen it, never invalidate it.
+    ``info`` has ``status``, ``solver``, ``primal`` (tr X*). The problem is scaled internally.
     """
     Q = P[:, None, None] * np.einsum("nrt,nst->nrs", H, H.conj())
     c = float(np.mean(np.real(np.einsum("nrr->n", Q))))
     Qs = Q / c
     N_r = H.shape[1]
     Y = cp.Variable((N_r, N_r), hermitian=True)
-    cons = [Y >> 0] + [cp.real(cp.trace(Qs[n] @ Y)) >= 1 for n in range(H.shape[0])]
-    prob, status, used = _solve(cp.Minimize(cp.real(cp.trace(Y))), cons, solvers)
+    cover = [cp.real(cp.trace(Qs[n] @ Y)) >= 1 for n in range(H.shape[0])]
+    prob, status, used = _solve(cp.Minimize(cp.real(cp.trace(Y))), [Y >> 0] + cover, solvers)
     info = {"status": status, "solver": used}
     if status not in _OK:
         return None, None, info
+    lam = np.clip(np.array([float(np.real(con.dual_value)) for con in cover]), 0.0, None)
+    top = float(np.linalg.eigvalsh(np.einsum("n,nrs->rs", lam, Qs))[-1])
+    bound = float(np.sum(lam) / top) / c if top > 0 else 0.0
     Yv = 0.5 * (Y.value + Y.value.conj().T)
-    return Yv / c, float(prob.value) / c, info
+    info["primal"] = float(prob.value) / c
+    return Yv / c, bound, info
 
 
 def eigenmode_lmi_sdp(H: np.ndarray, P: np.ndarray, L: int, solvers=SOLVERS) -> tuple[np.ndarray | None, dict]:
@@ -163,7 +170,7 @@ def solve_zf_sdr(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
         chosen = "eigen" if k == 0 else "eigen-unweighted" if k == 1 else "random"
     A, B, alpha = zf_design_from_direction(H, P, G[k])
     bound = None
-    if compute_bound and tau1 is not None and sdp["status"] == cp.OPTIMAL:
+    if compute_bound and tau1 is not None:
         bound = noise_var * L ** 2 * tau1
     info = {"sdp_status": sdp["status"], "solver": sdp["solver"], "sdp_runtime_s": sdp_time,
             "n_candidates": int(G.shape[0]), "chosen": chosen, "alpha": alpha,
