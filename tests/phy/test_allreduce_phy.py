@@ -1,0 +1,151 @@
+"""AirComp, uncoded FDMA and digital all-reduces: shapes, broadcast, measured vs predicted MSE."""
+import numpy as np
+import pytest
+import torch
+
+from sim_backend.sim_allreduce import build_sim_allreduce
+from testbed.llm.allreduce import make_allreduce
+from testbed.phy.allreduce_digital import DigitalAllReduce, quantize_uniform
+from testbed.phy.fdma import single_node_zf
+from testbed.phy.normalization import symbol_power
+
+from phy_test_designs import formula_mse, zf_design
+
+
+def _partials(n, shape=(2, 8, 64), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g) * (1 + n_) for n_ in range(n)]
+
+
+@pytest.mark.parametrize("n_tx", [1, 2])
+def test_aircomp_allreduce_shape_broadcast_and_mse(n_tx):
+    ar, bench = build_sim_allreduce("aircomp", n_nodes=4, n_rx=4, n_tx=n_tx, snr_db=25.0, seed=1,
+                                    design_fn=zf_design)
+    err, power = 0.0, 0.0
+    for r in range(8):
+        parts = _partials(4, seed=r)
+        out = ar(parts, layer=0, site="attn")
+        assert len(out) == 4 and all(o is out[0] for o in out)
+        assert out[0].shape == parts[0].shape and out[0].dtype == parts[0].dtype
+        exact = sum(parts)
+        err += float(torch.mean((out[0] - exact) ** 2))
+        power += float(torch.mean(exact ** 2))
+    assert err < 0.2 * power
+    st = ar.stats()[(0, "attn")]
+    assert st["rounds"] == 8
+    # ZF: error is the noise term alone, whatever the symbol power -> matches the prediction
+    assert st["mse_symbols"] == pytest.approx(st["mse_predicted"], rel=0.1)
+    assert st["mse_tensor"] == pytest.approx(st["mse_tensor_predicted"], rel=0.1)
+    assert st["clipped_fraction"] == 0.0 and st["signal_power"] <= 1.0
+    ar.reset_stats()
+    assert ar.stats() == {}
+
+
+def test_aircomp_estimated_csi_reports_channel_error():
+    ar, bench = build_sim_allreduce("aircomp", n_nodes=3, n_rx=4, snr_db=20.0, seed=2,
+                                    design_fn=zf_design, csi="estimated")
+    for r in range(10):
+        ar(_partials(3, seed=r), layer=1, site="mlp")
+    st = ar.stats()[(1, "mlp")]
+    theory = bench.model_noise_var / ar.link.config.pilot_len
+    assert st["csi_mse"] == pytest.approx(theory, rel=0.35)
+    assert st["mse_symbols"] > 0.9 * st["mse_predicted"]
+
+
+def test_aircomp_calibrated_scale_policy():
+    ar, _ = build_sim_allreduce("aircomp", n_nodes=2, n_rx=2, snr_db=25.0, seed=3,
+                                design_fn=zf_design, scale_policy="calibrated", headroom_db=1.0)
+    parts = _partials(2)
+    with pytest.raises(ValueError, match="calibration pass"):
+        ar(parts, layer=0, site="mlp")
+    ar.calibrating = True
+    out = ar(parts, layer=0, site="mlp")
+    torch.testing.assert_close(out[0], parts[0] + parts[1])
+    ar.calibrating = False
+    out = ar(parts, layer=0, site="mlp")
+    powers = [symbol_power(p.double().numpy()) for p in parts]
+    c2 = max(powers) * 10 ** 0.1  # calibrated on these very partials, 1 dB headroom
+    assert ar.stats()[(0, "mlp")]["scale"] == pytest.approx(np.sqrt(c2))
+    assert ar.stats()[(0, "mlp")]["signal_power"] == pytest.approx(np.mean(powers) / c2)
+    assert torch.mean((out[0] - parts[0] - parts[1]) ** 2) < 0.05 * torch.mean(parts[1] ** 2)
+
+
+@pytest.mark.slow
+def test_aircomp_with_project_design():
+    pytest.importorskip("testbed.optim.transceiver")
+    ar, _ = build_sim_allreduce("aircomp", n_nodes=3, n_rx=4, snr_db=20.0, seed=4,
+                                design_method="zf-sdr")
+    for r in range(2):
+        out = ar(_partials(3, shape=(1, 4, 128), seed=r), layer=0, site="attn")
+    st = ar.stats()[(0, "attn")]
+    assert out[0].shape == (1, 4, 128)
+    assert st["mse_symbols"] == pytest.approx(st["mse_predicted"], rel=0.2)
+
+
+def test_single_node_zf_closed_form():
+    rng = np.random.default_rng(0)
+    for n_t, L in [(1, 1), (2, 1), (2, 2), (3, 2)]:
+        h = (rng.standard_normal((4, n_t)) + 1j * rng.standard_normal((4, n_t))) / np.sqrt(2)
+        A, B, mse = single_node_zf(h, 2.0, 0.1, L)
+        np.testing.assert_allclose(A.conj().T @ h @ B, np.eye(L), atol=1e-10)
+        assert np.linalg.norm(B) ** 2 == pytest.approx(2.0)
+        assert mse == pytest.approx(formula_mse(h[None], A, B[None], 0.1))
+        # no unbiased design with a different power split does better: perturb the split
+        s = np.linalg.svd(h, compute_uv=False)[:L]
+        for w in rng.dirichlet(np.ones(L), 5):
+            assert 0.1 * np.sum(1 / (2.0 * w * s ** 2)) >= mse - 1e-12
+
+
+@pytest.mark.parametrize("n_tx", [1, 2])
+def test_fdma_allreduce_measured_matches_prediction(n_tx):
+    ar, _ = build_sim_allreduce("fdma", n_nodes=3, n_rx=4, n_tx=n_tx, snr_db=15.0, seed=5)
+    for r in range(8):
+        out = ar(_partials(3, seed=r), layer=2, site="attn")
+    assert out[0].shape == (2, 8, 64)
+    st = ar.stats()[(2, "attn")]
+    assert st["mse_symbols"] == pytest.approx(st["mse_predicted"], rel=0.1)
+    assert st["mse_tensor"] == pytest.approx(st["mse_tensor_predicted"], rel=0.1)
+
+
+def test_fdma_power_fairness_is_n_times_the_power():
+    a, _ = build_sim_allreduce("fdma", n_nodes=3, n_rx=2, snr_db=20.0, seed=6, new_block_per_call=False)
+    b, _ = build_sim_allreduce("fdma", n_nodes=3, n_rx=2, snr_db=20.0, seed=6, new_block_per_call=False,
+                               fairness="power")
+    a(_partials(3), layer=0, site="attn")
+    b(_partials(3), layer=0, site="attn")
+    assert b.stats()[(0, "attn")]["mse_predicted"] == pytest.approx(
+        a.stats()[(0, "attn")]["mse_predicted"] / 3)
+
+
+def test_digital_error_matches_uniform_quantization_theory():
+    ar = make_allreduce("digital") if "digital" in _registered() else DigitalAllReduce()
+    assert isinstance(ar, DigitalAllReduce) and ar.bits == 8
+    parts = _partials(4, shape=(4, 16, 256))
+    out = ar(parts, layer=0, site="mlp")
+    st = ar.stats()[(0, "mlp")]
+    steps = [quantize_uniform(p.double().numpy(), 8)[1] for p in parts]
+    assert st["mse_tensor_predicted"] == pytest.approx(sum(s * s for s in steps) / 12)
+    assert st["mse_tensor"] == pytest.approx(st["mse_tensor_predicted"], rel=0.05)
+    assert out[0].shape == parts[0].shape
+    assert float(torch.max(torch.abs(out[0] - sum(parts)))) <= sum(steps) / 2 + 1e-6
+
+
+def test_quantizer_is_exact_on_its_grid_and_zero_safe():
+    z = np.array([-1.0, -0.5, 0.0, 0.25, 1.0])
+    zq, step = quantize_uniform(z, 3)  # 3 bits: levels -3..3, step 1/3
+    assert step == pytest.approx(1 / 3)
+    np.testing.assert_allclose(zq, [-1.0, -2 / 3, 0.0, 1 / 3, 1.0])
+    assert quantize_uniform(np.zeros(4), 8)[1] == 0.0
+
+
+def test_wrong_inputs_are_rejected():
+    ar, _ = build_sim_allreduce("aircomp", n_nodes=2, n_rx=2, design_fn=zf_design)
+    with pytest.raises(ValueError, match="2 transmitting radios"):
+        ar(_partials(3), layer=0, site="attn")
+    with pytest.raises(ValueError, match="csi"):
+        build_sim_allreduce("aircomp", n_nodes=2, n_rx=2, csi="partial")
+
+
+def _registered():
+    from testbed.llm import allreduce
+    return allreduce._REGISTRY
