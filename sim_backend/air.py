@@ -160,7 +160,7 @@ class SimAir:
         if x.ndim != 2 or x.shape[0] != tx.n_tx:
             raise ConfigError(f"burst of node {node_id} must be ({tx.n_tx}, K), got {x.shape}")
         x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
-        contribution = tx.channel @ np.asarray(x_air, dtype=np.complex128)
+        contribution = tx.channel @ np.ascontiguousarray(x_air, dtype=np.complex128)
         self._bursts.append(_Burst(node_id, int(air_start), contribution))
         self.stats.bursts += 1
 

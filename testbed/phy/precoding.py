@@ -10,7 +10,7 @@ import numpy as np
 
 def precode(B_n: np.ndarray, S_n: np.ndarray) -> np.ndarray:
     """X_n = B_n S_n, complex ``(N_t, K)``."""
-    return np.asarray(B_n) @ np.asarray(S_n)
+    return np.ascontiguousarray(B_n) @ np.ascontiguousarray(S_n)
 
 
 def precoder_power(B_n: np.ndarray) -> float:
@@ -21,5 +21,5 @@ def precoder_power(B_n: np.ndarray) -> float:
 
 def aggregate(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """S_hat = A^H Y, complex ``(L, K)``."""
-    return np.asarray(A).conj().T @ np.asarray(Y)
+    return np.ascontiguousarray(np.asarray(A).conj().T) @ np.ascontiguousarray(Y)
 
