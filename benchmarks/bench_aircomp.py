@@ -89,6 +89,25 @@ def bench_mse_table(method: str, draws: int, k: int) -> None:
                   f"{meas.mean() / pred.mean():.4f} | {dev:.3f} |")
 
 
+def bench_fdma_vs_aircomp(method: str, draws: int) -> None:
+    """Predicted per-channel-use MSE of the sum (signal model, Rayleigh, N_r = 4, N_t = 1,
+    20 dB, equal energy per node) vs N: AirComp (design ``method``) and uncoded FDMA."""
+    from sim_backend.channel import rayleigh
+    from testbed.phy.fdma import single_node_zf
+    print(f"\n## predicted MSE vs N, N_r=4, N_t=1, 20 dB, {draws} draws (FDMA uses N x airtime)")
+    print("| N | AirComp | uncoded FDMA | FDMA / AirComp |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(1)
+    sigma2 = 10 ** -2.0
+    for n in (2, 4, 8, 16):
+        air, fdma = [], []
+        for _ in range(draws):
+            H = rayleigh(rng, n, 4, 1)
+            air.append(design_transceiver(H, np.ones(n), sigma2, method=method).mse)
+            fdma.append(sum(single_node_zf(H[i], 1.0, sigma2)[2] for i in range(n)))
+        print(f"| {n} | {np.mean(air):.4g} | {np.mean(fdma):.4g} | {np.mean(fdma) / np.mean(air):.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=200)
@@ -98,6 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     bench_wall_time(args.method, args.repeats)
     bench_mse_table(args.method, args.draws, args.symbols)
+    bench_fdma_vs_aircomp(args.method, min(args.draws, 50))
 
 
 if __name__ == "__main__":
