@@ -194,7 +194,7 @@ class Controller:
             return
         if node_id is None:
             self.rejections["unexpected"] += 1
-            log.warning("rejected %s from unregistered %s: register first", msg.type, ident)
+            log.warning("rejected %s from unregistered %r: register first", msg.type, ident)
             self.transport.send(ident, reply(msg, RegisterReject(
                 reason=f"{msg.type} from an unregistered peer; send REGISTER first")))
             return
@@ -218,7 +218,7 @@ class Controller:
             return
         now = time.monotonic()
         if msg.node_id not in self.peers:
-            log.info("registered %s %r (%s)", msg.role, msg.node_id, ident)
+            log.info("registered %s %r (%r)", msg.role, msg.node_id, ident)
         self.peers[msg.node_id] = PeerInfo(msg.node_id, msg.role, ident, msg.capabilities,
                                            registered_at=now, last_seen=now)
         self._by_identity[ident] = msg.node_id

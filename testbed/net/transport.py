@@ -102,6 +102,11 @@ def _load_cert(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
+def _printable(identity: str) -> str:
+    """A log-safe form of a ZMQ identity (binary ones shown escaped)."""
+    return identity if identity.isprintable() else ascii(identity)
+
+
 def _base_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
@@ -146,13 +151,15 @@ class _Receiver:
     def _decode(self, frames: list[bytes], channel, has_identity: bool) -> Incoming:
         peer = None
         if has_identity:
-            peer = frames[0].decode("utf-8", "replace")
+            # surrogateescape: any identity bytes (ZMQ's own are binary) survive the round trip
+            peer = frames[0].decode("utf-8", "surrogateescape")
             frames = frames[1:]
         try:
             return Incoming(peer, channel, message=self.codec.decode(frames))
         except MessageError as err:
             self.rejections[err.kind] += 1
-            log.warning("rejected %s message from %s: %s", channel, peer or "controller", err)
+            log.warning("rejected %s message from %s: %s", channel,
+                        _printable(peer) if peer is not None else "controller", err)
             return Incoming(peer, channel, error=err)
 
 
@@ -209,10 +216,12 @@ class ControllerTransport(_Receiver):
     def send_frames(self, peer: str, frames: Sequence[bytes], quiet: bool = False) -> bool:
         """Send raw frames to ``peer`` (no validation; diagnostics and tests)."""
         try:
-            self.router.send_multipart([peer.encode(), *frames], zmq.NOBLOCK)
+            self.router.send_multipart([peer.encode("utf-8", "surrogateescape"), *frames],
+                                       zmq.NOBLOCK)
             return True
         except zmq.ZMQError as exc:  # EHOSTUNREACH (gone) or EAGAIN (queue full)
-            (log.debug if quiet else log.warning)("cannot send to %s: %s", peer, exc)
+            level = logging.DEBUG if quiet else logging.WARNING
+            log.log(level, "cannot send to %s: %s", _printable(peer), exc)
             return False
 
     def publish(self, msg: Message) -> None:

@@ -1,0 +1,178 @@
+"""Hypothesis strategies for control-plane tests: valid messages of every type, and
+malformed multipart frames paired with the rejection kind the codec must report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from testbed.net.codec import encode
+from testbed.net.schema import (ARRAY_DTYPES, MESSAGE_TYPES, NODE_ID_PATTERN, PROTOCOL_VERSION,
+                                Aggregate, Assignment, Capabilities, ChannelEstimate, Design,
+                                Error, Heartbeat, Message, Partial, Register, RegisterAck,
+                                RegisterReject, Result, RoundSchedule, Shutdown, Slot)
+
+node_ids = st.from_regex(NODE_ID_PATTERN, fullmatch=True)
+texts = st.text(max_size=24)
+small_ints = st.integers(0, 2**40)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
+
+
+def arrays(dtypes=ARRAY_DTYPES):
+    """Small numpy arrays of any whitelisted dtype (NaN/inf included: bytes must survive)."""
+    return st.sampled_from(dtypes).flatmap(lambda d: hnp.arrays(np.dtype(d), shapes))
+
+
+complex_arrays = arrays(("complex64", "complex128"))
+json_leaf = st.none() | st.booleans() | st.integers(-2**53, 2**53) | finite | texts
+json_values = st.recursive(
+    json_leaf, lambda c: st.lists(c, max_size=3)
+    | st.dictionaries(texts.filter(lambda k: k != "$frame"), c, max_size=3), max_leaves=8)
+json_dicts = st.dictionaries(texts.filter(lambda k: k != "$frame"), json_values, max_size=4)
+
+
+@st.composite
+def ratios(draw):
+    ids = draw(st.lists(node_ids, min_size=1, max_size=5, unique=True))
+    w = draw(st.lists(st.floats(0.01, 1.0), min_size=len(ids), max_size=len(ids)))
+    return {i: x / sum(w) for i, x in zip(ids, w)}
+
+
+capabilities = st.builds(Capabilities, memory_bytes=small_ints,
+                         compute_flops=st.floats(0, 1e15), radio_kind=texts,
+                         radio_serial=texts, n_antennas=st.integers(1, 16))
+common = dict(msg_id=small_ints, reply_to=st.none() | small_ints)
+tensor_kw = dict(layer=st.integers(0, 200), site=texts, round_id=small_ints, tensor=arrays(),
+                 **common)
+
+messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(Register, node_id=node_ids, role=st.sampled_from(["node", "receiver", "channel"]),
+              protocol_version=st.integers(-5, 5), model_fingerprint=texts,
+              capabilities=capabilities, **common),
+    st.builds(RegisterAck, node_id=node_ids, heartbeat_interval_s=st.floats(0.01, 10),
+              peer_timeout_s=st.floats(0.01, 60), **common),
+    st.builds(RegisterReject, reason=texts, **common),
+    st.builds(Heartbeat, seq=small_ints, timestamp=finite, status=texts, **common),
+    st.builds(Assignment, ratios=ratios(), plan_summary=json_dicts, model_fingerprint=texts,
+              **common),
+    st.builds(Design, realization_id=small_ints, node_order=st.lists(node_ids, max_size=4),
+              a=complex_arrays, b=complex_arrays, **common),
+    st.builds(ChannelEstimate, node_id=node_ids, realization_id=small_ints, h=complex_arrays,
+              **common),
+    st.builds(RoundSchedule, round_id=small_ints, layer=st.integers(0, 200), site=texts,
+              slots=st.dictionaries(node_ids, st.builds(Slot, start_sample=small_ints,
+                                                        n_samples=st.integers(1, 10**6)),
+                                    max_size=4), **common),
+    st.builds(Partial, **tensor_kw),
+    st.builds(Aggregate, **tensor_kw),
+    st.builds(Result, round_id=small_ints, info=json_dicts, tensor=st.none() | arrays(),
+              **common),
+    st.builds(Error, code=texts, message=texts, node_id=st.none() | node_ids, **common),
+    st.builds(Shutdown, reason=texts, **common),
+)
+
+
+def canonical(value):
+    """Comparable form of a message: arrays become (dtype, shape, raw bytes)."""
+    if isinstance(value, Message):
+        value = value.model_dump(mode="python")
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def _header(frames):
+    return json.loads(frames[0])
+
+
+def _with_header(frames, header):
+    return [json.dumps(header).encode(), *frames[1:]]
+
+
+tensor_msgs = st.builds(Partial, layer=st.integers(0, 5), site=st.just("attn"),
+                        round_id=st.integers(0, 5),
+                        tensor=hnp.arrays(np.float32, st.integers(1, 16)))
+
+
+@st.composite
+def malformed(draw, max_message_bytes: int = 1 << 16):
+    """(frames, expected_kind): a message that must be rejected with that kind.
+
+    ``max_message_bytes`` is the receiving codec's limit (for the oversized case)."""
+    good = encode(draw(tensor_msgs))
+    case = draw(st.sampled_from([
+        "garbage", "truncated_header", "truncated_array", "extra_array_bytes", "not_object",
+        "version", "unknown_type", "drop_frame", "add_frame", "too_many_frames", "bad_dtype",
+        "wrong_itemsize", "bad_shape", "shape_mismatch", "bad_ref", "unreferenced",
+        "oversized", "invalid_field", "extra_field", "empty_header",
+    ]))
+    h = _header(good)
+    if case == "garbage":
+        junk = draw(st.binary(min_size=1, max_size=64).filter(lambda b: not b.strip()[:1]
+                                                              in (b"{",)))
+        return [junk, *draw(st.lists(st.binary(max_size=16), max_size=3))], "bad_json"
+    if case == "truncated_header":
+        cut = draw(st.integers(0, len(good[0]) - 1))
+        return [good[0][:cut], *good[1:]], "bad_json"
+    if case == "truncated_array":
+        cut = draw(st.integers(0, len(good[1]) - 1))
+        return [good[0], good[1][:cut]], "bad_array"
+    if case == "extra_array_bytes":
+        return [good[0], good[1] + draw(st.binary(min_size=1, max_size=8))], "bad_array"
+    if case == "not_object":
+        return [json.dumps(draw(st.lists(st.integers(), max_size=3)) if draw(st.booleans())
+                           else draw(texts)).encode()], "bad_json"
+    if case == "empty_header":
+        return [b""], "bad_json"
+    if case == "version":
+        h["v"] = draw(st.one_of(st.integers().filter(lambda v: v != PROTOCOL_VERSION),
+                                st.text(max_size=4), st.none(), st.just(True)))
+        return _with_header(good, h), "version"
+    if case == "unknown_type":
+        h["type"] = draw(st.one_of(texts.filter(lambda t: t not in MESSAGE_TYPES),
+                                   st.integers(), st.none()))
+        return _with_header(good, h), "unknown_type"
+    if case == "drop_frame":
+        return [good[0]], "frame_count"
+    if case == "add_frame":
+        return [*good, draw(st.binary(max_size=16))], "frame_count"
+    if case == "too_many_frames":
+        return [*good, *([b""] * 80)], "frame_count"
+    if case == "bad_dtype":
+        h["arrays"][0]["dtype"] = draw(st.sampled_from(
+            ["object", "bool", "<U4", "float16", "O", "uint8", "", "V4"]) | st.integers())
+        return _with_header(good, h), "bad_array"
+    if case == "wrong_itemsize":
+        h["arrays"][0]["dtype"] = draw(st.sampled_from(["float64", "complex64", "complex128",
+                                                        "int64"]))
+        return _with_header(good, h), "bad_array"
+    if case == "bad_shape":
+        h["arrays"][0]["shape"] = draw(st.sampled_from([[-1], "4", [1.5], [[2]], [True],
+                                                        [1] * 9, None]))
+        return _with_header(good, h), "bad_array"
+    if case == "shape_mismatch":
+        n = h["arrays"][0]["shape"][0]
+        h["arrays"][0]["shape"] = [draw(st.integers(0, 64).filter(lambda k: k != n))]
+        return _with_header(good, h), "bad_array"
+    if case == "bad_ref":
+        h["body"]["tensor"] = {"$frame": draw(st.sampled_from([1, -1, "0", None, 0.0]))}
+        return _with_header(good, h), "bad_array"
+    if case == "unreferenced":
+        h["body"]["tensor"] = [1, 2]
+        return _with_header(good, h), "bad_array"
+    if case == "oversized":
+        return [good[0], good[1], b"\0" * (max_message_bytes + 1)], "oversized"
+    if case == "invalid_field":
+        key, val = draw(st.sampled_from([("layer", -1), ("round_id", "x"), ("site", None),
+                                         ("msg_id", -5), ("layer", 1e400)]))
+        h["body"][key] = val
+        return _with_header(good, h), "invalid"
+    h["body"][draw(st.sampled_from(["bogus", "extra", "tensor2"]))] = 1
+    return _with_header(good, h), "invalid"
