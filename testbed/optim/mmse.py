@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from scipy.optimize import minimize
-
 from testbed.optim.baselines import solve_channel_inversion
 from testbed.optim.mse import aircomp_mse
 
@@ -150,14 +148,74 @@ def reduced_mse(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.ndarray):
     return aircomp_mse(H, A, B, noise_var), grad, B, mu
 
 
+def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: float = 1e-13,
+          gtol: float = 1e-11) -> tuple[np.ndarray, list[float]]:
+    """Minimize a smooth real function of a real vector by L-BFGS with Armijo backtracking.
+
+    ``fun(x) -> (f, grad)``. Every accepted step strictly decreases f. Stops when the relative
+    decrease falls below ``ftol``, the gradient norm below ``gtol`` (1 + |f|), or after
+    ``max_iter`` steps. Returns ``(x, trace)`` with f after every accepted step. (Written here,
+    with plain numpy, because scipy's L-BFGS-B spends milliseconds per step in multithreaded
+    BLAS calls on tiny vectors when the machine is busy.)
+    """
+    x = np.asarray(x0, dtype=float)
+    f, g = fun(x)
+    S: list[np.ndarray] = []
+    Y: list[np.ndarray] = []
+    trace: list[float] = []
+    for _ in range(max_iter):
+        if np.linalg.norm(g) <= gtol * (1.0 + abs(f)):
+            break
+        q = g.copy()
+        alphas = []
+        for s_, y_ in zip(reversed(S), reversed(Y)):
+            a = (s_ @ q) / (y_ @ s_)
+            q -= a * y_
+            alphas.append(a)
+        if S:
+            q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+        else:
+            q *= min(1.0, 1.0 / np.linalg.norm(g))
+        for (s_, y_), a in zip(zip(S, Y), reversed(alphas)):
+            q += s_ * (a - (y_ @ q) / (y_ @ s_))
+        d = -q
+        slope = g @ d
+        if slope >= 0:                                        # not a descent direction: restart
+            S.clear()
+            Y.clear()
+            d = -g * min(1.0, 1.0 / np.linalg.norm(g))
+            slope = g @ d
+        step = 1.0
+        for _ in range(50):
+            f_new, g_new = fun(x + step * d)
+            if f_new <= f + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break                                             # no decrease possible: converged
+        s_, y_ = step * d, g_new - g
+        if s_ @ y_ > 1e-12 * np.linalg.norm(s_) * np.linalg.norm(y_):
+            S.append(s_)
+            Y.append(y_)
+            if len(S) > memory:
+                S.pop(0)
+                Y.pop(0)
+        x = x + s_
+        decrease = f - f_new
+        f, g = f_new, g_new
+        trace.append(float(f))
+        if decrease <= ftol * max(abs(f), np.finfo(float).tiny):
+            break
+    return x, trace
+
+
 def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, *,
                           max_iter: int = 1000) -> tuple[np.ndarray, list[float]]:
     """Minimize the reduced error f(A) over the receiver with L-BFGS from ``A0`` (N_r, L).
 
     Alternating steps alone crawl along flat valleys (thousands of iterations at N_r = 20);
     L-BFGS on f(A), with the inner block minimization over B done exactly, needs a few hundred
-    cheap evaluations. Returns the receiver and the MSE at every L-BFGS iterate (non-increasing:
-    the line search enforces sufficient decrease).
+    cheap evaluations. Returns the receiver and the MSE after every L-BFGS step (decreasing).
     """
     shape = A0.shape
     size = A0.size
@@ -170,12 +228,8 @@ def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np
         g = 2.0 * g.ravel()                                   # gradient in (Re A, Im A)
         return f, np.concatenate([g.real, g.imag])
 
-    trace: list[float] = []
-    x0 = np.concatenate([A0.ravel().real, A0.ravel().imag])
-    res = minimize(fun, x0, jac=True, method="L-BFGS-B",
-                   callback=lambda intermediate_result: trace.append(float(intermediate_result.fun)),
-                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 30})
-    return unpack(res.x), trace
+    x, trace = lbfgs(fun, np.concatenate([A0.ravel().real, A0.ravel().imag]), max_iter=max_iter)
+    return unpack(x), trace
 
 
 def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
@@ -192,8 +246,6 @@ def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
     linear power unit); ``iterations`` (L-BFGS + alternating); ``converged``; ``mse_history``
     (non-increasing list, MSE at the start and after every iteration); ``init`` (winning start).
     """
-    from testbed.optim.zf_sdr import solve_zf_sdr             # local: zf_sdr pulls in cvxpy
-
     starts: dict[str, np.ndarray] = {}
     if isinstance(init, str):
         valid = ("best", "zf-sdr", "channel-inversion")
@@ -202,6 +254,7 @@ def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
         if init in ("best", "channel-inversion"):
             starts["channel-inversion"] = solve_channel_inversion(H, P, noise_var, L, rng)[0]
         if init in ("best", "zf-sdr"):
+            from testbed.optim.zf_sdr import solve_zf_sdr     # local: cvxpy is slow to import
             starts["zf-sdr"] = solve_zf_sdr(H, P, noise_var, L, rng, n_random=n_random,
                                             compute_bound=False)[0]
     else:
