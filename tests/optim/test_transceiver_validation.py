@@ -78,3 +78,14 @@ def test_seeded_designs_are_reproducible():
     np.testing.assert_array_equal(a.A, b.A)
     c = design_transceiver(Hd, 1.0, 0.1, "random", rng=8)
     assert not np.allclose(a.A, c.A)
+
+
+@pytest.mark.parametrize("method", ["zf-sdr", "mmse"])
+def test_design_is_invariant_to_path_loss_scaling(method):
+    """Scaling H by s and noise_var by s^2 leaves the SNR, hence the optimal MSE, unchanged."""
+    Hd = rayleigh(np.random.default_rng(12), 4, 3, 2)
+    ref = design_transceiver(Hd, 1.0, 0.1, method, n_streams=1)
+    far = design_transceiver(1e-4 * Hd, 1.0, 1e-9, method, n_streams=1)
+    assert far.mse == pytest.approx(ref.mse, rel=1e-5)
+    if method == "zf-sdr":
+        assert far.lower_bound == pytest.approx(ref.lower_bound, rel=1e-5)
