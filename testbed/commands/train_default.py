@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
           f"(uniform = 256; {report['heldout_tokens_scored']} bytes scored)")
     print(f"  final train loss:     {report['train_loss_final']:.3f} nats/byte")
     print(f"  training:             {report['steps']} steps, {report['n_parameters']} parameters, "
-          f"{report['train_seconds']:.1f} s on {report['threads']} threads, seed {report['seed']}")
+          f"{report['train_seconds']:.1f} s on {report['threads']} thread(s), seed {report['seed']}")
     return 0
