@@ -1,0 +1,83 @@
+"""Control-plane round trip (controller -> node -> controller) on loopback.
+
+An echo agent runs as a separate process. Measured: a small message (a 4-node ROUND_SCHEDULE,
+~300 bytes, echoed) and a
+PARTIAL carrying 4096 float32 (16 KiB, echoed as AGGREGATE), each with plain TCP and with CURVE.
+Prints median and p99 latency in microseconds, and the CURVE / plain ratio.
+
+Usage: python benchmarks/bench_control_plane.py [--n 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from testbed.net.controller import Controller, ControllerConfig
+from testbed.net.schema import Partial, RoundSchedule, Slot
+from testbed.net.supervisor import Supervisor
+from testbed.net.transport import CurveServerKeys, generate_keys
+
+
+def measure(ctl: Controller, make_msg, n: int, warmup: int = 50) -> np.ndarray:
+    """Round-trip times of ``n`` sequential requests to node "n0", microseconds."""
+    out = np.empty(n)
+    for i in range(warmup + n):
+        msg = make_msg(i)
+        t0 = time.perf_counter()
+        ctl.request("n0", msg, timeout_s=10)
+        if i >= warmup:
+            out[i - warmup] = (time.perf_counter() - t0) * 1e6
+    return out
+
+
+def run_case(run_dir: Path, curve: bool, n: int) -> dict[str, np.ndarray]:
+    """Start a controller and one echo agent process, time both payloads."""
+    keys = generate_keys(run_dir / "keys", ["n0"]) if curve else None
+    server = CurveServerKeys(keys["server_secret"], keys["allowed_dir"]) if curve else None
+    cfg = ControllerConfig({"n0": "node"}, "bench", curve=server)
+    tensor = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+    with Supervisor(run_dir, grace_s=2.0) as sup, Controller(cfg) as ctl:
+        args = ["--node-id", "n0", "--router", ctl.router_address, "--pub", ctl.pub_address,
+                "--fingerprint", "bench"]
+        if curve:
+            args += ["--curve-secret", str(keys["client_secret:n0"]),
+                     "--curve-server", str(keys["server_public"])]
+        sup.start_python("n0", "testbed.net.echo", args)
+        ctl.wait_for_peers(timeout_s=60)
+        small = measure(ctl, lambda i: RoundSchedule(
+            round_id=i, layer=3, site="attn", slots={f"node{k}": Slot(
+                start_sample=1000 * i, n_samples=4096) for k in range(4)}), n)
+        big = measure(ctl, lambda i: Partial(layer=0, site="attn", round_id=i, tensor=tensor), n)
+        ctl.shutdown("benchmark done")
+    return {"small": small, "4096xf32": big}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=2000, help="round trips per case")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for curve in (False, True):
+            res = run_case(Path(tmp) / ("curve" if curve else "plain"), curve, args.n)
+            for payload, us in res.items():
+                rows[(payload, curve)] = (np.median(us), np.percentile(us, 99))
+    print(f"control-plane round trip, loopback, n={args.n} per case (microseconds)")
+    print(f"{'payload':<10} {'security':<8} {'median':>9} {'p99':>9}")
+    for (payload, curve), (med, p99) in rows.items():
+        print(f"{payload:<10} {'CURVE' if curve else 'plain':<8} {med:9.0f} {p99:9.0f}")
+    for payload in ("small", "4096xf32"):
+        ratio = rows[(payload, True)][0] / rows[(payload, False)][0]
+        print(f"CURVE/plain median ratio, {payload}: {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
