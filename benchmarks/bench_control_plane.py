@@ -1,8 +1,8 @@
 """Control-plane round trip (controller -> node -> controller) on loopback.
 
 An echo agent runs as a separate process. Measured: a small message (a 4-node ROUND_SCHEDULE,
-~300 bytes, echoed) and a
-PARTIAL carrying 4096 float32 (16 KiB, echoed as AGGREGATE), each with plain TCP and with CURVE.
+~300 bytes, echoed) and a PARTIAL carrying 4096 float32 (16 KiB, echoed as AGGREGATE), each
+with plain TCP and with CURVE.
 Prints median and p99 latency in microseconds, and the CURVE / plain ratio.
 
 Usage: python benchmarks/bench_control_plane.py [--n 2000]

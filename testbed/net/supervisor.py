@@ -3,9 +3,9 @@
 Each child runs in its own session / process group (so a signal reaches the child and its own
 children), gets ``PR_SET_PDEATHSIG=SIGKILL`` on Linux (the kernel kills it if the supervisor
 dies, even by SIGKILL -- note: "dies" means the *thread* that started it exits, so call
-``start`` from a long-lived thread, normally the main one), and has its stdout+stderr streamed line by line into
-``<run_dir>/logs/<name>.log`` and, prefixed with ``[name]``, to the supervisor's logger.
-Agents additionally watch ``os.getppid()`` (see `testbed.net.agent.Agent`).
+``start`` from a long-lived thread, normally the main one), and has its stdout+stderr
+streamed line by line into ``<run_dir>/logs/<name>.log`` and, prefixed with ``[name]``, to
+the supervisor's logger. Agents additionally watch ``os.getppid()`` (see `testbed.net.agent.Agent`).
 
 Teardown (``stop_all``, context-manager exit, ``atexit``, SIGINT/SIGTERM while installed):
 SIGTERM (plus SIGCONT, so a frozen child can act on it) to every process group, wait up to

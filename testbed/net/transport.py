@@ -157,9 +157,9 @@ class _Receiver:
         try:
             return Incoming(peer, channel, message=self.codec.decode(frames))
         except MessageError as err:
-            self.rejections[err.kind] += 1
             log.warning("rejected %s message from %s: %s", channel,
                         _printable(peer) if peer is not None else "controller", err)
+            self.rejections[err.kind] += 1  # after logging: readers of the count see the log
             return Incoming(peer, channel, error=err)
 
 

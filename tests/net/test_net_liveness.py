@@ -2,7 +2,6 @@
 A killed (SIGKILL) or frozen (SIGSTOP) agent is named within 5 s, the run stops cleanly with
 its partial results saved, survivors exit on SHUTDOWN, and no process is left behind."""
 import itertools
-import os
 import signal
 import time
 
