@@ -110,7 +110,7 @@ def heterogeneous_4node() -> list[NodeModel]:
     """Two Raspberry Pi 5 (budgets 0.9 and 0.7 J/token), one Orin Nano (0.25 J), one Orin NX (0.3 J).
 
     Sized for Llama-2-7B in fp16 (12.95 GB of split weights): only the Orin NX could hold them
-    alone, and its energy budget cannot compute them (see `heterogeneous_4node_problem`); the Pis are 10-20x
+    alone, and computing them all would leave it little transmit energy; the Pis are 10-20x
     slower and ~8x less energy-efficient per FLOP than the Orins but have larger budgets, so the
     energy left for transmission depends strongly on the split.
     """
