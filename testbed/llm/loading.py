@@ -61,10 +61,15 @@ def load_tokenizer(path: str | Path) -> TextTokenizer:
     from transformers import AutoTokenizer
 
     try:
-        return HFTokenizerAdapter(AutoTokenizer.from_pretrained(path, local_files_only=True))
+        hf_tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"no tokenizer in {str(path)!r} (neither {TOKENIZER_FILENAME} nor Hugging "
                           f"Face tokenizer files): {exc}") from None
+    if len(hf_tok) <= 1:
+        # transformers 5 builds an empty tokenizer from a directory without tokenizer files
+        raise ConfigError(f"no tokenizer in {str(path)!r}: add {TOKENIZER_FILENAME} or the Hugging "
+                          "Face tokenizer files (tokenizer.json / tokenizer_config.json)")
+    return HFTokenizerAdapter(hf_tok)
 
 
 def load_model_and_tokenizer(spec: str | Path | None = None, *, require_shardable: bool = True,
