@@ -1,0 +1,472 @@
+"""The demo: a trained LLM split over N simulated nodes, all-reduced over the simulated air.
+
+For every method (exact sum, 8-bit digital, uncoded analog FDMA, AirComp with the paper's ZF+SDR
+design, AirComp with the MMSE design) it measures held-out perplexity over a bounded number of
+windows, the greedy-token agreement with the exact split model on the same positions (teacher
+forced), greedy generation from a prompt (KV cache), the all-reduce MSE per (layer, site) measured
+vs predicted, and the wall time. An SNR sweep gives MSE and perplexity vs SNR.
+
+Realistic normalization: the analog methods use ``scale_policy="calibrated"``: before measuring,
+a calibration pass over TRAINING text (never the held-out windows) records each (layer, site)'s
+partial-sum power with exact sums, so no per-round digital side information is exchanged.
+
+SNR is the signal-model SNR of `sim_backend.sim_allreduce` (sigma^2 = 10**(-snr_db/10) at
+precoder power P_n = 1 per channel use). A new Rayleigh block is drawn per all-reduce.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from testbed.errors import ConfigError
+from testbed.llm.allreduce import AllReduce, ExactAllReduce
+from testbed.llm.perplexity import evaluate_perplexity
+
+#: Method names accepted by the demo, in display order.
+METHODS = ("exact", "digital", "fdma", "aircomp-zf-sdr", "aircomp-mmse")
+#: Methods whose result depends on the SNR (the analog, over-the-air ones).
+ANALOG_METHODS = ("fdma", "aircomp-zf-sdr", "aircomp-mmse")
+DEFAULT_PROMPT = "The for statement is used to"
+#: Options passed to the MMSE design (channel-inversion start: ~10x faster than "best").
+MMSE_OPTIONS = {"init": "channel-inversion"}
+
+
+@dataclass
+class DemoConfig:
+    """Settings of one demo run (units in the names or comments).
+
+    ratios: model fraction per node (sum 1); n_rx / n_tx: receive / per-node transmit antennas;
+    snr_db: SNR of the per-method table (dB); snr_sweep_db: SNRs of the sweep (dB); window:
+    perplexity window (tokens = bytes); eval_windows / sweep_windows / calib_windows: numbers of
+    windows for the table, the sweep and the calibration pass; max_new_tokens: greedy generation
+    length (tokens); digital_bits: quantizer bits of the digital baseline; model: None for the
+    default trained model, or a local HF checkpoint directory.
+    """
+
+    ratios: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)
+    n_rx: int = 4
+    n_tx: int = 1
+    snr_db: float = 20.0
+    methods: tuple[str, ...] = METHODS
+    prompt: str = DEFAULT_PROMPT
+    max_new_tokens: int = 24
+    window: int = 128
+    eval_windows: int = 6
+    sweep_windows: int = 2
+    calib_windows: int = 4
+    snr_sweep_db: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0)
+    seed: int = 0
+    digital_bits: int = 8
+    model: str | None = None
+    progress: bool = True
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.ratios)
+
+
+def validate_config(cfg: DemoConfig) -> DemoConfig:
+    """Check a `DemoConfig`; raises ConfigError saying what to change. Returns it unchanged."""
+    from testbed.llm.plan import validate_ratios
+
+    try:
+        validate_ratios(cfg.ratios)
+    except ValueError as exc:
+        raise ConfigError(f"--ratios: {exc}") from None
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; valid methods: {', '.join(METHODS)}")
+    if not cfg.methods:
+        raise ConfigError(f"no methods given; choose from {', '.join(METHODS)}")
+    if cfg.n_rx < 1 or cfg.n_tx < 1:
+        raise ConfigError(f"antenna counts must be >= 1, got rx={cfg.n_rx}, tx={cfg.n_tx}")
+    if cfg.n_rx < cfg.n_tx:
+        raise ConfigError(f"--rx-antennas ({cfg.n_rx}) must be >= --tx-antennas ({cfg.n_tx}): the "
+                          "receiver separates min(N_t, N_r) streams")
+    for name in ("window", "eval_windows", "sweep_windows", "calib_windows"):
+        if getattr(cfg, name) < (2 if name == "window" else 1):
+            raise ConfigError(f"{name} must be >= {2 if name == 'window' else 1}, got {getattr(cfg, name)}")
+    if cfg.max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0, got {cfg.max_new_tokens}")
+    if not all(math.isfinite(s) for s in (cfg.snr_db, *cfg.snr_sweep_db)):
+        raise ConfigError("SNRs must be finite numbers in dB")
+    if cfg.digital_bits < 2:
+        raise ConfigError(f"digital_bits must be >= 2, got {cfg.digital_bits}")
+    return cfg
+
+
+def build_allreduce(method: str, *, n_nodes: int, n_rx: int, n_tx: int, snr_db: float, seed: int,
+                    digital_bits: int = 8) -> AllReduce:
+    """The all-reduce of ``method`` (see `METHODS`); analog ones run on a fresh simulated bench
+    (Rayleigh, perfect CSI, new block per call, calibrated scale policy) at ``snr_db`` (dB)."""
+    from sim_backend.sim_allreduce import build_sim_allreduce
+
+    if method == "exact":
+        return ExactAllReduce()
+    if method == "digital":
+        from testbed.phy.allreduce_digital import DigitalAllReduce
+        return DigitalAllReduce(bits=digital_bits)
+    common = dict(n_nodes=n_nodes, n_rx=n_rx, n_tx=n_tx, snr_db=snr_db, seed=seed,
+                  scale_policy="calibrated")
+    if method == "fdma":
+        return build_sim_allreduce("fdma", **common)[0]
+    if method == "aircomp-zf-sdr":
+        return build_sim_allreduce("aircomp", design_method="zf-sdr", **common)[0]
+    if method == "aircomp-mmse":
+        return build_sim_allreduce("aircomp", design_method="mmse", design_options=MMSE_OPTIONS,
+                                   **common)[0]
+    raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+
+
+def calibrate(sharded, allreduce: AllReduce, train_ids: torch.Tensor, *, window: int, n_windows: int,
+              decode_steps: int = 8) -> None:
+    """Calibration pass of a calibrated-scale all-reduce on TRAINING tokens (1-D): forwards
+    ``n_windows`` windows of ``window`` tokens plus ``decode_steps`` single-token KV-cache steps,
+    with exact sums, recording per-(layer, site) statistics. No-op for all-reduces without one."""
+    # AirCompAllReduce exposes `calibrating`; UncodedFDMAAllReduce only its ScaleKeeper
+    target = allreduce if hasattr(allreduce, "calibrating") else getattr(allreduce, "scales", None)
+    if target is None or not hasattr(target, "calibrating"):
+        return
+    previous = sharded.allreduce
+    sharded.allreduce = allreduce
+    target.calibrating = True
+    try:
+        n = min(n_windows, train_ids.numel() // window)
+        # spread the calibration windows over the training text
+        starts = np.linspace(0, train_ids.numel() - window, n).astype(int)
+        for s in starts:
+            sharded(train_ids[s:s + window].unsqueeze(0))
+        if decode_steps:
+            sharded.generate(train_ids[:16].unsqueeze(0), decode_steps)
+    finally:
+        target.calibrating = False
+        sharded.allreduce = previous
+        sharded.reset_cache()
+
+
+def site_stats(allreduce: AllReduce) -> list[dict]:
+    """``allreduce.stats()`` as a list of {layer, site, ...} records sorted by (layer, site)."""
+    return [{"layer": k[0], "site": k[1], **v} for k, v in sorted(allreduce.stats().items())]
+
+
+def summarize_stats(records: Sequence[dict]) -> dict:
+    """Means over sites of the MSE fields (tensor domain per real value; symbol domain per
+    channel use) and the largest clipped fraction; None for fields a method does not report."""
+    def mean(key):
+        vals = [r[key] for r in records if key in r]
+        return float(np.mean(vals)) if vals else None
+    clip = [r["clipped_fraction"] for r in records if "clipped_fraction" in r]
+    return {"mse_tensor": mean("mse_tensor"), "mse_tensor_predicted": mean("mse_tensor_predicted"),
+            "mse_symbols": mean("mse_symbols"), "mse_symbols_predicted": mean("mse_predicted"),
+            "clipped_fraction_max": max(clip) if clip else None}
+
+
+def perplexity_with_argmax(sharded, heldout: torch.Tensor, *, window: int, n_windows: int,
+                           progress: bool, desc: str = "") -> tuple[float, float, torch.Tensor]:
+    """(perplexity, NLL per token in nats, greedy argmax ids of every fed position concatenated)
+    of ``sharded`` over the first ``n_windows`` windows of the 1-D held-out stream."""
+    argmax: list[torch.Tensor] = []
+
+    def logits_fn(ids):
+        logits = sharded(ids)
+        argmax.append(logits[0].argmax(-1))
+        return logits
+
+    res = evaluate_perplexity(logits_fn, heldout, window=window, max_windows=n_windows,
+                              progress=progress)
+    return res.ppl, res.nll_per_token, torch.cat(argmax)
+
+
+def evaluate_method(sharded, method: str, cfg: DemoConfig, *, snr_db: float, heldout: torch.Tensor,
+                    train: torch.Tensor, n_windows: int, reference_argmax: torch.Tensor | None = None,
+                    prompt_ids: torch.Tensor | None = None, seed_offset: int = 0) -> dict:
+    """Run one method at ``snr_db`` (dB): calibrate (analog methods), perplexity over
+    ``n_windows`` held-out windows with per-site all-reduce stats, optionally greedy generation
+    from ``prompt_ids`` (1, T). Returns a JSON-ready dict; the model's all-reduce is restored."""
+    t0 = time.perf_counter()
+    ar = build_allreduce(method, n_nodes=cfg.n_nodes, n_rx=cfg.n_rx, n_tx=cfg.n_tx, snr_db=snr_db,
+                         seed=cfg.seed + seed_offset, digital_bits=cfg.digital_bits)
+    calibrate(sharded, ar, train, window=cfg.window, n_windows=cfg.calib_windows)
+    previous = sharded.allreduce
+    sharded.allreduce = ar
+    try:
+        ar.reset_stats()
+        ppl, nll, argmax = perplexity_with_argmax(sharded, heldout, window=cfg.window, n_windows=n_windows,
+                                                  progress=cfg.progress, desc=method)
+        stats = site_stats(ar)
+        out = {"method": method, "snr_db": snr_db if method in ANALOG_METHODS else None,
+               "perplexity": ppl, "nll_per_token": nll, "n_windows": n_windows,
+               "scored_positions": int(argmax.numel()),
+               "site_stats": stats, **summarize_stats(stats)}
+        if reference_argmax is not None:
+            out["argmax_agreement"] = float((argmax == reference_argmax).double().mean())
+        out["_argmax"] = argmax
+        if prompt_ids is not None:
+            gen = sharded.generate(prompt_ids, cfg.max_new_tokens)
+            out["generated_ids"] = gen[0, prompt_ids.shape[1]:].tolist()
+            out["decode_step_s"] = float(np.mean(sharded.step_seconds)) if sharded.step_seconds else None
+    finally:
+        sharded.allreduce = previous
+        sharded.reset_cache()
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def prefix_match(a: Sequence[int], b: Sequence[int]) -> float:
+    """Share of positions (of len(b)) where generated sequences a and b agree, up to the first
+    difference (after it, greedy decoding follows a different context)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n / len(b) if len(b) else 1.0
+
+
+def plan_record(plan) -> dict:
+    """The shard plan as plain JSON (node ranges as [start, stop))."""
+    return {"ratios": list(plan.ratios), "dtype": str(plan.dtype),
+            "replicated_params": plan.replicated_count,
+            "nodes": [{"node": p.node, "ratio": p.ratio, "kv_groups": [p.kv_groups.start, p.kv_groups.stop],
+                       "mlp_columns": [p.mlp_columns.start, p.mlp_columns.stop],
+                       "params": p.param_count, "bytes": p.param_bytes} for p in plan.nodes]}
+
+
+class _Recorder(ExactAllReduce):
+    """Exact sum that keeps the partials of one (layer, site) (numpy float64 copies)."""
+
+    def __init__(self, layer: int, site: str):
+        self.layer, self.site, self.partials = layer, site, None
+
+    def reduce(self, partials, *, layer, site):
+        if (layer, site) == (self.layer, self.site) and self.partials is None:
+            self.partials = [p.detach().to(torch.float64).numpy().copy() for p in partials]
+        return super().reduce(partials, layer=layer, site=site)
+
+
+def constellation_round(sharded, cfg: DemoConfig, heldout: torch.Tensor, *, layer: int = 0,
+                        site: str = "mlp", method: str = "zf-sdr") -> dict:
+    """One AirComp round run directly through `AirCompLink` on real partials: node partials of
+    (layer, site) for the first held-out window, normalized by their common scale (unit mean
+    symbol power per node at most), sent over a fresh simulated bench at ``cfg.snr_db``.
+    Returns {"ideal": sum_n S_n, "received": S_hat} (complex (L, K)), design MSE and measured MSE
+    (per channel use, normalized units)."""
+    from sim_backend.sim_allreduce import build_sim_bench
+    from testbed.optim.transceiver import design_transceiver
+    from testbed.phy.link import aircomp_round
+    from testbed.phy.normalization import common_scale
+    from testbed.phy.packing import pack_reals, to_streams
+
+    rec = _Recorder(layer, site)
+    previous = sharded.allreduce
+    sharded.allreduce = rec
+    try:
+        sharded(heldout[:cfg.window].unsqueeze(0))
+    finally:
+        sharded.allreduce = previous
+    c = common_scale(rec.partials)
+    bench = build_sim_bench(cfg.n_nodes, cfg.n_rx, cfg.n_tx, cfg.snr_db, cfg.seed + 7)
+    kw = MMSE_OPTIONS if method == "mmse" else {}
+    d = design_transceiver(bench.air.true_channels(), 1.0, bench.model_noise_var, method=method, **kw)
+    L = d.A.shape[1]
+    S = [to_streams(pack_reals(z / c), L) for z in rec.partials]
+    s_hat = aircomp_round(bench.tx_radios, bench.rx_radio, d, S)
+    ideal = np.sum(S, axis=0)
+    k = ideal.shape[1]
+    return {"ideal": ideal, "received": s_hat, "layer": layer, "site": site, "method": method,
+            "snr_db": cfg.snr_db, "mse_predicted": float(d.mse),
+            "mse_measured": float(np.sum(np.abs(s_hat - ideal) ** 2) / k), "channel_uses": k}
+
+
+def run_demo(cfg: DemoConfig, model=None, tokenizer=None, log=print) -> dict:
+    """Run the whole demo (no files written; see `write_demo_outputs`). ``model``/``tokenizer``
+    may be passed in (else loaded from ``cfg.model``). ``log`` prints progress lines.
+    Returns the results dict (JSON-ready apart from the constellation arrays)."""
+    from testbed.llm.loading import load_model_and_tokenizer
+    from testbed.llm.sharding import shard_model
+    from testbed.llm.textdata import heldout_tokens, train_tokens
+
+    validate_config(cfg)
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        model, tokenizer = load_model_and_tokenizer(cfg.model, progress=cfg.progress)
+    sharded = shard_model(model, cfg.ratios, "exact")
+    log(sharded.format_plan())
+    heldout, train = heldout_tokens(), train_tokens()
+    prompt_ids = torch.tensor([tokenizer.encode(cfg.prompt)], dtype=torch.int64)
+
+    # the exact split model is the reference for token agreement
+    ref = evaluate_method(sharded, "exact", cfg, snr_db=cfg.snr_db, heldout=heldout, train=train,
+                          n_windows=cfg.eval_windows, prompt_ids=prompt_ids)
+    ref_argmax, ref_gen = ref["_argmax"], ref["generated_ids"]
+    per_method = []
+    for method in cfg.methods:
+        log(f"-- {method}" + (f" at {cfg.snr_db:g} dB" if method in ANALOG_METHODS else ""))
+        r = ref if method == "exact" else evaluate_method(
+            sharded, method, cfg, snr_db=cfg.snr_db, heldout=heldout, train=train,
+            n_windows=cfg.eval_windows, reference_argmax=ref_argmax, prompt_ids=prompt_ids)
+        r = dict(r)
+        r["argmax_agreement"] = r.get("argmax_agreement", 1.0)
+        r["generation_prefix_match"] = prefix_match(r["generated_ids"], ref_gen)
+        r["generated_text"] = tokenizer.decode(r["generated_ids"])
+        r.pop("_argmax")
+        per_method.append(r)
+
+    sweep = []
+    sweep_methods = [m for m in cfg.methods if m in ANALOG_METHODS]
+    fixed = {}
+    for m in (m for m in cfg.methods if m not in ANALOG_METHODS):
+        fixed[m] = evaluate_method(sharded, m, cfg, snr_db=cfg.snr_db, heldout=heldout, train=train,
+                                   n_windows=cfg.sweep_windows)
+        fixed[m].pop("_argmax")
+    jobs = [(s, m) for s in cfg.snr_sweep_db for m in sweep_methods]
+    for snr, m in tqdm(jobs, desc="SNR sweep", unit="run", disable=not cfg.progress):
+        r = evaluate_method(sharded, m, cfg, snr_db=snr, heldout=heldout, train=train,
+                            n_windows=cfg.sweep_windows, seed_offset=1000)
+        r.pop("_argmax")
+        sweep.append(r)
+
+    constellation = None
+    if any(m.startswith("aircomp") for m in cfg.methods):
+        constellation = constellation_round(sharded, cfg, heldout)
+
+    return {
+        "settings": {**asdict(cfg), "n_nodes": cfg.n_nodes},
+        "seed": cfg.seed,
+        "snr_definition": "signal-model SNR = P/sigma^2 at precoder power P_n = 1 per channel use, "
+                          "0 dB path loss, Rayleigh block fading with a new block per all-reduce",
+        "scale_policy": "calibrated (calibration pass over training text with exact sums; "
+                        "no per-round digital exchange)",
+        "heldout": {"window_tokens": cfg.window, "windows": cfg.eval_windows,
+                    "sweep_windows": cfg.sweep_windows},
+        "plan": plan_record(sharded.plan), "plan_text": sharded.format_plan(),
+        "model": {"spec": cfg.model or "default", "config": model.config.to_dict()},
+        "methods": per_method,
+        "snr_sweep": {"snr_db": list(cfg.snr_sweep_db), "runs": sweep,
+                      "snr_independent": {m: {k: v for k, v in r.items() if k != "site_stats"}
+                                          for m, r in fixed.items()}},
+        "constellation": constellation,
+        "wall_s": time.perf_counter() - t_start,
+    }
+
+
+def _fmt(x, spec: str) -> str:
+    width = int("".join(ch for ch in spec.split(".")[0] if ch.isdigit()) or 0)
+    return f"{'-':>{width}}" if x is None else format(x, spec)
+
+
+def format_table(methods: Sequence[dict]) -> str:
+    """The per-method results as a text table (MSEs are means over (layer, site): tensor domain
+    per real value; symbol domain per channel use in normalized units)."""
+    head = (f"{'method':<15} {'ppl':>8} {'agree %':>8} {'gen %':>6} {'MSE tensor':>11} {'pred':>10} "
+            f"{'MSE sym':>10} {'pred':>10} {'clip %':>7} {'wall s':>7}")
+    lines = [head, "-" * len(head)]
+    for r in methods:
+        clip = None if r.get("clipped_fraction_max") is None else 100 * r["clipped_fraction_max"]
+        lines.append(
+            f"{r['method']:<15} {r['perplexity']:>8.4f} {100 * r['argmax_agreement']:>8.2f} "
+            f"{100 * r['generation_prefix_match']:>6.1f} {_fmt(r.get('mse_tensor'), '11.3e')} "
+            f"{_fmt(r.get('mse_tensor_predicted'), '10.3e')} {_fmt(r.get('mse_symbols'), '10.3e')} "
+            f"{_fmt(r.get('mse_symbols_predicted'), '10.3e')} {_fmt(clip, '7.3f')} {r['wall_s']:>7.1f}")
+    return "\n".join(lines)
+
+
+def format_sweep(results: dict) -> str:
+    """Perplexity (and tensor-domain MSE) vs SNR as a text table."""
+    sw = results["snr_sweep"]
+    methods = sorted({r["method"] for r in sw["runs"]}, key=METHODS.index)
+    lines = ["perplexity vs SNR (" + f"{results['heldout']['sweep_windows']} windows)",
+             f"{'SNR dB':>7} " + " ".join(f"{m:>15}" for m in methods)]
+    for s in sw["snr_db"]:
+        row = {r["method"]: r for r in sw["runs"] if r["snr_db"] == s}
+        lines.append(f"{s:>7g} " + " ".join(f"{row[m]['perplexity']:>15.4f}" for m in methods))
+    for m, r in sw["snr_independent"].items():
+        lines.append(f"{m}: {r['perplexity']:.4f} (SNR-independent)")
+    return "\n".join(lines)
+
+
+def write_demo_outputs(results: dict, run_dir, plots: bool = True) -> dict:
+    """Write ``results.json`` (with environment versions) and, if ``plots``, the PNG figures into
+    ``run_dir``; returns {name: path}."""
+    from pathlib import Path
+
+    from testbed.experiments.runs import environment_versions, write_json
+
+    run_dir = Path(run_dir)
+    files = {}
+    out = dict(results, versions=environment_versions())
+    if plots:
+        files.update(make_plots(results, run_dir))
+    out["files"] = {k: str(Path(v).name) for k, v in files.items()}
+    files["results"] = write_json(run_dir / "results.json", out)
+    return files
+
+
+def make_plots(results: dict, run_dir) -> dict:
+    """MSE vs SNR, perplexity vs SNR and the constellation PNGs in ``run_dir``; returns paths."""
+    from pathlib import Path
+
+    from testbed.experiments.plots import constellation_plot, line_plot
+
+    run_dir = Path(run_dir)
+    sw = results["snr_sweep"]
+    snrs = sw["snr_db"]
+    methods = sorted({r["method"] for r in sw["runs"]}, key=METHODS.index)
+
+    def series(key):
+        out = {}
+        for m in methods:
+            by_snr = {r["snr_db"]: r.get(key) for r in sw["runs"] if r["method"] == m}
+            out[m] = [by_snr.get(s) for s in snrs]
+        return out
+
+    files = {}
+    fixed = sw["snr_independent"]
+    files["mse_vs_snr"] = line_plot(
+        run_dir / "mse_vs_snr.png", snrs, series("mse_tensor"), dashed=series("mse_tensor_predicted"),
+        hlines={m: r.get("mse_tensor") for m, r in fixed.items() if r.get("mse_tensor")},
+        xlabel="SNR (dB)", ylabel="all-reduce MSE per real value (tensor domain, linear)",
+        title="Measured all-reduce MSE vs SNR (mean over layers and sites)", logy=True)
+    files["perplexity_vs_snr"] = line_plot(
+        run_dir / "perplexity_vs_snr.png", snrs, series("perplexity"),
+        hlines={m: r["perplexity"] for m, r in fixed.items()},
+        xlabel="SNR (dB)", ylabel="held-out perplexity (bytes)",
+        title=f"Perplexity vs SNR ({results['heldout']['sweep_windows']} windows of "
+              f"{results['heldout']['window_tokens']} tokens)", logy=True)
+    c = results.get("constellation")
+    if c is not None:
+        files["constellation"] = constellation_plot(
+            run_dir / "constellation.png", c["ideal"], c["received"],
+            title=f"AirComp {c['method']} at {c['snr_db']:g} dB, layer {c['layer']} {c['site']}: "
+                  f"MSE {c['mse_measured']:.3g} (predicted {c['mse_predicted']:.3g}) per channel use")
+    return files
+
+
+def fdma_vs_aircomp_nodes(model, node_counts: Sequence[int] = (2, 4, 8), *, snr_db: float = 10.0,
+                          n_rx: int = 4, window: int = 128, n_windows: int = 2, seed: int = 0,
+                          methods: Sequence[str] = ("fdma", "aircomp-mmse"), progress: bool = False) -> list[dict]:
+    """Perplexity and all-reduce MSE of each method for N nodes with equal ratios 1/N, at a fixed
+    ``snr_db`` (dB). Returns [{n_nodes, method, perplexity, mse_tensor, mse_symbols, ...}]."""
+    from testbed.llm.sharding import shard_model
+    from testbed.llm.textdata import heldout_tokens, train_tokens
+
+    heldout, train = heldout_tokens(), train_tokens()
+    rows = []
+    for n in node_counts:
+        cfg = DemoConfig(ratios=tuple([1.0 / n] * n), n_rx=n_rx, snr_db=snr_db, window=window,
+                         sweep_windows=n_windows, seed=seed, progress=progress)
+        sharded = shard_model(model, cfg.ratios, "exact")
+        for m in ("exact", *methods):
+            r = evaluate_method(sharded, m, cfg, snr_db=snr_db, heldout=heldout, train=train,
+                                n_windows=n_windows)
+            rows.append({"n_nodes": n, "method": m, "perplexity": r["perplexity"],
+                         "mse_tensor": r["mse_tensor"], "mse_symbols": r["mse_symbols"],
+                         "mse_symbols_predicted": r["mse_symbols_predicted"], "wall_s": r["wall_s"]})
+    return rows
