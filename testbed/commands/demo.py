@@ -44,10 +44,10 @@ def register(subparsers) -> None:
     p.add_argument("--methods", default=",".join(METHODS),
                    help=f"comma-separated subset of {', '.join(METHODS)}")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for greedy generation")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="greedy generation length (tokens)")
-    p.add_argument("--eval-windows", type=int, default=6,
+    p.add_argument("--max-new-tokens", type=int, default=32, help="greedy generation length (tokens)")
+    p.add_argument("--eval-windows", type=int, default=8,
                    help="held-out windows for the per-method perplexity")
-    p.add_argument("--sweep-windows", type=int, default=2, help="held-out windows per SNR-sweep point")
+    p.add_argument("--sweep-windows", type=int, default=4, help="held-out windows per SNR-sweep point")
     p.add_argument("--window", type=int, default=128, help="perplexity window (tokens = bytes)")
     p.add_argument("--snr-sweep", default="0,10,20,30", help="SNRs of the sweep, comma-separated (dB)")
     p.add_argument("--seed", type=int, default=0, help="seed of channels and noise")

@@ -32,7 +32,7 @@ from testbed.llm.perplexity import evaluate_perplexity
 METHODS = ("exact", "digital", "fdma", "aircomp-zf-sdr", "aircomp-mmse")
 #: Methods whose result depends on the SNR (the analog, over-the-air ones).
 ANALOG_METHODS = ("fdma", "aircomp-zf-sdr", "aircomp-mmse")
-DEFAULT_PROMPT = "The for statement is used to"
+DEFAULT_PROMPT = "Return the value of the expres"
 #: Options passed to the MMSE design (channel-inversion start: ~10x faster than "best").
 MMSE_OPTIONS = {"init": "channel-inversion"}
 
@@ -55,10 +55,10 @@ class DemoConfig:
     snr_db: float = 20.0
     methods: tuple[str, ...] = METHODS
     prompt: str = DEFAULT_PROMPT
-    max_new_tokens: int = 24
+    max_new_tokens: int = 32
     window: int = 128
-    eval_windows: int = 6
-    sweep_windows: int = 2
+    eval_windows: int = 8
+    sweep_windows: int = 4
     calib_windows: int = 4
     snr_sweep_db: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0)
     seed: int = 0

@@ -38,8 +38,8 @@ def line_plot(path: str | os.PathLike, x: Sequence[float], series: Mapping[str, 
     for name, y in (hlines or {}).items():
         if y is None or (logy and y <= 0):
             continue
-        ax.axhline(float(y), linestyle=":", color=colors.get(name), label=name)
-        colors.setdefault(name, ax.lines[-1].get_color())
+        color = colors.setdefault(name, f"C{len(colors) % 10}")
+        ax.axhline(float(y), linestyle=":", color=color, label=name)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
