@@ -1,0 +1,332 @@
+"""Calibration procedure over `Radio`s: sounding, per-node offsets, corrections, residuals.
+
+**Direction: reciprocal uplink, not a downlink beacon.** `SimAir` has one receiver and
+transmitters only (no downlink path), so each node sends a sounding burst in its own time slot
+(orthogonal in time) and the receiver estimates that node's timing offset, CFO, phase and gain.
+The quantities are the same ones a node would measure from a receiver beacon (timing and CFO
+are reciprocal; the phase needs a training exchange anyway, docs/sync.md), and the corrections
+are applied in the node's transmit path (`calibration.corrections.CorrectedRadio`). On a Pluto
+bench the receiver-side estimates are sent to the nodes over the control plane.
+
+Sounding burst: a periodic band-limited waveform (Zadoff-Chu symbols, cyclic RRC shaping at 2
+samples/symbol, period P samples) repeated ``n_periods`` times. Estimation per node:
+
+1. joint coarse search over integer lag and CFO grid (step fs / (4 L)), |corr|^2 summed over
+   receive antennas (robust to CFO up to ``max_cfo_hz``);
+2. fine CFO: repeated-preamble (Moose) correlation summed over antennas and periods;
+3. fine delay: `calibration.estimators.timing.estimate_delay` per antenna after CFO removal,
+   combined with weights |peak|^2;
+4. channel vector h (N_r,): LS against the reference delayed by the fractional delay.
+   With a reference channel (a known cable/sim truth) the complex ratio gives phase and gain;
+   without one the phase is referred to receive antenna 0 and the gain is not corrected.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from calibration.corrections import CorrectedRadio, NodeCorrection, interpolate
+from calibration.estimators.sequences import rrc_taps, zadoff_chu
+from calibration.estimators.timing import estimate_delay
+from testbed.errors import TestbedError
+from testbed.radio.base import Radio
+
+
+class CalibrationError(TestbedError):
+    """A sounding burst was not found or the measurement is unusable."""
+
+
+@dataclass(frozen=True)
+class SoundingConfig:
+    """Sounding parameters (samples unless stated).
+
+    zc_length: Zadoff-Chu symbols per period (odd); sps: samples per symbol; rolloff: RRC;
+    n_periods: repetitions (>= 2); amplitude_dbfs: burst level (dB re full scale, -12 as the
+    AirComp link); max_offset_samples: largest |timing offset| searched; max_cfo_hz: largest
+    |CFO| searched (Hz); lead_samples: scheduling lead; min_metric: normalized peak needed.
+    """
+
+    zc_length: int = 63
+    sps: int = 2
+    rolloff: float = 0.35
+    n_periods: int = 3
+    amplitude_dbfs: float = -12.0
+    max_offset_samples: int = 512
+    max_cfo_hz: float = 60e3
+    lead_samples: int = 64
+    min_metric: float = 0.3
+
+    @property
+    def period(self) -> int:
+        return self.zc_length * self.sps
+
+    @property
+    def burst_len(self) -> int:
+        return self.period * self.n_periods
+
+    @property
+    def slot_len(self) -> int:
+        """Slot per node: burst + search range on both sides + a guard."""
+        return self.burst_len + 2 * self.max_offset_samples + 64
+
+
+def sounding_waveform(cfg: SoundingConfig) -> np.ndarray:
+    """Unit-power periodic sounding burst, complex (burst_len,): cyclic RRC-shaped ZC."""
+    p = cfg.period
+    up = np.zeros(p, complex)
+    up[::cfg.sps] = zadoff_chu(cfg.zc_length, 1)
+    taps = rrc_taps(cfg.sps, cfg.rolloff, 8)
+    h = np.zeros(p)
+    for i, t in enumerate(taps):                        # cyclic convolution
+        h[(i - len(taps) // 2) % p] += t
+    period = np.fft.ifft(np.fft.fft(up) * np.fft.fft(h))
+    period /= np.sqrt(np.mean(np.abs(period) ** 2))
+    return np.tile(period, cfg.n_periods)
+
+
+def fine_config(cfg: SoundingConfig) -> SoundingConfig:
+    """Search ranges for soundings through corrected radios: +-32 samples, +-2 kHz."""
+    return replace(cfg, max_offset_samples=32, max_cfo_hz=2e3)
+
+
+@dataclass
+class NodeMeasurement:
+    """One node's sounding result. delay_samples: arrival (receiver clock, float) minus the
+    node-clock send time; cfo_hz; channel (N_r,) complex (relative to the sent amplitude);
+    metric: normalized correlation peak in [0, 1]; peak_lag / correlation: the coarse
+    correlation magnitude around the peak (for plots)."""
+
+    delay_samples: float
+    cfo_hz: float
+    channel: np.ndarray
+    metric: float
+    arrival_sample: float
+    correlation: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+
+def _measure_window(win: np.ndarray, win_start: int, ref: np.ndarray, cfg: SoundingConfig,
+                    fs: float) -> tuple[float, float, np.ndarray, float, np.ndarray]:
+    """(arrival air sample, cfo Hz, channel (N_r,), metric, coarse correlation) in a window."""
+    n_r, n = win.shape
+    L = ref.size
+    m_abs = win_start + np.arange(n)
+    step = fs / (4.0 * L)
+    grid = np.arange(-cfg.max_cfo_hz, cfg.max_cfo_hz + step, step)
+    nfft = 1 << int(math.ceil(math.log2(n + L)))
+    REF = np.conj(np.fft.fft(ref, nfft))
+    rot = np.exp(-2j * np.pi * np.outer(grid, np.arange(n)) / fs)          # (G, n)
+    X = np.fft.fft(win[None, :, :] * rot[:, None, :], nfft, axis=-1)      # (G, N_r, nfft)
+    c = np.fft.ifft(X * REF, axis=-1)[..., : n - L + 1]
+    score = np.sum(np.abs(c) ** 2, axis=1)                                  # (G, lags)
+    g, lag = np.unravel_index(int(np.argmax(score)), score.shape)
+    energy = np.sum(np.abs(win[:, lag:lag + L]) ** 2)
+    metric = float(score[g, lag] / (np.vdot(ref, ref).real * max(energy, 1e-300)))
+    if metric < cfg.min_metric:
+        raise CalibrationError(f"sounding burst not found (normalized peak {metric:.2f} < "
+                               f"{cfg.min_metric}); raise the transmit gain or max_offset_samples")
+    coarse = float(grid[g])
+    # fine CFO: Moose on the periods, summed over antennas (trim 4 samples at each edge)
+    seg = win[:, lag + 4: lag + L - 4] * np.exp(-2j * np.pi * coarse * m_abs[lag + 4: lag + L - 4] / fs)
+    P = cfg.period
+    z = np.sum(seg[:, P:] * np.conj(seg[:, :-P]))
+    cfo = coarse + float(np.angle(z)) * fs / (2 * np.pi * P)
+    # fine delay per antenna after CFO removal
+    # phase referred to the burst's first sample: the channel is the phase at arrival
+    derot = win * np.exp(-2j * np.pi * cfo * (np.arange(n) - lag) / fs)[None, :]
+    lo = max(lag - 8, 0)
+    sub = derot[:, lo: lo + L + 16] if lo + L + 16 <= n else derot[:, lo:]
+    taus = np.atleast_1d(estimate_delay(sub, ref, max_lag=min(16, sub.shape[1] - L)))
+    w = np.abs(c[g, :, lag]) ** 2
+    tau = lo + float(np.sum(w * taus) / np.sum(w))
+    # channel: LS against the fractionally delayed reference
+    k0 = int(math.floor(tau))
+    pos = np.arange(-16, L + 16) - (tau - k0)
+    ref_d = interpolate(ref[None, :], pos)[0]
+    y = derot[:, k0 - 16: k0 + L + 16] if k0 >= 16 and k0 + L + 16 <= n else None
+    if y is None:
+        raise CalibrationError("sounding burst too close to the window edge; "
+                               "raise max_offset_samples")
+    h = y @ np.conj(ref_d) / np.vdot(ref_d, ref_d).real
+    corr_mag = np.sqrt(score[g])
+    return win_start + tau, cfo, h, metric, corr_mag
+
+
+def sound_nodes(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig | None = None,
+                start_sample: int | None = None,
+                progress: Callable[[int], None] | None = None) -> list[NodeMeasurement]:
+    """Send one sounding burst per node in its own slot and measure every node.
+
+    The burst of node n is sent at ``T_n = start + n * slot + max_offset`` on the node's clock
+    (for a `CorrectedRadio`, the receiver clock). Returns one `NodeMeasurement` per node, with
+    ``delay_samples`` = arrival - T_n (samples). Amplitudes are divided out (channel relative to
+    the sent waveform).
+    """
+    cfg = cfg or SoundingConfig()
+    fs = rx_radio.settings.sample_rate_hz
+    ref = sounding_waveform(cfg)
+    amp = 10.0 ** (cfg.amplitude_dbfs / 20.0)
+    n = len(tx_radios)
+    start = (max([rx_radio.now()] + [r.now() for r in tx_radios]) + cfg.lead_samples
+             if start_sample is None else int(start_sample))
+    sends = [start + i * cfg.slot_len + cfg.max_offset_samples for i in range(n)]
+    for radio, t in zip(tx_radios, sends):
+        x = np.zeros((radio.settings.n_tx_channels, ref.size), complex)
+        x[0] = amp * ref
+        radio.transmit(x.astype(np.complex64), t)
+    total = n * cfg.slot_len
+    rx = rx_radio.receive(total, start).astype(np.complex128) / amp
+    out = []
+    for i, t in enumerate(sends):
+        w0 = i * cfg.slot_len
+        win = rx[:, w0: w0 + cfg.slot_len]
+        arrival, cfo, h, metric, corr = _measure_window(win, start + w0, ref, cfg, fs)
+        out.append(NodeMeasurement(arrival - t, cfo, h, metric, arrival, corr))
+        if progress is not None:
+            progress(1)
+    return out
+
+
+def compute_corrections(measurements: Sequence[NodeMeasurement], send_samples: Sequence[float],
+                        carrier_hz: float, sample_rate_hz: float,
+                        reference_channels: np.ndarray | None = None,
+                        sro_from_cfo: bool = True) -> list[NodeCorrection]:
+    """Per-node corrections from raw (uncorrected) soundings.
+
+    send_samples[n]: node-clock send time of node n's burst; carrier_hz / sample_rate_hz (Hz);
+    reference_channels (N, N_r) complex: the known channel per node (cable or simulator truth)
+    for absolute phase and gain; without it phase is referred to receive antenna 0 and gain_db = 0.
+    sro_from_cfo: one oscillator per radio (Pluto), so sro_ppm = cfo / carrier (else 0).
+    """
+    out = []
+    fs = float(sample_rate_hz)
+    for n, (m, s) in enumerate(zip(measurements, send_samples)):
+        sro_ppm = m.cfo_hz / carrier_hz * 1e6 if sro_from_cfo else 0.0
+        tau = m.arrival_sample - s / (1.0 + sro_ppm * 1e-6)
+        if reference_channels is not None:
+            href = np.asarray(reference_channels[n]).reshape(-1)
+            c = np.vdot(href, m.channel) / np.vdot(href, href).real
+            phase, gain = float(np.angle(c)), float(20 * np.log10(abs(c)))
+        else:
+            phase, gain = float(np.angle(m.channel[0])), 0.0
+        # measured at the arrival; the correction's phase is at receiver sample 0
+        phase = float((phase - 2 * np.pi * ((m.cfo_hz / fs * m.arrival_sample) % 1.0)
+                       + np.pi) % (2 * np.pi) - np.pi)
+        out.append(NodeCorrection(float(tau), float(sro_ppm), float(m.cfo_hz), phase, gain))
+    return out
+
+
+@dataclass
+class Residual:
+    """Errors left after correction (measured with a corrected sounding): timing (samples),
+    CFO (Hz), phase (deg) and gain (dB) per node, shape (N,) each."""
+
+    timing_samples: np.ndarray
+    cfo_hz: np.ndarray
+    phase_deg: np.ndarray
+    gain_db: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {k: [float(v) for v in getattr(self, k)]
+                for k in ("timing_samples", "cfo_hz", "phase_deg", "gain_db")}
+
+
+def residuals(measurements: Sequence[NodeMeasurement],
+              reference_channels: np.ndarray | None = None) -> Residual:
+    """Residual errors from a sounding sent through `CorrectedRadio`s (targets on the receiver
+    clock, so delay_samples is the timing error). Phase/gain vs the reference channel (or
+    vs antenna 0 / 0 dB without one)."""
+    ph, g = [], []
+    for n, m in enumerate(measurements):
+        if reference_channels is not None:
+            href = np.asarray(reference_channels[n]).reshape(-1)
+            c = np.vdot(href, m.channel) / np.vdot(href, href).real
+        else:
+            c = m.channel[0] / abs(m.channel[0])
+        ph.append(np.degrees(np.angle(c)))
+        g.append(20 * np.log10(abs(c)))
+    return Residual(np.array([m.delay_samples for m in measurements]),
+                    np.array([m.cfo_hz for m in measurements]), np.array(ph), np.array(g))
+
+
+@dataclass
+class CalibrationRun:
+    """Result of `calibrate`: raw measurements, corrections, corrected radios, residuals,
+    and the time the procedure took (s, wall clock) and the receiver sample it finished at."""
+
+    before: list[NodeMeasurement]
+    corrections: list[NodeCorrection]
+    corrected: list[CorrectedRadio]
+    after: list[NodeMeasurement]
+    residual: Residual
+    elapsed_s: float
+    end_sample: int
+
+
+def _complex_error(m: NodeMeasurement, href: np.ndarray | None) -> complex:
+    if href is not None:
+        return complex(np.vdot(href, m.channel) / np.vdot(href, href).real)
+    return complex(m.channel[0])
+
+
+def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: SoundingConfig,
+               gaps_samples: Sequence[int], reference_channels: np.ndarray | None = None,
+               progress: Callable[[int], None] | None = None) -> None:
+    """Refine CFO and phase of already corrected radios by phase tracking (in place).
+
+    One corrected sounding now, then one after each gap (receiver samples); the residual phase
+    difference between consecutive soundings over their time difference is the residual CFO
+    (short bursts cannot resolve it under phase noise: the Wiener phase adds a slope error of
+    var ~ q fs^2 / (4 pi^2 dt), q the per-sample increment variance, so longer gaps help). The
+    gaps must keep |residual CFO| dt / fs < 1/2 cycle. The phase correction is set from the
+    last sounding.
+    """
+    fs = rx_radio.settings.sample_rate_hz
+    prev: list[float] | None = None          # receiver sample of the last anchor, per node
+    for gap in [0, *gaps_samples]:
+        start = max([rx_radio.now()] + [r.now() for r in corrected]) + cfg.lead_samples + int(gap)
+        meas = sound_nodes(corrected, rx_radio, cfg, start, progress)
+        anchors = []
+        for n, (radio, m) in enumerate(zip(corrected, meas)):
+            href = None if reference_channels is None else np.asarray(reference_channels[n]).reshape(-1)
+            r = float(np.angle(_complex_error(m, href)))    # residual phase at m.arrival_sample
+            t = m.arrival_sample
+            df = 0.0 if prev is None else r * fs / (2 * np.pi * (t - prev[n]))
+            c = radio.correction
+            # new line through the observed phase at t (the previous anchor had residual 0)
+            radio.correction = replace(c, cfo_hz=c.cfo_hz + df,
+                                       phase_rad=c.phase_rad + r - 2 * np.pi * df * t / fs)
+            anchors.append(t)
+        prev = anchors
+
+
+def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig | None = None,
+              reference_channels: Callable[[], np.ndarray] | np.ndarray | None = None,
+              sro_from_cfo: bool = True, half_taps: int = 128,
+              refine_gaps_samples: Sequence[int] = (2_000, 20_000),
+              progress: Callable[[int], None] | None = None) -> CalibrationRun:
+    """Sound every node (raw), compute corrections, wrap the radios in `CorrectedRadio`, refine
+    CFO/phase by phase tracking (`refine_cfo`, soundings after ``refine_gaps_samples``), sound
+    once more to measure the residuals, and return everything (`CalibrationRun`).
+    ``progress(k)`` is called once per node per sounding."""
+    import time
+    t0 = time.perf_counter()
+    cfg = cfg or SoundingConfig()
+    carrier = rx_radio.settings.center_freq_hz
+    ref_h = reference_channels() if callable(reference_channels) else reference_channels
+    if ref_h is not None:
+        ref_h = np.asarray(ref_h)[..., 0] if np.ndim(ref_h) == 3 else np.asarray(ref_h)
+    start = max([rx_radio.now()] + [r.now() for r in tx_radios]) + cfg.lead_samples
+    before = sound_nodes(tx_radios, rx_radio, cfg, start, progress)
+    sends = [start + i * cfg.slot_len + cfg.max_offset_samples for i in range(len(tx_radios))]
+    corr = compute_corrections(before, sends, carrier, rx_radio.settings.sample_rate_hz, ref_h,
+                               sro_from_cfo)
+    wrapped = [CorrectedRadio(r, c, half_taps) for r, c in zip(tx_radios, corr)]
+    fine = fine_config(cfg)
+    refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress)
+    after = sound_nodes(wrapped, rx_radio, fine, None, progress)
+    res = residuals(after, ref_h)
+    return CalibrationRun(before, corr, wrapped, after, res, time.perf_counter() - t0,
+                          int(rx_radio.now()))
