@@ -234,10 +234,14 @@ class Residual:
 
 
 def residuals(measurements: Sequence[NodeMeasurement],
-              reference_channels: np.ndarray | None = None) -> Residual:
+              reference_channels: np.ndarray | None = None,
+              anchors: Sequence[float] | None = None, sample_rate_hz: float = 1.0) -> Residual:
     """Residual errors from a sounding sent through `CorrectedRadio`s (targets on the receiver
     clock, so delay_samples is the timing error). Phase/gain vs the reference channel (or
-    vs antenna 0 / 0 dB without one)."""
+    vs antenna 0 / 0 dB without one). CFO: with ``anchors`` (receiver sample per node where the
+    phase correction was last anchored, residual phase 0 there) it is the phase change since
+    then over the elapsed time (far more precise than one short burst under phase noise);
+    without, the burst's own repeated-preamble estimate."""
     ph, g = [], []
     for n, m in enumerate(measurements):
         if reference_channels is not None:
@@ -247,8 +251,13 @@ def residuals(measurements: Sequence[NodeMeasurement],
             c = m.channel[0] / abs(m.channel[0])
         ph.append(np.degrees(np.angle(c)))
         g.append(20 * np.log10(abs(c)))
-    return Residual(np.array([m.delay_samples for m in measurements]),
-                    np.array([m.cfo_hz for m in measurements]), np.array(ph), np.array(g))
+    if anchors is None:
+        cfo = np.array([m.cfo_hz for m in measurements])
+    else:
+        cfo = np.array([np.radians(p) * sample_rate_hz / (2 * np.pi * (m.arrival_sample - a))
+                        for p, m, a in zip(ph, measurements, anchors)])
+    return Residual(np.array([m.delay_samples for m in measurements]), cfo, np.array(ph),
+                    np.array(g))
 
 
 @dataclass
@@ -273,7 +282,7 @@ def _complex_error(m: NodeMeasurement, href: np.ndarray | None) -> complex:
 
 def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: SoundingConfig,
                gaps_samples: Sequence[int], reference_channels: np.ndarray | None = None,
-               progress: Callable[[int], None] | None = None) -> None:
+               progress: Callable[[int], None] | None = None) -> list[float]:
     """Refine CFO and phase of already corrected radios by phase tracking (in place).
 
     One corrected sounding now, then one after each gap (receiver samples); the residual phase
@@ -281,7 +290,7 @@ def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: Soundi
     (short bursts cannot resolve it under phase noise: the Wiener phase adds a slope error of
     var ~ q fs^2 / (4 pi^2 dt), q the per-sample increment variance, so longer gaps help). The
     gaps must keep |residual CFO| dt / fs < 1/2 cycle. The phase correction is set from the
-    last sounding.
+    last sounding, whose arrival samples (per node) are returned.
     """
     fs = rx_radio.settings.sample_rate_hz
     prev: list[float] | None = None          # receiver sample of the last anchor, per node
@@ -300,16 +309,18 @@ def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: Soundi
                                        phase_rad=c.phase_rad + r - 2 * np.pi * df * t / fs)
             anchors.append(t)
         prev = anchors
+    return prev
 
 
 def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig | None = None,
               reference_channels: Callable[[], np.ndarray] | np.ndarray | None = None,
               sro_from_cfo: bool = True, half_taps: int = 128,
               refine_gaps_samples: Sequence[int] = (2_000, 20_000),
+              residual_gap_samples: int = 5_000,
               progress: Callable[[int], None] | None = None) -> CalibrationRun:
     """Sound every node (raw), compute corrections, wrap the radios in `CorrectedRadio`, refine
     CFO/phase by phase tracking (`refine_cfo`, soundings after ``refine_gaps_samples``), sound
-    once more to measure the residuals, and return everything (`CalibrationRun`).
+    once more ``residual_gap_samples`` later to measure the residuals, and return everything (`CalibrationRun`).
     ``progress(k)`` is called once per node per sounding."""
     import time
     t0 = time.perf_counter()
@@ -325,8 +336,10 @@ def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig |
                                sro_from_cfo)
     wrapped = [CorrectedRadio(r, c, half_taps) for r, c in zip(tx_radios, corr)]
     fine = fine_config(cfg)
-    refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress)
-    after = sound_nodes(wrapped, rx_radio, fine, None, progress)
-    res = residuals(after, ref_h)
+    anchors = refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress)
+    res_start = (max([rx_radio.now()] + [r.now() for r in wrapped]) + fine.lead_samples
+                 + int(residual_gap_samples))
+    after = sound_nodes(wrapped, rx_radio, fine, res_start, progress)
+    res = residuals(after, ref_h, anchors, rx_radio.settings.sample_rate_hz)
     return CalibrationRun(before, corr, wrapped, after, res, time.perf_counter() - t0,
                           int(rx_radio.now()))
