@@ -1,0 +1,259 @@
+"""The simulated channel as a process: a `SimAir` served to remote radios over ZMQ.
+
+`ChannelBroker` owns one `SimAir` (built from a bench's ``channel`` section by `air_from_bench`)
+and answers `sim_backend.remote_radio.RemoteSimRadio` requests on a ROUTER socket, in the
+shape of srsRAN's ZMQ virtual radio: time is the air's lock-step sample count, nothing runs on
+its own. Transmitters schedule bursts (``transmit``) and then declare "I am done transmitting
+up to sample t" (``tx_until``); a receive window ``[t0, t0 + n)`` is answered only once every
+transmitter of the air has declared ``tx_until >= t0 + n`` (or after ``window_timeout_s``, with
+an error naming the transmitters that stayed silent), so no window is cut before all bursts
+arrived. Calls reach the air in the same order as in-process, so the same seed gives the same
+samples as the in-process `SimAir`.
+
+Radio wire protocol (one request, one reply; DEALER -> ROUTER): frames ``[header, payload?]``,
+header JSON ``{"op", "seq", ...}``; payload raw little-endian complex64 ``(rows, cols)`` as in
+the header's ``shape``. Ops: ``hello(node)``, ``transmit(node, at, shape)+payload``,
+``tx_until(node, until)``, ``receive(n, at)`` (reply carries the window), ``now``, ``info``.
+Replies: ``{"ok": true, "seq", ...}`` or ``{"ok": false, "seq", "error", "kind"}`` with kind
+"stream" (late / timeout) or "config" (bad request).
+
+The broker's control-plane side (role ``channel``: new fading block, true channels for
+perfect CSI) is `testbed.net.roles.channel.ChannelAgent`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import zmq
+
+from sim_backend.air import SimAir
+from sim_backend.channel import ChannelModel, noise_var_from_snr_db
+from testbed.errors import ConfigError
+from testbed.phy.link import TX_REF_POWER
+
+log = logging.getLogger(__name__)
+
+#: Ops a RemoteSimRadio may send.
+RADIO_OPS = ("hello", "transmit", "tx_until", "receive", "now", "info")
+
+
+def air_from_bench(bench, n_tx: int = 1) -> SimAir:
+    """A `SimAir` for ``bench`` (a `BenchConfig` with a ``channel`` section): transmitters
+    0..N-1 in bench node order with ``n_tx`` antennas, the receiver's ``n_antennas``, noise
+    variance from ``channel.snr_db`` at `TX_REF_POWER` (see `sim_backend.channel`), the
+    channel seed, and one realization drawn -- exactly as `sim_backend.sim_allreduce.build_sim_bench`."""
+    ch = bench.channel
+    if ch is None:
+        raise ConfigError(f"bench {bench.name!r} has no 'channel' section; only simulated "
+                          "benches have a channel broker")
+    if ch.impairments:
+        raise ConfigError(f"bench {bench.name!r}: channel.impairments={ch.impairments!r} is not "
+                          "supported by the channel broker yet; remove it for multi-process runs")
+    ids = [n.id for n in bench.nodes]
+    model = ChannelModel(len(ids), bench.receiver.n_antennas, n_tx, fading=ch.fading,
+                         k_factor_db=ch.k_factor_db,
+                         path_loss_db=np.array([ch.path_loss_db.get(i, 0.0) for i in ids]))
+    air = SimAir(bench.receiver.n_antennas, noise_var_from_snr_db(ch.snr_db, TX_REF_POWER),
+                 channel_model=model, seed=ch.seed)
+    for n in range(len(ids)):
+        air.register_tx(n, n_tx)
+    air.new_realization()
+    return air
+
+
+@dataclass
+class _PendingReceive:
+    identity: bytes
+    seq: int
+    n: int
+    at: int
+    deadline: float
+
+
+@dataclass
+class BrokerStats:
+    """Counts: requests per op, windows served, windows that had to wait for tx_until."""
+
+    requests: dict = field(default_factory=dict)
+    windows: int = 0
+    waited_windows: int = 0
+
+
+class ChannelBroker:
+    """Serves ``air`` on a ZMQ ROUTER at ``endpoint`` from a background thread.
+
+    window_timeout_s: how long a receive window may wait for missing ``tx_until`` markers, s.
+    Use `start()` / `close()` (or as a context manager); `address` is the bound endpoint.
+    The air is shared with the control-plane side under `lock`."""
+
+    def __init__(self, air: SimAir, endpoint: str = "tcp://127.0.0.1:*",
+                 window_timeout_s: float = 10.0):
+        self.air = air
+        self.lock = threading.RLock()
+        self.window_timeout_s = float(window_timeout_s)
+        self.tx_until = {n: 0 for n in air.node_ids}
+        self.stats = BrokerStats()
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self._sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close()
+            raise ConfigError(f"channel broker cannot bind {endpoint}: {exc}; pick another "
+                              "--broker-port or stop the process holding it") from None
+        self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._pending: list[_PendingReceive] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "ChannelBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> "ChannelBroker":
+        """Start serving in a daemon thread."""
+        self._thread = threading.Thread(target=self._serve, name="channel-broker", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the thread and close the socket."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._sock.close()
+        self._ctx.term()
+
+    # ------------------------------------------------------------------ control-plane side
+    def new_realization(self) -> tuple[np.ndarray, int]:
+        """Draw a new fading block; returns (H ``(N, N_r, N_t)`` complex128, air clock)."""
+        with self.lock:
+            return self.air.new_realization(), self.air.now
+
+    def true_channels(self) -> tuple[np.ndarray, int]:
+        """Current channels ``(N, N_r, N_t)`` and the air clock (samples)."""
+        with self.lock:
+            return self.air.true_channels(), self.air.now
+
+    # ------------------------------------------------------------------ radio side
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            if poller.poll(20):
+                while True:
+                    try:
+                        frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_request(frames)
+            self._serve_pending()
+
+    def _reply(self, identity: bytes, header: dict, payload: bytes | None = None) -> None:
+        frames = [identity, json.dumps(header).encode()]
+        if payload is not None:
+            frames.append(payload)
+        self._sock.send_multipart(frames)
+
+    def _error(self, identity: bytes, seq, kind: str, text: str) -> None:
+        self._reply(identity, {"ok": False, "seq": seq, "kind": kind, "error": text})
+
+    def _on_request(self, frames: list[bytes]) -> None:
+        identity = frames[0]
+        try:
+            h = json.loads(frames[1])
+            op, seq = h["op"], h.get("seq")
+        except (IndexError, ValueError, KeyError, TypeError):
+            log.warning("broker: malformed request from %r", identity)
+            self._error(identity, None, "config", "malformed request: need a JSON header with "
+                        "'op' and 'seq'")
+            return
+        self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
+        try:
+            if op not in RADIO_OPS:
+                raise ConfigError(f"unknown op {op!r}; one of {RADIO_OPS}")
+            if op == "receive":
+                self._pending.append(_PendingReceive(identity, seq, int(h["n"]), int(h["at"]),
+                                                     time.monotonic() + self.window_timeout_s))
+                self._serve_pending()
+                self.stats.waited_windows += bool(self._pending and self._pending[-1].seq == seq)
+                return
+            self._reply(identity, {"ok": True, "seq": seq, **self._handle(op, h, frames[2:])})
+        except _Late as exc:
+            self._error(identity, seq, "stream", str(exc))
+        except (ConfigError, ValueError, KeyError, TypeError) as exc:
+            self._error(identity, seq, "config", f"{type(exc).__name__}: {exc}")
+        self._serve_pending()
+
+    def _handle(self, op: str, h: dict, payload: list[bytes]) -> dict:
+        with self.lock:
+            if op == "hello":
+                node = h.get("node")
+                if node is not None and node not in self.tx_until:
+                    raise ConfigError(f"transmitter {node} is not on this air (ids "
+                                      f"{list(self.tx_until)}); check --node-id")
+                return {"n_rx": self.air.n_rx, "sample_rate_hz": self.air.sample_rate_hz,
+                        "now": self.air.now, "node_ids": list(self.tx_until)}
+            if op == "now":
+                return {"now": self.air.now}
+            if op == "info":
+                return {"now": self.air.now, "tx_until": {str(k): v for k, v in
+                                                          self.tx_until.items()},
+                        "pending_bursts": self.air.pending_bursts(),
+                        "requests": dict(self.stats.requests), "windows": self.stats.windows}
+            node = int(h["node"])
+            if node not in self.tx_until:
+                raise ConfigError(f"transmitter {node} is not on this air")
+            if op == "transmit":
+                at = int(h["at"])
+                if at < self.air.now:
+                    raise _Late(f"burst of node {node} at sample {at} is late (now="
+                                f"{self.air.now}); schedule further ahead")
+                rows, cols = h["shape"]
+                x = np.frombuffer(payload[0], dtype="<c8").reshape(rows, cols)
+                self.air.schedule(node, x, at)
+                return {}
+            # tx_until: never goes backwards
+            self.tx_until[node] = max(self.tx_until[node], int(h["until"]))
+            return {}
+
+    def _serve_pending(self) -> None:
+        if not self._pending:
+            return
+        now = time.monotonic()
+        keep = []
+        for p in self._pending:
+            end = p.at + p.n
+            with self.lock:
+                missing = [n for n, t in self.tx_until.items() if t < end]
+                if not missing:
+                    if p.at < self.air.now:
+                        self._error(p.identity, p.seq, "stream",
+                                    f"receive window at sample {p.at} is already past (now="
+                                    f"{self.air.now}); ask for a later window")
+                        continue
+                    y = self.air.receive(p.n, p.at).astype("<c8")
+                    self.stats.windows += 1
+                    self._reply(p.identity, {"ok": True, "seq": p.seq, "shape": list(y.shape),
+                                             "now": self.air.now}, y.tobytes())
+                    continue
+            if now > p.deadline:
+                self._error(p.identity, p.seq, "stream",
+                            f"receive window [{p.at}, {end}) timed out after "
+                            f"{self.window_timeout_s:g} s: transmitters {missing} never declared "
+                            "tx_until past its end (are their node processes running?)")
+                continue
+            keep.append(p)
+        self._pending = keep
+
+
+class _Late(Exception):
+    """A burst scheduled before the air clock."""

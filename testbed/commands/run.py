@@ -1,0 +1,91 @@
+"""`testbed run --bench B --method M (--prompt T --max-new-tokens K | --eval-text F|heldout
+--eval-windows N) [--up]`: generate or measure perplexity over a bench's role processes.
+
+Without ``--up`` this process is the controller of roles started elsewhere (`testbed node`,
+`testbed receiver`, `testbed channel`, pointed at the bench's controller address); with
+``--up`` it starts them itself on loopback. Writes a run directory with results.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from testbed.errors import ConfigError
+
+
+def add_run_args(p, job_required: bool = True) -> None:
+    """Job, method and output flags shared by `run`, `up --then-run` and `controller`."""
+    from testbed.net.roles.controller_job import METHODS
+    p.add_argument("--method", default="exact", choices=METHODS, help="all-reduce method")
+    p.add_argument("--prompt", help="prompt text (generation)")
+    p.add_argument("--prompt-ids", help="prompt as comma-separated token ids")
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--eval-text", help="file to score, or 'heldout' (the default model's "
+                                       "held-out text)")
+    p.add_argument("--eval-windows", type=int, default=2)
+    p.add_argument("--eval-window", type=int, default=64, help="tokens per window")
+    p.add_argument("--streams", type=int, default=None, help="AirComp streams L")
+    p.add_argument("--run-dir", type=Path, help="output directory (default runs/bench-...)")
+    p.add_argument("--register-timeout", type=float, default=120.0, help="seconds")
+
+
+def register(subparsers) -> None:
+    """Add the `run` subcommand."""
+    from testbed.net.roles.common import add_address_args
+    p = subparsers.add_parser("run", help="generate / measure perplexity over a bench",
+                              description=__doc__)
+    add_address_args(p)
+    add_run_args(p)
+    p.add_argument("--up", action="store_true", help="start the bench's processes first")
+    p.set_defaults(func=run)
+
+
+def job_from_args(args, model_dir):
+    """Build the `JobSpec` from the flags (tokenizing with the checkpoint's tokenizer)."""
+    from testbed.net.roles.bench_runner import JobSpec
+    wants_gen = args.prompt is not None or args.prompt_ids is not None
+    if wants_gen and args.eval_text:
+        raise ConfigError("give either --prompt/--prompt-ids (generation) or --eval-text "
+                          "(perplexity), not both")
+    if args.prompt_ids:
+        try:
+            ids = [int(x) for x in args.prompt_ids.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--prompt-ids {args.prompt_ids!r}: comma-separated integers") from None
+        return JobSpec("generate", prompt_ids=ids, max_new_tokens=args.max_new_tokens)
+    if args.prompt is not None:
+        from testbed.llm.loading import load_tokenizer
+        ids = [int(i) for i in load_tokenizer(model_dir).encode(args.prompt)]
+        return JobSpec("generate", prompt_ids=ids, max_new_tokens=args.max_new_tokens,
+                       prompt_text=args.prompt)
+    if args.eval_text:
+        if args.eval_text == "heldout":
+            from testbed.llm.textdata import heldout_tokens
+            ids = heldout_tokens().tolist()
+        else:
+            from testbed.llm.loading import load_tokenizer
+            text = Path(args.eval_text).read_text(encoding="utf-8")
+            ids = [int(i) for i in load_tokenizer(model_dir).encode(text)]
+        return JobSpec("perplexity", eval_ids=ids, window=args.eval_window,
+                       n_windows=args.eval_windows)
+    return None
+
+
+def run(args) -> int:
+    """Run the job; exit 1 (with the reason) if a role was lost mid-run."""
+    from testbed.experiments.runs import make_run_dir
+    from testbed.net.roles.bench_runner import run_on_bench, up_and_run
+    from testbed.net.roles.common import addresses_from_args, resolve_bench, resolve_model_dir
+    bench = resolve_bench(args.bench)
+    model_dir = resolve_model_dir(args.model)
+    job = job_from_args(args, model_dir)
+    if job is None:
+        raise ConfigError("nothing to run: give --prompt/--prompt-ids or --eval-text")
+    run_dir = args.run_dir or make_run_dir("runs", f"bench-{bench.name}-{args.method}")
+    if args.up:
+        code = up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
+                          args.register_timeout, args.streams)
+    else:
+        code = run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
+                            run_dir, register_timeout_s=args.register_timeout,
+                            n_streams=args.streams)
+    print(f"results: {Path(run_dir) / 'results.json'}", flush=True)
+    return code

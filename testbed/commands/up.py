@@ -1,0 +1,34 @@
+"""`testbed up --bench B [--then-run --method M --prompt ...]`: start the channel broker,
+receiver and nodes on loopback under a supervisor (logs in the run dir) and be the controller.
+Without --then-run it stays up until Ctrl-C; with it, it runs the job and tears down."""
+from __future__ import annotations
+
+from testbed.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    """Add the `up` subcommand."""
+    from testbed.commands.run import add_run_args
+    from testbed.net.roles.common import add_address_args
+    p = subparsers.add_parser("up", help="start a local bench (all roles) and be its controller",
+                              description=__doc__)
+    add_address_args(p)
+    p.add_argument("--then-run", action="store_true", help="run the job given by the flags")
+    add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Bring the bench up; run the job if asked; always tear everything down."""
+    from testbed.commands.run import job_from_args
+    from testbed.experiments.runs import make_run_dir
+    from testbed.net.roles.bench_runner import JobSpec, up_and_run
+    from testbed.net.roles.common import resolve_bench, resolve_model_dir
+    bench = resolve_bench(args.bench)
+    model_dir = resolve_model_dir(args.model)
+    job = job_from_args(args, model_dir) if args.then_run else JobSpec("none")
+    if job is None:
+        raise ConfigError("--then-run needs --prompt/--prompt-ids or --eval-text")
+    run_dir = args.run_dir or make_run_dir("runs", f"up-{bench.name}")
+    return up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
+                      args.register_timeout, args.streams)

@@ -1,0 +1,1 @@
+"""Bench roles as processes: node, receiver, channel agent, controller jobs, bench runner."""

@@ -1,0 +1,260 @@
+"""Role process entry points and the local bench runner (`testbed up` / `testbed run --up`).
+
+`serve_node` / `serve_receiver` / `serve_channel` build a role's agent from the bench and run it
+until SHUTDOWN. `start_bench` starts channel broker, receiver and nodes as supervised child
+processes on loopback (free ports, logs in ``<run_dir>/logs``). `run_on_bench` is the
+controller: registration, assignment, the job (generation or perplexity), results.json with
+per-process RSS, per-token latency, logits hash and the measured all-reduce MSE; on a lost
+peer it saves what it has and returns exit code 1 with a message naming the peer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from testbed.errors import ConfigError, TestbedError
+from testbed.net.controller import Controller, ControllerConfig
+from testbed.net.errors import PeerLostError
+from testbed.net.results import JsonlRecorder
+from testbed.net.roles.common import (CHANNEL_ID, BenchAddresses, agent_config, model_fingerprint,
+                                      node_ids, rss_bytes)
+from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job)
+from testbed.net.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- role processes
+def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str:
+    """Run node ``node_id`` of ``bench`` until shutdown; returns the exit reason."""
+    from testbed.net.roles.node import NodeAgent
+    ids = node_ids(bench)
+    if node_id not in ids:
+        raise ConfigError(f"--id {node_id!r} is not a node of bench {bench.name!r}; nodes: {ids}")
+    index = ids.index(node_id)
+    radio = None
+    if bench.channel is not None:
+        import sim_backend.remote_radio  # noqa: F401  (registers the sim kind)
+        from testbed.radio.factory import open_radio
+        radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id,
+                           broker=addresses.broker, node_index=index)
+    cfg = agent_config(node_id, "node", addresses, model_fingerprint(model_dir), bench)
+    try:
+        return NodeAgent(cfg, model_dir, index, ids, radio=radio).run()
+    finally:
+        if radio is not None:
+            radio.close()
+
+
+def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
+    """Run the bench's receiver until shutdown."""
+    from testbed.net.roles.receiver import ReceiverAgent
+    radio = None
+    if bench.channel is not None:
+        import sim_backend.remote_radio  # noqa: F401
+        from testbed.radio.factory import open_radio
+        rx = bench.receiver.radio
+        radio = open_radio(rx[0] if isinstance(rx, list) else rx, role="receiver",
+                           node_id=bench.receiver.id, broker=addresses.broker)
+    cfg = agent_config(bench.receiver.id, "receiver", addresses, model_fingerprint(model_dir),
+                       bench)
+    try:
+        return ReceiverAgent(cfg, radio=radio).run()
+    finally:
+        if radio is not None:
+            radio.close()
+
+
+def serve_channel(bench, addresses: BenchAddresses, model_dir) -> str:
+    """Run the channel broker (radio side) and its control-plane agent until shutdown."""
+    from sim_backend.broker import ChannelBroker, air_from_bench
+    from testbed.net.roles.channel import ChannelAgent
+    with ChannelBroker(air_from_bench(bench), addresses.broker) as broker:
+        log.info("channel broker serving at %s", broker.address)
+        cfg = agent_config(CHANNEL_ID, "channel", addresses, model_fingerprint(model_dir), bench)
+        return ChannelAgent(cfg, broker).run()
+
+
+# ---------------------------------------------------------------------- local bench
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def loopback_addresses() -> BenchAddresses:
+    """Fresh loopback addresses for a local bench (avoids clashes with other benches)."""
+    r, p, b = free_ports(3)
+    return BenchAddresses(f"tcp://127.0.0.1:{r}", f"tcp://127.0.0.1:{p}", f"tcp://127.0.0.1:{b}")
+
+
+def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddresses,
+                model: str) -> list[str]:
+    """Start channel broker (simulated benches), receiver and every node as children of
+    ``sup``; returns the process names. The broker starts first (radios connect to it)."""
+    common = ["--bench", str(bench_spec), *addresses.as_args(), "--model", str(model)]
+    names = []
+    if bench.channel is not None:
+        sup.start_python(CHANNEL_ID, "testbed.cli", ["channel", *common])
+        names.append(CHANNEL_ID)
+    sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
+    names.append(bench.receiver.id)
+    for nid in node_ids(bench):
+        sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
+        names.append(nid)
+    return names
+
+
+def controller_config(bench, addresses: BenchAddresses, fingerprint: str) -> ControllerConfig:
+    """`ControllerConfig.from_bench` bound at ``addresses`` instead of the bench ports."""
+    base = ControllerConfig.from_bench(bench, fingerprint)
+    return dataclasses.replace(base, router_endpoint=addresses.router,
+                               pub_endpoint=addresses.pub)
+
+
+@dataclasses.dataclass
+class JobSpec:
+    """What to run: ``kind`` "generate" (prompt_ids, max_new_tokens) or "perplexity"
+    (eval_ids, window, n_windows), or "none" (stay up until Ctrl-C)."""
+
+    kind: str = "none"
+    prompt_ids: list[int] | None = None
+    max_new_tokens: int = 8
+    eval_ids: list[int] | None = None
+    window: int = 64
+    n_windows: int = 2
+    prompt_text: str | None = None
+
+
+def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
+                 run_dir: str | Path, *, supervisor: Supervisor | None = None,
+                 register_timeout_s: float = 120.0, n_streams: int | None = None) -> int:
+    """Be the controller of a running bench: wait for every role, assign shards, run ``job``
+    with ``method``; write ``run_dir/steps.jsonl`` (each step at once) and
+    ``run_dir/results.json``. Returns 0 on success, 1 if a peer was lost (message printed)."""
+    from testbed.experiments.runs import write_json
+    from testbed.llm.tp_gloo import free_port
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = model_fingerprint(model_dir)
+    recorder = JsonlRecorder(run_dir / "steps.jsonl")
+    results: dict = {"bench": bench.name, "method": method, "job": job.kind,
+                     "model_fingerprint": fingerprint, "status": "running",
+                     "addresses": dataclasses.asdict(addresses)}
+    steps: list[dict] = []
+
+    def save(status: str, error: str | None = None, session: BenchSession | None = None,
+             stats: dict | None = None) -> None:
+        results["status"] = status
+        if error:
+            results["error"] = error
+        results["steps_completed"] = len(steps)
+        if job.kind == "generate":
+            results["prompt_ids"] = job.prompt_ids
+            results["generated_ids"] = [s["token"] for s in steps]
+            lat = [s["latency_s"] for s in steps]
+            results["per_token_latency_s"] = lat
+            if len(lat) > 1:
+                results["tokens_per_s_decode"] = float((len(lat) - 1) / sum(lat[1:]))
+            h = hashlib.sha256()
+            for s in steps:
+                h.update(bytes.fromhex(s["logits_sha256"]))
+            results["logits_hash"] = h.hexdigest()
+        elif job.kind == "perplexity":
+            nll = sum(s["nll_sum"] for s in steps)
+            n = sum(s["n_tokens"] for s in steps)
+            results["windows_evaluated"] = len(steps)
+            results["nll_per_token"] = nll / n if n else None
+            results["ppl"] = float(np.exp(nll / n)) if n else None
+            results["per_window_latency_s"] = [s["latency_s"] for s in steps]
+        if session is not None:
+            results["allreduce"] = session.mse_summary()
+        results["controller_rss_bytes"] = rss_bytes()
+        if stats is not None:
+            results["process_rss_bytes"] = {p: s.get("rss_bytes") for p, s in stats.items()}
+            results["process_stats"] = stats
+        write_json(run_dir / "results.json", results)
+
+    def on_step(item: dict) -> None:
+        steps.append(item)
+        recorder({k: v for k, v in item.items() if k != "logits"})
+
+    session = None
+    with Controller(controller_config(bench, addresses, fingerprint)) as ctl:
+        try:
+            t0 = time.perf_counter()
+            ctl.wait_for_peers(timeout_s=register_timeout_s)
+            results["registration_s"] = time.perf_counter() - t0
+            session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams)
+            port = free_port() if method == "digital" else None
+            t0 = time.perf_counter()
+            results["assignment"] = session.assign(gloo_port=port)
+            results["load_s"] = time.perf_counter() - t0
+            if job.kind == "none":
+                print(f"bench {bench.name} is up ({len(ctl.peers)} peers registered); "
+                      "Ctrl-C tears it down", flush=True)
+                while True:
+                    ctl.pump(0.5)
+            if job.kind == "generate":
+                fn = generate_job(session, torch.tensor([job.prompt_ids]), job.max_new_tokens)
+            else:
+                fn = perplexity_job(session, torch.tensor(job.eval_ids), job.window,
+                                    job.n_windows)
+            run_t0 = time.perf_counter()
+            gen = fn(ctl)
+            for item in gen:
+                on_step(item)
+            results["run_s"] = time.perf_counter() - run_t0
+            stats = session.stats()
+            ctl.shutdown("run finished")
+            save("ok", session=session, stats=stats)
+        except PeerLostError as exc:
+            ctl.shutdown(f"run aborted: {exc}")
+            msg = (f"run stopped: {exc.node_id!r} was lost ({exc.detail}, last heard "
+                   f"{exc.last_seen_age_s:.1f} s ago). Saved {len(steps)} completed step(s) to "
+                   f"{run_dir}. Restart that role (or `testbed up` again) and rerun.")
+            save("failed", error=msg, session=session)
+            print(msg, file=sys.stderr, flush=True)
+            return 1
+        except BaseException as exc:
+            ctl.shutdown(f"run aborted: {type(exc).__name__}: {exc}")
+            save("failed", error=f"{type(exc).__name__}: {exc}", session=session)
+            raise
+    return 0
+
+
+def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, run_dir,
+               register_timeout_s: float = 120.0, n_streams: int | None = None,
+               sup_hook=None) -> int:
+    """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
+    or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
+    processes started (tests use it to kill a node mid-run)."""
+    from testbed.net.roles.common import resolve_model_dir
+    model_dir = resolve_model_dir(model)
+    addresses = loopback_addresses()
+    run_dir = Path(run_dir)
+    with Supervisor(run_dir) as sup:
+        start_bench(sup, bench_spec, bench, addresses, str(model_dir))
+        if sup_hook is not None:
+            sup_hook(sup)
+        code = run_on_bench(bench, addresses, model_dir, method, job, run_dir, supervisor=sup,
+                            register_timeout_s=register_timeout_s, n_streams=n_streams)
+        for name in sup.alive():  # give agents a moment to act on SHUTDOWN
+            sup.wait(name, 3.0)
+    return code
