@@ -140,6 +140,7 @@ class JobSpec:
     window: int = 64
     n_windows: int = 2
     prompt_text: str | None = None
+    save_logits: bool = False  #: write the per-step logits to ``run_dir/logits.npy``
 
 
 def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
@@ -186,6 +187,9 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
         if session is not None:
             results["allreduce"] = session.mse_summary()
         results["controller_rss_bytes"] = rss_bytes()
+        results["ended_unix"] = time.time()
+        if job.save_logits and steps:
+            np.save(run_dir / "logits.npy", np.stack([s["logits"] for s in steps]))
         if stats is not None:
             results["process_rss_bytes"] = {p: s.get("rss_bytes") for p, s in stats.items()}
             results["process_stats"] = stats
@@ -212,7 +216,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                 while True:
                     ctl.pump(0.5)
             if job.kind == "generate":
-                fn = generate_job(session, torch.tensor([job.prompt_ids]), job.max_new_tokens)
+                fn = generate_job(session, torch.tensor([job.prompt_ids]), job.max_new_tokens,
+                                  keep_logits=job.save_logits)
             else:
                 fn = perplexity_job(session, torch.tensor(job.eval_ids), job.window,
                                     job.n_windows)
