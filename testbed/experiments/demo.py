@@ -437,7 +437,7 @@ def make_plots(results: dict, run_dir) -> dict:
     files["perplexity_vs_snr"] = line_plot(
         run_dir / "perplexity_vs_snr.png", snrs, series("perplexity"),
         hlines={m: r["perplexity"] for m, r in fixed.items()},
-        xlabel="SNR (dB)", ylabel="held-out perplexity (bytes)",
+        xlabel="SNR (dB)", ylabel="held-out perplexity per byte (linear)",
         title=f"Perplexity vs SNR ({results['heldout']['sweep_windows']} windows of "
               f"{results['heldout']['window_tokens']} tokens)", logy=True)
     c = results.get("constellation")

@@ -88,3 +88,15 @@ def test_summarize_stats_means_and_missing_fields():
     table = format_table([{"method": "x", "perplexity": 2.0, "argmax_agreement": 1.0,
                            "generation_prefix_match": 1.0, "wall_s": 0.5, **s}])
     assert "2.000e+00" in table
+
+
+@pytest.mark.slow
+def test_nodes_sweep_rows_and_exact_independent_of_split():
+    from testbed.experiments.demo import fdma_vs_aircomp_nodes
+    from testbed.llm.loading import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(None, progress=False)
+    rows = fdma_vs_aircomp_nodes(model, (2, 3), snr_db=30.0, window=32, n_windows=1, methods=("fdma",))
+    assert [(r["n_nodes"], r["method"]) for r in rows] == [(2, "exact"), (2, "fdma"), (3, "exact"), (3, "fdma")]
+    assert rows[0]["perplexity"] == pytest.approx(rows[2]["perplexity"], rel=1e-5)
+    assert all(r["mse_tensor"] > 0 for r in rows if r["method"] == "fdma")
