@@ -1,0 +1,81 @@
+"""Drift: closed forms vs simple oracles, guard, and the simulated MSE-doubling time."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from calibration.drift import (CalibrationGuard, doubling_time_s, excess_mse, first_doubling,
+                               simulate_mse_vs_time)
+from calibration.procedures import calibrate
+
+from test_procedures_helpers import aircomp_mse, pluto_impairments, tuned_bench
+
+
+def test_single_node_cfo_doubling_closed_form():
+    # 2 (1 - cos(2 pi f t)) = mse0  =>  t = arccos(1 - mse0 / 2) / (2 pi f)
+    t = doubling_time_s(0.01, [3.0], [0.0], 1e6)
+    assert t == pytest.approx(np.arccos(1 - 0.005) / (2 * np.pi * 3.0), rel=1e-6)
+
+
+def test_small_time_expansions():
+    t = 1e-4
+    # phase: sum (2 pi df t)^2 ; Wiener: 2 pi lw t ; timing (per-round CSI): (pi delta)^2 / 3
+    assert excess_mse(t, [1.0, 2.0], [0, 0], 1e6) == pytest.approx(
+        (2 * np.pi * t) ** 2 * 5, rel=1e-3)
+    assert excess_mse(t, [0.0], [0.0], 1e6, linewidth_hz=1.0) == pytest.approx(
+        2 * np.pi * t, rel=1e-3)
+    d = 1e-6 * 1e6 * t * 100      # 100 ppm
+    assert excess_mse(t, [0.0], [100.0], 1e6, csi="per_round") == pytest.approx(
+        (np.pi * d) ** 2 / 3, rel=1e-3)
+
+
+def test_timing_term_matches_a_delayed_white_signal():
+    """Oracle: delay white symbols by delta with an FFT (exact band-limited delay)."""
+    rng = np.random.default_rng(0)
+    n, delta = 1 << 16, 0.3
+    x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    y = np.fft.ifft(np.fft.fft(x) * np.exp(-2j * np.pi * np.fft.fftfreq(n) * delta))
+    got = np.mean(np.abs(y - x) ** 2)
+    t = delta / (1e-6 * 1e6)      # de = 1 ppm -> delta samples after t seconds at 1 MS/s
+    assert got == pytest.approx(float(excess_mse(t, [0.0], [1.0], 1e6)), rel=0.02)
+
+
+def test_guard():
+    g = CalibrationGuard(created_s=100.0, valid_for_s=5.0)
+    assert g.check(104.9) == "ok" and g.check(105.1) == "expired" and g.expires_at() == 105.0
+    assert doubling_time_s(0.01, [0.0], [0.0], 1e6) == float("inf")
+    assert first_doubling([0, 10, 20], [1.0, 1.5, 3.0], 1.0, 10.0) == pytest.approx(4 / 3)
+
+
+@pytest.mark.slow
+def test_guard_matches_simulated_doubling(capsys):
+    """Calibration-time CSI, phase noise off: the closed form with the measured residual CFO
+    predicts the simulated MSE-doubling time within a factor 2."""
+    imp = pluto_impairments(phase_noise=False)
+    bench = tuned_bench(imp)
+    run = calibrate(bench.tx_radios, bench.rx_radio, reference_channels=bench.air.true_channels)
+    H = bench.air.true_channels()
+    _, _, ar = aircomp_mse(run.corrected, bench, rounds=1, csi="perfect", channels=H)
+    design = ar.last_design
+    ar.design = lambda _H: design          # the channel is fixed: design once (speed)
+    gen = torch.Generator().manual_seed(5)
+
+    def one_round():
+        ar.reset_stats()
+        ar([torch.randn(4, 32, generator=gen, dtype=torch.float64) for _ in range(4)],
+           layer=0, site="attn")
+        return ar.stats()[(0, "attn")]["mse_symbols"]
+
+    fs = 1e6
+    mse0 = float(np.mean([one_round() for _ in range(16)]))   # measured baseline
+    t_pred = doubling_time_s(mse0, run.residual.cfo_hz, [0.0] * 4, fs)
+    guard = CalibrationGuard(0.0, t_pred)
+    delays = [int(f * t_pred * fs) for f in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)]
+    mse = simulate_mse_vs_time(one_round, bench.air.advance, delays, rounds=8)
+    t_sim = first_doubling([0, *delays], [mse0, *mse], mse0, fs)
+    with capsys.disabled():
+        print(f"\nMSE0 {mse0:.4g}; doubling time: simulated {t_sim * 1e3:.1f} ms, closed form "
+              f"{t_pred * 1e3:.1f} ms; MSE {np.round(mse, 4)}; residual CFO {np.round(run.residual.cfo_hz, 3)} Hz")
+    assert 0.5 < t_sim / t_pred < 2.0
+    assert guard.check(0.5 * t_sim) == "ok" and guard.check(3 * t_sim) == "expired"
