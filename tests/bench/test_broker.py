@@ -110,6 +110,10 @@ def test_window_timeout_names_silent_transmitters_and_late_burst(bench):
 
 
 def test_open_radio_sim_kind_inprocess_and_remote(bench):
+    from sim_backend.remote_radio import open_sim_radio
+    from testbed.radio import factory
+    # another test may have removed the registration made at import time
+    factory.register_radio_kind("sim", open_sim_radio, replace=True)
     ref = _inproc(bench)
     cfg = bench.nodes[0].radio
     with pytest.raises(ConfigError, match="broker"):
