@@ -17,7 +17,7 @@ ROLES = ("node", "receiver", "any")
 _CONSTRUCTORS: dict[str, Callable[..., Radio]] = {}
 
 #: kinds that register themselves when their module is imported (lazy, keeps layering).
-_SELF_REGISTERING = {"sim": "sim_backend.sim_radio"}
+_SELF_REGISTERING = {"sim": "sim_backend.remote_radio"}
 
 
 def register_radio_kind(kind: str, constructor: Callable[..., Radio], *,
