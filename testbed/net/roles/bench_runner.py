@@ -46,6 +46,11 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id,
                            broker=addresses.broker, node_index=index)
+    else:
+        # hardware bench: open the node's radio before registering, so a missing device
+        # fails at start with a message naming the node, its address and the check to run
+        from testbed.radio.factory import open_radio
+        radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id)
     cfg = agent_config(node_id, "node", addresses, model_fingerprint(model_dir), bench)
     try:
         return NodeAgent(cfg, model_dir, index, ids, radio=radio).run()
@@ -64,6 +69,11 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
         rx = bench.receiver.radio
         radio = open_radio(rx[0] if isinstance(rx, list) else rx, role="receiver",
                            node_id=bench.receiver.id, broker=addresses.broker)
+    else:
+        from testbed.radio.factory import open_radio
+        rx = bench.receiver.radio
+        radio = open_radio(rx[0] if isinstance(rx, list) else rx, role="receiver",
+                           node_id=bench.receiver.id)
     cfg = agent_config(bench.receiver.id, "receiver", addresses, model_fingerprint(model_dir),
                        bench)
     try:
