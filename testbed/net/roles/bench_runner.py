@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import socket
 import sys
 import time
@@ -24,7 +25,7 @@ from testbed.errors import ConfigError, TestbedError
 from testbed.net.controller import Controller, ControllerConfig
 from testbed.net.errors import PeerLostError
 from testbed.net.results import JsonlRecorder
-from testbed.net.roles.common import (CHANNEL_ID, BenchAddresses, agent_config, model_fingerprint,
+from testbed.net.roles.common import (CHANNEL_ID, KEYS_ENV, BenchAddresses, agent_config, model_fingerprint,
                                       node_ids, rss_bytes)
 from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job)
 from testbed.net.supervisor import Supervisor
@@ -133,7 +134,8 @@ def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddress
 
 def controller_config(bench, addresses: BenchAddresses, fingerprint: str) -> ControllerConfig:
     """`ControllerConfig.from_bench` bound at ``addresses`` instead of the bench ports."""
-    base = ControllerConfig.from_bench(bench, fingerprint)
+    from testbed.net.roles.common import server_curve_keys
+    base = ControllerConfig.from_bench(bench, fingerprint, curve=server_curve_keys(bench))
     return dataclasses.replace(base, router_endpoint=addresses.router,
                                pub_endpoint=addresses.pub)
 
@@ -264,6 +266,12 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
     model_dir = resolve_model_dir(model)
     addresses = loopback_addresses()
     run_dir = Path(run_dir)
+    if bench.controller.curve and not os.environ.get(KEYS_ENV):
+        # a local CURVE bench: fresh keys for every role in the run dir, inherited by children
+        from testbed.net.transport import generate_keys
+        ids = [*node_ids(bench), bench.receiver.id] + ([CHANNEL_ID] if bench.channel else [])
+        generate_keys(run_dir / "keys", clients=ids)
+        os.environ[KEYS_ENV] = str(run_dir / "keys")
     with Supervisor(run_dir) as sup:
         start_bench(sup, bench_spec, bench, addresses, str(model_dir))
         if sup_hook is not None:

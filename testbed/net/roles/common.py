@@ -30,6 +30,10 @@ from testbed.errors import ConfigError
 
 CHANNEL_ID = "channel"
 
+#: Environment variable naming the CURVE key directory of a bench with ``controller.curve: true``
+#: (the layout `testbed keys --out DIR` writes: server.key[_secret], clients/, allowed/).
+KEYS_ENV = "TESTBED_KEYS_DIR"
+
 
 @dataclass(frozen=True)
 class BenchAddresses:
@@ -130,6 +134,51 @@ def rss_bytes() -> int:
     return int(psutil.Process(os.getpid()).memory_info().rss)
 
 
+def curve_keys_dir(bench) -> Path | None:
+    """The CURVE key directory when the bench requires CURVE (``controller.curve: true``),
+    from $TESTBED_KEYS_DIR; None for a plain-TCP bench. Raises ConfigError saying how to make
+    keys when the bench wants CURVE and no directory is given."""
+    if bench is None or not bench.controller.curve:
+        return None
+    value = os.environ.get(KEYS_ENV)
+    if not value:
+        raise ConfigError(
+            f"bench {bench.name!r} sets controller.curve: true but ${KEYS_ENV} is not set; run "
+            f"`testbed keys --out DIR --clients <every node id, the receiver id, channel>`, give "
+            f"each machine DIR (nodes need only clients/<id>.key_secret and server.key) and set "
+            f"{KEYS_ENV}=DIR for every role (`testbed up` makes keys in its run dir by itself)")
+    path = Path(value).expanduser()
+    if not (path / "server.key").is_file():
+        raise ConfigError(f"${KEYS_ENV}={value!r} has no server.key; make it with "
+                          "`testbed keys --out DIR`")
+    return path
+
+
+def client_curve_keys(bench, node_id: str):
+    """`CurveClientKeys` of agent ``node_id`` for a CURVE bench, else None."""
+    from testbed.net.transport import CurveClientKeys
+    keys = curve_keys_dir(bench)
+    if keys is None:
+        return None
+    secret = keys / "clients" / f"{node_id}.key_secret"
+    if not secret.is_file():
+        raise ConfigError(f"no CURVE key for {node_id!r}: {secret} is missing; make one with "
+                          f"`testbed keys --out {keys} --clients {node_id}`")
+    return CurveClientKeys(secret_file=secret, server_public_file=keys / "server.key")
+
+
+def server_curve_keys(bench):
+    """`CurveServerKeys` of the controller for a CURVE bench, else None."""
+    from testbed.net.transport import CurveServerKeys
+    keys = curve_keys_dir(bench)
+    if keys is None:
+        return None
+    secret = keys / "server.key_secret"
+    if not secret.is_file():
+        raise ConfigError(f"{secret} is missing; the controller needs the server secret key")
+    return CurveServerKeys(secret_file=secret, allowed_clients_dir=keys / "allowed")
+
+
 def agent_config(node_id: str, role: str, addresses: BenchAddresses, fingerprint: str,
                  bench=None, **overrides):
     """An `AgentConfig` for a role process (controller timeout from the bench's dead_after)."""
@@ -141,5 +190,6 @@ def agent_config(node_id: str, role: str, addresses: BenchAddresses, fingerprint
     if bench is not None:
         kw["heartbeat_interval_s"] = bench.controller.heartbeat_s
         kw["controller_timeout_s"] = bench.controller.dead_after_s
+        kw["curve"] = client_curve_keys(bench, node_id)
     kw.update(overrides)
     return AgentConfig(**kw)
