@@ -123,3 +123,15 @@ def test_killed_node_is_named_partial_results_saved_no_orphans(bench, model_dir,
     alive = [p for p in killed["pids"] if psutil.pid_exists(p)
              and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+
+
+def test_digital_gloo_over_processes_equals_inprocess_exact(bench, model_dir, tmp_path):
+    """The digital baseline on the bench: gloo all-reduce between the node processes gives the
+    exact sum, so the logits equal the in-process split model's (fp32 summation order aside)."""
+    code = up_and_run("sim_4node", bench, str(model_dir), "digital",
+                      JobSpec("generate", prompt_ids=PROMPT, max_new_tokens=3, save_logits=True),
+                      tmp_path)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert code == 0 and res["status"] == "ok"
+    ref = _reference_logits(shard_checkpoint(model_dir, _ratios(bench)), 3)
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), ref, atol=1e-4, rtol=0)
