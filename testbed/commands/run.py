@@ -87,5 +87,33 @@ def run(args) -> int:
         code = run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
                             run_dir, register_timeout_s=args.register_timeout,
                             n_streams=args.streams)
+    print_summary(Path(run_dir) / "results.json", model_dir)
     print(f"results: {Path(run_dir) / 'results.json'}", flush=True)
     return code
+
+
+def print_summary(results_path: Path, model_dir) -> None:
+    """A few lines a person reads first: status, generated text or perplexity, speed, MSE."""
+    import json
+    if not results_path.is_file():
+        return
+    res = json.loads(results_path.read_text())
+    print(f"status: {res.get('status')}  method: {res.get('method')}  bench: {res.get('bench')}")
+    if res.get("generated_ids"):
+        try:
+            from testbed.llm.loading import load_tokenizer
+            text = load_tokenizer(model_dir).decode(res["generated_ids"])
+            print(f"generated: {text!r}")
+        except Exception:  # the ids are in results.json either way
+            print(f"generated ids: {res['generated_ids']}")
+    if res.get("ppl") is not None:
+        print(f"perplexity: {res['ppl']:.4f} over {res.get('windows_evaluated')} windows")
+    if res.get("tokens_per_s_decode"):
+        print(f"decode speed: {res['tokens_per_s_decode']:.2f} tokens/s")
+    air = res.get("allreduce") or {}
+    if "mse_tensor_mean" in air:
+        print(f"all-reduce MSE (tensor domain): measured {air['mse_tensor_mean']:.3e}, "
+              f"predicted {air['mse_tensor_predicted_mean']:.3e} over {air['rounds']} rounds")
+    rss = res.get("process_rss_bytes") or {}
+    if rss:
+        print("memory (RSS, MiB): " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in rss.items()))
