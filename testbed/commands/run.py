@@ -23,6 +23,10 @@ def add_run_args(p, job_required: bool = True) -> None:
     p.add_argument("--eval-windows", type=int, default=2)
     p.add_argument("--eval-window", type=int, default=64, help="tokens per window")
     p.add_argument("--streams", type=int, default=None, help="AirComp streams L")
+    p.add_argument("--csi", choices=("perfect", "estimated"), default="perfect",
+                   help="AirComp channel knowledge: perfect (true channels from the simulated air) "
+                        "or estimated (LS from a pilot sounding frame sent over the air each "
+                        "channel realization)")
     p.add_argument("--run-dir", type=Path, help="output directory (default runs/bench-...)")
     p.add_argument("--register-timeout", type=float, default=120.0, help="seconds")
 
@@ -82,11 +86,11 @@ def run(args) -> int:
     run_dir = args.run_dir or make_run_dir("runs", f"bench-{bench.name}-{args.method}")
     if args.up:
         code = up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
-                          args.register_timeout, args.streams)
+                          args.register_timeout, args.streams, csi=args.csi)
     else:
         code = run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
                             run_dir, register_timeout_s=args.register_timeout,
-                            n_streams=args.streams)
+                            n_streams=args.streams, csi=args.csi)
     print_summary(Path(run_dir) / "results.json", model_dir)
     print(f"results: {Path(run_dir) / 'results.json'}", flush=True)
     return code

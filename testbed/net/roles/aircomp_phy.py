@@ -99,3 +99,40 @@ def receiver_estimate(window: np.ndarray, A: np.ndarray, plan: RoundPlan, link: 
     s_hat = aggregate(A, frame[:, layout.payload_start:])
     z_hat = unpack_reals(from_streams(s_hat, n_complex(plan.n_values)), shape) * plan.scale
     return ReceiverOutput(z_hat, d - m, metric)
+
+
+# ---------------------------------------------------------------------- channel sounding
+def sounding_layout(n_nodes: int, n_tx: int, link: LinkConfig) -> FrameLayout:
+    """A pilot-only frame: preamble, guard, then one time-orthogonal pilot slot per (node,
+    transmit antenna) — the same layout `testbed.phy.link.AirCompLink.estimate_channels` uses."""
+    return FrameLayout(n_nodes, n_tx, 0, link.preamble_len, link.guard_len, link.pilot_len, True)
+
+
+def sounding_window(start: int, layout: FrameLayout, link: LinkConfig) -> tuple[int, int]:
+    """Receive window (first sample, length) of a sounding frame starting at air sample
+    ``start``: the frame plus the search margin each side."""
+    m = link.search_margin
+    return start - m, layout.total_len + 2 * m
+
+
+def node_sounding_burst(node: int, layout: FrameLayout, link: LinkConfig) -> np.ndarray:
+    """Node ``node``'s sounding frame, complex64 ``(N_t, total_len)`` (full scale 1.0): the
+    preamble on antenna 0 and the pilot in each of its own (node, antenna) slots."""
+    x = np.zeros((layout.n_tx, layout.total_len), dtype=np.complex128)
+    x[0, :layout.preamble_len] = layout.preamble()
+    pilot = layout.pilot()
+    for t in range(layout.n_tx):
+        x[t, layout.pilot_slot(node, t)] = pilot
+    return (x * link.amplitude).astype(np.complex64)
+
+
+def receiver_channel_estimate(window: np.ndarray, layout: FrameLayout,
+                              link: LinkConfig) -> tuple[np.ndarray, int]:
+    """LS estimate of every node's channel from a received sounding window: complex
+    ``(N, N_r, N_t)`` in signal-model units (error per entry sigma^2 / pilot_len), and the
+    detected offset of the frame in samples (0 = on time)."""
+    from testbed.phy.estimation import ls_channel_estimate
+    m = link.search_margin
+    d, _ = detect_frame_start(window, layout.preamble(), 2 * m + 1, link.detect_threshold)
+    frame = window[:, d:d + layout.total_len].astype(np.complex128) / link.amplitude
+    return ls_channel_estimate(frame, layout), d - m

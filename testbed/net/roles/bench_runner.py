@@ -157,7 +157,8 @@ class JobSpec:
 
 def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
                  run_dir: str | Path, *, supervisor: Supervisor | None = None,
-                 register_timeout_s: float = 120.0, n_streams: int | None = None) -> int:
+                 register_timeout_s: float = 120.0, n_streams: int | None = None,
+                 csi: str = "perfect") -> int:
     """Be the controller of a running bench: wait for every role, assign shards, run ``job``
     with ``method``; write ``run_dir/steps.jsonl`` (each step at once) and
     ``run_dir/results.json``. Returns 0 on success, 1 if a peer was lost (message printed)."""
@@ -167,7 +168,7 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = model_fingerprint(model_dir)
     recorder = JsonlRecorder(run_dir / "steps.jsonl")
-    results: dict = {"bench": bench.name, "method": method, "job": job.kind,
+    results: dict = {"bench": bench.name, "method": method, "csi": csi, "job": job.kind,
                      "model_fingerprint": fingerprint, "status": "running",
                      "addresses": dataclasses.asdict(addresses)}
     steps: list[dict] = []
@@ -217,7 +218,7 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             t0 = time.perf_counter()
             ctl.wait_for_peers(timeout_s=register_timeout_s)
             results["registration_s"] = time.perf_counter() - t0
-            session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams)
+            session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi)
             port = free_port() if method == "digital" else None
             t0 = time.perf_counter()
             results["assignment"] = session.assign(gloo_port=port)
@@ -258,7 +259,7 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
 
 def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, run_dir,
                register_timeout_s: float = 120.0, n_streams: int | None = None,
-               sup_hook=None) -> int:
+               sup_hook=None, csi: str = "perfect") -> int:
     """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
     or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
     processes started (tests use it to kill a node mid-run)."""
@@ -277,7 +278,8 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
         if sup_hook is not None:
             sup_hook(sup)
         code = run_on_bench(bench, addresses, model_dir, method, job, run_dir, supervisor=sup,
-                            register_timeout_s=register_timeout_s, n_streams=n_streams)
+                            register_timeout_s=register_timeout_s, n_streams=n_streams,
+                            csi=csi)
         for name in sup.alive():  # give agents a moment to act on SHUTDOWN
             sup.wait(name, 3.0)
     return code

@@ -61,6 +61,7 @@ class BenchSession:
     fingerprint: str
     method: str = "exact"
     n_streams: int | None = None
+    csi: str = "perfect"
     request_timeout_s: float = 60.0
     link: LinkConfig = field(default_factory=LinkConfig)
     rounds: list[RoundRecord] = field(default_factory=list)
@@ -72,6 +73,9 @@ class BenchSession:
         if self.method.startswith("aircomp") and self.bench.channel is None:
             raise ConfigError(f"bench {self.bench.name!r} has no channel section; AirComp over "
                               "the broker needs a simulated bench (hardware: not wired yet)")
+        if self.csi not in ("perfect", "estimated"):
+            raise ConfigError(f"--csi {self.csi!r}: choose 'perfect' (true channels from the "
+                              "simulated air) or 'estimated' (pilot sounding over the air)")
         self.nodes = node_ids(self.bench)
         self.receiver = self.bench.receiver.id
         self.round_id = 0
@@ -152,6 +156,8 @@ class BenchSession:
         H = np.asarray(ch.tensor)
         now = int(ch.info["now"])
         noise_var = float(ch.info["noise_var"]) / TX_REF_POWER
+        if self.csi == "estimated":
+            H, now = self._sound(H.shape, now)
         c = common_scale(zs)
         kw = {} if self.n_streams is None else {"n_streams": self.n_streams}
         d = design_transceiver(H, np.ones(len(zs)), noise_var,
@@ -172,6 +178,22 @@ class BenchSession:
                           mse_tensor_predicted=float(d.mse) * c * c / (2 * L), scale=c,
                           detected_offset=int(rx.info["detected_offset"]))
         return z_hat.astype(np.float32), rec
+
+    def _sound(self, shape: tuple[int, ...], now: int) -> tuple[np.ndarray, int]:
+        """Channel sounding over the air: every node sends its time-orthogonal pilots, the
+        receiver LS-estimates each H_n; returns the estimates ``(N, N_r, N_t)`` and the air
+        sample after the sounding window (where the payload round may start)."""
+        from testbed.net.roles.aircomp_phy import sounding_layout, sounding_window
+        n_nodes, _, n_tx = shape
+        layout = sounding_layout(n_nodes, n_tx, self.link)
+        start = now + self.link.lead_samples
+        info = {"start": start, "n_nodes": n_nodes, "n_tx": n_tx}
+        msgs = {n: Result(round_id=self.round_id, info={"op": "sound", **info})
+                for n in self.nodes}
+        msgs[self.receiver] = Result(round_id=self.round_id, info={"op": "sound_rx", **info})
+        replies = self.ctl.gather(msgs, timeout_s=self.request_timeout_s)
+        first, n = sounding_window(start, layout, self.link)
+        return np.asarray(replies[self.receiver].tensor), first + n
 
     def mse_summary(self) -> dict:
         """Mean measured / predicted tensor MSE over AirComp rounds and the round timing."""

@@ -94,6 +94,8 @@ class NodeAgent(Agent):
                 return self._forward(message)
             if op == "aircomp_tx":
                 return self._aircomp_tx(message)
+            if op == "sound":
+                return self._sound(message)
             if op == "stats":
                 return Result(round_id=message.round_id, info=self._stats())
             raise ValueError(f"unknown op {op!r} for a node")
@@ -197,6 +199,20 @@ class NodeAgent(Agent):
                 self.relay.inbox.get_nowait()
 
     # ------------------------------------------------------------------ over the air
+    def _sound(self, msg: Result) -> Message:
+        """Send this node's pilots in a sounding frame at ``info["start"]`` (air samples)."""
+        from testbed.net.roles.aircomp_phy import (node_sounding_burst, sounding_layout,
+                                                   sounding_window)
+        if self.radio is None:
+            raise RuntimeError(f"{self.config.node_id} has no radio; start it with a broker")
+        layout = sounding_layout(int(msg.info["n_nodes"]), int(msg.info["n_tx"]), self.link)
+        start = int(msg.info["start"])
+        x = node_sounding_burst(self.index, layout, self.link)
+        self.radio.transmit(x, start)
+        first, n = sounding_window(start, layout, self.link)
+        self.radio.tx_until(first + n)
+        return Result(round_id=msg.round_id, info={"sent": int(x.shape[1])})
+
     def _aircomp_tx(self, msg: Result) -> Message:
         if self.radio is None:
             raise RuntimeError(f"{self.config.node_id} has no radio; start it with a broker")

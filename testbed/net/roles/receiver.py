@@ -32,12 +32,27 @@ class ReceiverAgent(Agent):
             op = message.info.get("op")
             if op == "aircomp_rx":
                 return self._aircomp_rx(message)
+            if op == "sound_rx":
+                return self._sound_rx(message)
             if op == "stats":
                 return Result(round_id=message.round_id,
                               info={"rss_bytes": rss_bytes(), "rounds": self.rounds,
                                     "receive_wait_s": self.wait_s})
             raise ValueError(f"unknown op {op!r} for the receiver")
         return super().handle(message)
+
+    def _sound_rx(self, msg: Result) -> Message:
+        """Receive a sounding frame and reply with the LS channel estimates ``(N, N_r, N_t)``."""
+        from testbed.net.roles.aircomp_phy import (receiver_channel_estimate, sounding_layout,
+                                                   sounding_window)
+        if self.radio is None:
+            raise RuntimeError("the receiver has no radio; start it with a broker address")
+        layout = sounding_layout(int(msg.info["n_nodes"]), int(msg.info["n_tx"]), self.link)
+        first, n = sounding_window(int(msg.info["start"]), layout, self.link)
+        window = self.radio.receive(n, first)
+        H_hat, offset = receiver_channel_estimate(window, layout, self.link)
+        return Result(round_id=msg.round_id, info={"detected_offset": offset},
+                      tensor=np.ascontiguousarray(H_hat, dtype=np.complex128))
 
     def _aircomp_rx(self, msg: Result) -> Message:
         if self.radio is None:
