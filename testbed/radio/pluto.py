@@ -29,6 +29,7 @@ going from a thread; with ``background=False`` the stream advances only inside `
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import threading
 import time
@@ -167,12 +168,7 @@ class PlutoRadio(Radio):
 
     # ---------------------------------------------------------------- configuration
     def _validated(self, settings: RadioSettings) -> PlutoConfig:
-        fields = dict(sample_rate_hz=settings.sample_rate_hz,
-                      center_freq_hz=settings.center_freq_hz, tx_gain_db=settings.tx_gain_db,
-                      rx_gain_db=settings.rx_gain_db, rx_gain_mode=settings.rx_gain_mode,
-                      n_tx_channels=settings.n_tx_channels,
-                      n_rx_channels=settings.n_rx_channels,
-                      rf_bandwidth_hz=settings.rf_bandwidth_hz)
+        fields = dataclasses.asdict(settings)  # RadioSettings' fields are config keys
         try:
             return PlutoConfig.model_validate({**self._cfg.model_dump(), **fields})
         except ValidationError as exc:

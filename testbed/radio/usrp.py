@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable
@@ -139,12 +140,7 @@ class UsrpRadio(Radio):
         the streamers for the channel counts."""
         if self._usrp is None:
             raise RadioError(f"node {self._node_id!r}: USRP not open; call open() first")
-        fields = dict(sample_rate_hz=settings.sample_rate_hz,
-                      center_freq_hz=settings.center_freq_hz, tx_gain_db=settings.tx_gain_db,
-                      rx_gain_db=settings.rx_gain_db, rx_gain_mode=settings.rx_gain_mode,
-                      n_tx_channels=settings.n_tx_channels,
-                      n_rx_channels=settings.n_rx_channels,
-                      rf_bandwidth_hz=settings.rf_bandwidth_hz)
+        fields = dataclasses.asdict(settings)  # RadioSettings' fields are config keys
         try:
             cfg = UsrpConfig.model_validate({**self._cfg.model_dump(), **fields})
         except ValidationError as exc:
