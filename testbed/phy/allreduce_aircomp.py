@@ -29,6 +29,17 @@ from testbed.radio.base import Radio
 CSI_MODES = ("perfect", "estimated")
 
 
+def check_link_arguments(csi: str, channel_source, noise_var: float) -> None:
+    """Validate what every analog all-reduce over an `AirCompLink` takes: the CSI mode, a
+    channel source when CSI is perfect, and sigma^2 > 0 (signal model, linear)."""
+    if csi not in CSI_MODES:
+        raise ValueError(f"csi must be one of {CSI_MODES}, got {csi!r}")
+    if csi == "perfect" and channel_source is None:
+        raise ValueError("csi='perfect' needs a channel_source (e.g. SimAir.true_channels)")
+    if not noise_var > 0:
+        raise ValueError(f"noise_var must be > 0 (signal-model sigma^2, linear), got {noise_var}")
+
+
 def default_design_fn():
     """`testbed.optim.transceiver.design_transceiver` (imported lazily)."""
     from testbed.optim.transceiver import design_transceiver
@@ -92,12 +103,7 @@ class AirCompAllReduce(AllReduce):
                  link_config: LinkConfig | None = None,
                  tx_advance_samples: Sequence[int] | None = None,
                  on_round: Callable[[], object] | None = None) -> None:
-        if csi not in CSI_MODES:
-            raise ValueError(f"csi must be one of {CSI_MODES}, got {csi!r}")
-        if csi == "perfect" and channel_source is None:
-            raise ValueError("csi='perfect' needs a channel_source (e.g. SimAir.true_channels)")
-        if not noise_var > 0:
-            raise ValueError(f"noise_var must be > 0 (signal-model sigma^2, linear), got {noise_var}")
+        check_link_arguments(csi, channel_source, noise_var)
         self.link = AirCompLink(tx_radios, rx_radio, link_config, tx_advance_samples)
         self.channel_source = channel_source
         self.design_method = design_method

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from testbed.llm.allreduce import AllReduce
-from testbed.phy.allreduce_aircomp import CSI_MODES, RunningStats, partials_to_numpy, power_vector
+from testbed.phy.allreduce_aircomp import (RunningStats, check_link_arguments, partials_to_numpy,
+                                           power_vector)
 from testbed.phy.fdma import single_node_zf
 from testbed.phy.link import AirCompLink, LinkConfig
 from testbed.phy.packing import from_streams, pack_reals, to_streams, unpack_reals
@@ -50,14 +51,9 @@ class UncodedFDMAAllReduce(AllReduce):
                  link_config: LinkConfig | None = None,
                  tx_advance_samples: Sequence[int] | None = None,
                  on_round: Callable[[], object] | None = None) -> None:
-        if csi not in CSI_MODES:
-            raise ValueError(f"csi must be one of {CSI_MODES}, got {csi!r}")
-        if csi == "perfect" and channel_source is None:
-            raise ValueError("csi='perfect' needs a channel_source (e.g. SimAir.true_channels)")
+        check_link_arguments(csi, channel_source, noise_var)
         if fairness not in FAIRNESS:
             raise ValueError(f"fairness must be one of {FAIRNESS}, got {fairness!r}")
-        if not noise_var > 0:
-            raise ValueError(f"noise_var must be > 0 (signal-model sigma^2, linear), got {noise_var}")
         self.link = AirCompLink(tx_radios, rx_radio, link_config, tx_advance_samples)
         self.channel_source = channel_source
         n = self.link.n_nodes
