@@ -93,12 +93,21 @@ def receiver_estimate(window: np.ndarray, A: np.ndarray, plan: RoundPlan, link: 
     preamble, cut the frame, divide by the transmit amplitude, aggregate ``A^H Y`` over the
     payload, unpack and multiply by c. Returns the estimate of sum_n partial_n."""
     layout = plan.layout(link)
+    frame, offset, metric = detect_and_cut(window, layout, link)
+    s_hat = aggregate(A, frame[:, layout.payload_start:])
+    z_hat = unpack_reals(from_streams(s_hat, n_complex(plan.n_values)), shape) * plan.scale
+    return ReceiverOutput(z_hat, offset, metric)
+
+
+def detect_and_cut(window: np.ndarray, layout: FrameLayout,
+                   link: LinkConfig) -> tuple[np.ndarray, int, float]:
+    """Find the preamble in a window that starts ``search_margin`` samples before the scheduled
+    frame; return the frame ``(N_r, total_len)`` in signal-model units (divided by the transmit
+    amplitude), its offset from the schedule in samples (0 = on time) and the detection metric."""
     m = link.search_margin
     d, metric = detect_frame_start(window, layout.preamble(), 2 * m + 1, link.detect_threshold)
     frame = window[:, d:d + layout.total_len].astype(np.complex128) / link.amplitude
-    s_hat = aggregate(A, frame[:, layout.payload_start:])
-    z_hat = unpack_reals(from_streams(s_hat, n_complex(plan.n_values)), shape) * plan.scale
-    return ReceiverOutput(z_hat, d - m, metric)
+    return frame, d - m, metric
 
 
 # ---------------------------------------------------------------------- channel sounding
@@ -132,7 +141,5 @@ def receiver_channel_estimate(window: np.ndarray, layout: FrameLayout,
     ``(N, N_r, N_t)`` in signal-model units (error per entry sigma^2 / pilot_len), and the
     detected offset of the frame in samples (0 = on time)."""
     from testbed.phy.estimation import ls_channel_estimate
-    m = link.search_margin
-    d, _ = detect_frame_start(window, layout.preamble(), 2 * m + 1, link.detect_threshold)
-    frame = window[:, d:d + layout.total_len].astype(np.complex128) / link.amplitude
-    return ls_channel_estimate(frame, layout), d - m
+    frame, offset, _ = detect_and_cut(window, layout, link)
+    return ls_channel_estimate(frame, layout), offset
