@@ -1,22 +1,94 @@
 """`SimRadio`: the `testbed.radio.base.Radio` interface on a `SimAir` (in-process).
 
 A SimRadio is a transmitter (``node_id`` given: registered on the air with ``n_tx`` antennas),
-the receiver (``receiver=True``), or both. Its sample clock is the air's lock-step clock
-(`SimAir.now`): timing and sampling-rate offsets of a node live in its TX impairment hook,
-which maps the node clock onto the air grid, so ``now()`` reports the air clock for every radio.
+the receiver (``receiver=True``), or both.
 
-Late handling: a burst or receive window starting before ``now()`` counts ``late`` and raises
-`StreamError` (a continuous-stream radio would have lost those samples).
-Clipping: samples beyond full scale (|I| or |Q| > 1) are passed on unchanged (DAC clipping is
-the impairment layer's job); `clipped_samples` counts the I/Q components above full scale.
+Clocks: the air's lock-step clock (`SimAir.now`) is the receiver's sample clock. A node's own
+sample clock is tied to it by its TX impairment hook (`sim_backend.impairments`): node sample
+``s`` lands at air sample ``a(s) = s / (1 + sro) + tau`` (``sro = sro_ppm 1e-6``,
+``tau = timing_offset_samples``). Like a real Pluto, whose ``now()`` is its own sample counter:
+
+* a transmit-only SimRadio's ``now()`` is its **node clock**: the earliest node sample whose burst,
+  as the hook places it on the air (the resampler's ``interp_half_taps``-sample precursor
+  included), does not start before the air clock (`node_sample_at`);
+* the receiver, and a radio that is both transmitter and receiver, report the **air clock**
+  (one radio has one ``now()``; the receiver's clock is the reference grid).
+
+Without clock impairments (no hook, or sro = 0 and tau = 0) both clocks are equal.
+
+Late handling: a burst whose node sample is before the node clock, or a receive window
+starting before the air clock, counts ``late`` and raises `StreamError` (a continuous-stream
+radio would have lost those samples). Clipping: samples beyond full scale (|I| or |Q| > 1) are
+passed on unchanged (DAC clipping is the impairment layer's job); `clipped_samples` counts the
+I/Q components above full scale.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from sim_backend.air import SimAir
 from testbed.errors import ConfigError, StreamError
 from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
+
+
+def clock_map(hook) -> tuple[float, float, int]:
+    """``(sro, tau_samples, half_taps)`` of a TX impairment hook's node-clock -> air map.
+
+    Read from the hook's public ``params`` (``sro_ppm`` in ppm -> sro dimensionless,
+    ``timing_offset_samples``, ``interp_half_taps``, as in `sim_backend.impairments`); a hook
+    without them (identity, or a custom hook) maps node sample s to air sample s: (0, 0, 0).
+    """
+    p = getattr(hook, "params", None)
+    return (float(getattr(p, "sro_ppm", 0.0)) * 1e-6,
+            float(getattr(p, "timing_offset_samples", 0.0)),
+            int(getattr(p, "interp_half_taps", 0)))
+
+
+def air_position(node_sample, hook):
+    """Air sample(s) (float) where node sample(s) land: ``s / (1 + sro) + tau`` (see `clock_map`)."""
+    sro, tau, _ = clock_map(hook)
+    return np.asarray(node_sample, dtype=float) / (1.0 + sro) + tau
+
+
+def _is_plain_shift(sro: float, tau: float) -> bool:
+    # the hook moves the burst by an integer number of samples without a filter
+    return sro == 0.0 and float(tau).is_integer()
+
+
+def burst_air_start(node_sample: int, hook) -> int:
+    """Air sample where the hook puts column 0 of a burst sent at node sample ``node_sample``:
+    ``floor(a(s)) - interp_half_taps`` (the resampler's precursor), or ``s + tau`` for a pure
+    integer offset without SRO (no filter). Mirrors `TxImpairments.to_air_grid`."""
+    sro, tau, h = clock_map(hook)
+    s = int(node_sample)
+    if _is_plain_shift(sro, tau):
+        return s + int(tau)
+    first = s - s * sro / (1.0 + sro) + tau            # = s / (1 + sro) + tau, as the hook does
+    return math.floor(first) - h
+
+
+def node_sample_at(air_sample: int, hook) -> int:
+    """Earliest node sample (int) whose burst starts on the air at or after ``air_sample``:
+    the inverse of the clock map, ``ceil((air_sample + half_taps - tau) (1 + sro))``, checked
+    against `burst_air_start` so that rounding never puts a burst in the air's past."""
+    sro, tau, h = clock_map(hook)
+    t = int(air_sample)
+    if _is_plain_shift(sro, tau):
+        return t - int(tau)
+    s = math.ceil((t + h - tau) * (1.0 + sro))
+    while burst_air_start(s, hook) < t:
+        s += 1
+    while burst_air_start(s - 1, hook) >= t:
+        s -= 1
+    return s
+
+
+def node_now(air: SimAir, node_id: int) -> int:
+    """Node clock of transmitter ``node_id`` on ``air`` (samples): `node_sample_at` of the air
+    clock through the node's TX hook."""
+    return node_sample_at(air.now, air.tx_impairment(node_id))
 
 
 class SimRadio(Radio):
@@ -68,26 +140,39 @@ class SimRadio(Radio):
         return self._settings
 
     def now(self) -> int:
-        """The air's lock-step sample clock (samples)."""
+        """This radio's sample clock (samples): the node clock (`node_now`) for a transmit-only
+        radio, the air clock for the receiver and for a transmitter that also receives."""
+        if self.node_id is not None and not self.is_receiver:
+            return self.node_now()
         return self.air.now
 
+    def node_now(self) -> int:
+        """The node clock of this transmitter (samples): the earliest node sample a burst can
+        start at without landing in the air's past (see the module docstring)."""
+        if self.node_id is None:
+            raise ConfigError("this SimRadio is receive-only; it has no node clock")
+        return node_now(self.air, self.node_id)
+
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
-        """Schedule a burst ``(n_tx, K)`` (full scale 1.0) at node sample ``at_sample``."""
+        """Schedule a burst ``(n_tx, K)`` (full scale 1.0) at node sample ``at_sample`` (node
+        clock, also for a radio that receives: late when before `node_now`)."""
         if self.node_id is None:
             raise ConfigError("this SimRadio is receive-only; give it a node_id to transmit")
         self._check_open()
         x = as_channel_matrix(samples, self._settings.n_tx_channels)
-        if at_sample < self.now():
+        earliest = self.node_now()
+        if at_sample < earliest:
             self._counters.late += 1
-            raise StreamError(f"burst at sample {at_sample} is late (now={self.now()}); "
-                              "schedule further ahead")
+            raise StreamError(f"burst at node sample {at_sample} is late (node clock now="
+                              f"{earliest}, air clock {self.air.now}); schedule further ahead")
         self.clipped_samples += int(np.count_nonzero(np.abs(x.real) > 1.0)
                                     + np.count_nonzero(np.abs(x.imag) > 1.0))
         self.sent_samples += x.size
         self.air.schedule(self.node_id, x, int(at_sample))
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
-        """Window ``[at_sample, at_sample + n_samples)`` as complex64 ``(N_r, n_samples)``."""
+        """Window ``[at_sample, at_sample + n_samples)`` (air clock) as complex64
+        ``(N_r, n_samples)``."""
         if not self.is_receiver:
             raise ConfigError("this SimRadio is transmit-only; create it with receiver=True")
         self._check_open()
