@@ -10,10 +10,25 @@ an error naming the transmitters that stayed silent), so no window is cut before
 arrived. Calls reach the air in the same order as in-process, so the same seed gives the same
 samples as the in-process `SimAir`.
 
+Impairments: the bench's ``channel.impairments`` preset (``uncalibrated-pluto`` or
+``usrp-shared-ref``, drawn from ``channel.seed`` exactly as ``testbed calibrate`` does, see
+`bench_impairments`) puts the TX hooks on the transmitters and the RX hook on the receiver.
+A radio's ``tune`` (sent by `RemoteSimRadio.configure` when its carrier changes) calls the
+hook's ``on_tune`` (new random LO phase) with a generator of its own, spawned from the air's
+seed per radio, so the start order of the node processes does not change the run.
+
+Clocks (as `sim_backend.sim_radio`): ``transmit``'s ``at`` is on the node's own clock (the hook
+maps it onto the air grid) and is late when before that node's clock (`node_now`); ``now``
+with a ``node`` returns that node's clock, without one the air clock; ``receive`` and
+``tx_until`` are on the air clock. `new_realization` / `true_channels` return the earliest
+sample that is not past on any clock (max of the air clock and every node clock), so that
+``now + lead`` is a valid start for every radio.
+
 Radio wire protocol (one request, one reply; DEALER -> ROUTER): frames ``[header, payload?]``,
 header JSON ``{"op", "seq", ...}``; payload raw little-endian complex64 ``(rows, cols)`` as in
 the header's ``shape``. Ops: ``hello(node)``, ``transmit(node, at, shape)+payload``,
-``tx_until(node, until)``, ``receive(n, at)`` (reply carries the window), ``now``, ``info``.
+``tx_until(node, until)``, ``receive(n, at)`` (reply carries the window), ``now(node?)``,
+``tune(node?, receiver)``, ``info``.
 Replies: ``{"ok": true, "seq", ...}`` or ``{"ok": false, "seq", "error", "kind"}`` with kind
 "stream" (late / timeout) or "config" (bad request).
 
@@ -33,35 +48,70 @@ import zmq
 
 from sim_backend.air import SimAir
 from sim_backend.channel import ChannelModel, noise_var_from_snr_db
+from sim_backend.impairment_presets import (BenchImpairments, uncalibrated_pluto_bench,
+                                            usrp_shared_reference)
+from sim_backend.sim_radio import node_now
 from testbed.errors import ConfigError
 from testbed.phy.link import TX_REF_POWER
 
 log = logging.getLogger(__name__)
 
 #: Ops a RemoteSimRadio may send.
-RADIO_OPS = ("hello", "transmit", "tx_until", "receive", "now", "info")
+RADIO_OPS = ("hello", "transmit", "tx_until", "receive", "now", "tune", "info")
+
+#: ``channel.impairments`` values the broker builds (``none`` or no value: no impairments).
+IMPAIRMENT_PRESETS = ("uncalibrated-pluto", "usrp-shared-ref")
+
+
+def _receiver_radio(bench):
+    r = bench.receiver.radio
+    return r[0] if isinstance(r, list) else r
+
+
+def bench_impairments(bench) -> BenchImpairments | None:
+    """The `BenchImpairments` of ``bench``'s ``channel.impairments`` preset, or None.
+
+    Drawn from ``np.random.default_rng(channel.seed)`` for the bench's nodes (in bench order)
+    at the receiver radio's ``center_freq_hz`` (Hz): the same parameters ``testbed calibrate
+    --bench`` builds for that seed and preset.
+    Raises ConfigError for an unknown preset name, listing the valid ones."""
+    ch = bench.channel
+    name = None if ch is None else ch.impairments
+    if name in (None, "", "none"):
+        return None
+    rng = np.random.default_rng(ch.seed)
+    n = len(bench.nodes)
+    if name == "uncalibrated-pluto":
+        return uncalibrated_pluto_bench(n, float(_receiver_radio(bench).center_freq_hz), rng)
+    if name == "usrp-shared-ref":
+        return usrp_shared_reference(n, rng)
+    raise ConfigError(f"bench {bench.name!r}: unknown channel.impairments {name!r}; use one "
+                      f"of {list(IMPAIRMENT_PRESETS)} or 'none'")
 
 
 def air_from_bench(bench, n_tx: int = 1) -> SimAir:
     """A `SimAir` for ``bench`` (a `BenchConfig` with a ``channel`` section): transmitters
     0..N-1 in bench node order with ``n_tx`` antennas, the receiver's ``n_antennas``, noise
     variance from ``channel.snr_db`` at `TX_REF_POWER` (see `sim_backend.channel`), the
-    channel seed, and one realization drawn -- exactly as `sim_backend.sim_allreduce.build_sim_bench`."""
+    channel seed, the receiver radio's sample rate (Hz), the impairment preset's hooks
+    (`bench_impairments`), and one realization drawn -- as
+    `sim_backend.sim_allreduce.build_sim_bench`."""
     ch = bench.channel
     if ch is None:
         raise ConfigError(f"bench {bench.name!r} has no 'channel' section; only simulated "
                           "benches have a channel broker")
-    if ch.impairments:
-        raise ConfigError(f"bench {bench.name!r}: channel.impairments={ch.impairments!r} is not "
-                          "supported by the channel broker yet; remove it for multi-process runs")
+    imp = bench_impairments(bench)
     ids = [n.id for n in bench.nodes]
     model = ChannelModel(len(ids), bench.receiver.n_antennas, n_tx, fading=ch.fading,
                          k_factor_db=ch.k_factor_db,
                          path_loss_db=np.array([ch.path_loss_db.get(i, 0.0) for i in ids]))
     air = SimAir(bench.receiver.n_antennas, noise_var_from_snr_db(ch.snr_db, TX_REF_POWER),
-                 channel_model=model, seed=ch.seed)
+                 channel_model=model, seed=ch.seed,
+                 sample_rate_hz=float(_receiver_radio(bench).sample_rate_hz),
+                 rx_impairment=None if imp is None else imp.build_rx())
+    hooks = [None] * len(ids) if imp is None else imp.build_tx()
     for n in range(len(ids)):
-        air.register_tx(n, n_tx)
+        air.register_tx(n, n_tx, hooks[n])
     air.new_realization()
     return air
 
@@ -97,6 +147,7 @@ class ChannelBroker:
         self.lock = threading.RLock()
         self.window_timeout_s = float(window_timeout_s)
         self.tx_until = {n: 0 for n in air.node_ids}
+        self._tune_rngs = _tune_generators(air)
         self.stats = BrokerStats()
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
@@ -134,14 +185,20 @@ class ChannelBroker:
 
     # ------------------------------------------------------------------ control-plane side
     def new_realization(self) -> tuple[np.ndarray, int]:
-        """Draw a new fading block; returns (H ``(N, N_r, N_t)`` complex128, air clock)."""
+        """Draw a new fading block; returns (H ``(N, N_r, N_t)`` complex128, `common_now`)."""
         with self.lock:
-            return self.air.new_realization(), self.air.now
+            return self.air.new_realization(), self.common_now()
 
     def true_channels(self) -> tuple[np.ndarray, int]:
-        """Current channels ``(N, N_r, N_t)`` and the air clock (samples)."""
+        """Current channels ``(N, N_r, N_t)`` and `common_now` (samples)."""
         with self.lock:
-            return self.air.true_channels(), self.air.now
+            return self.air.true_channels(), self.common_now()
+
+    def common_now(self) -> int:
+        """Earliest sample not yet past on any radio's clock: max of the air clock and every
+        transmitter's node clock (samples; equal to the air clock without clock impairments)."""
+        with self.lock:
+            return max([self.air.now] + [node_now(self.air, n) for n in self.air.node_ids])
 
     # ------------------------------------------------------------------ radio side
     def _serve(self) -> None:
@@ -203,20 +260,31 @@ class ChannelBroker:
                 return {"n_rx": self.air.n_rx, "sample_rate_hz": self.air.sample_rate_hz,
                         "now": self.air.now, "node_ids": list(self.tx_until)}
             if op == "now":
-                return {"now": self.air.now}
+                node = h.get("node")
+                if node is None:
+                    return {"now": self.air.now}
+                return {"now": node_now(self.air, self._tx_node(node))}
+            if op == "tune":
+                node = h.get("node")
+                if node is not None:
+                    node = self._tx_node(node)
+                    self.air.tx_impairment(node).on_tune(self._tune_rngs[node])
+                if h.get("receiver"):
+                    self.air.rx_impairment.on_tune(self._tune_rngs["rx"])
+                return {}
             if op == "info":
                 return {"now": self.air.now, "tx_until": {str(k): v for k, v in
                                                           self.tx_until.items()},
                         "pending_bursts": self.air.pending_bursts(),
                         "requests": dict(self.stats.requests), "windows": self.stats.windows}
-            node = int(h["node"])
-            if node not in self.tx_until:
-                raise ConfigError(f"transmitter {node} is not on this air")
+            node = self._tx_node(h["node"])
             if op == "transmit":
                 at = int(h["at"])
-                if at < self.air.now:
-                    raise _Late(f"burst of node {node} at sample {at} is late (now="
-                                f"{self.air.now}); schedule further ahead")
+                earliest = node_now(self.air, node)
+                if at < earliest:
+                    raise _Late(f"burst of node {node} at node sample {at} is late (node clock "
+                                f"now={earliest}, air clock {self.air.now}); schedule further "
+                                "ahead")
                 rows, cols = h["shape"]
                 x = np.frombuffer(payload[0], dtype="<c8").reshape(rows, cols)
                 self.air.schedule(node, x, at)
@@ -224,6 +292,12 @@ class ChannelBroker:
             # tx_until: never goes backwards
             self.tx_until[node] = max(self.tx_until[node], int(h["until"]))
             return {}
+
+    def _tx_node(self, node) -> int:
+        node = int(node)
+        if node not in self.tx_until:
+            raise ConfigError(f"transmitter {node} is not on this air")
+        return node
 
     def _serve_pending(self) -> None:
         if not self._pending:
@@ -253,6 +327,16 @@ class ChannelBroker:
                 continue
             keep.append(p)
         self._pending = keep
+
+
+def _tune_generators(air: SimAir) -> dict:
+    """One generator per transmitter (key: node id) and for the receiver (key "rx"), spawned
+    from the entropy of the air's seed without drawing from the air's own generator."""
+    entropy = air.rng.bit_generator.seed_seq.entropy
+    gens: dict = {n: np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(1, i)))
+                  for i, n in enumerate(air.node_ids)}
+    gens["rx"] = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(2,)))
+    return gens
 
 
 class _Late(Exception):

@@ -5,7 +5,12 @@ A transmitter (``node_index`` given) sends bursts with `transmit` and must then 
 `tx_until(sample)` ("nothing more from me before ``sample``") so that the receiver's windows
 up to that sample can be served; the receiver (``receiver=True``) gets windows with `receive`,
 which blocks in the broker until every transmitter declared it is done up to the window end.
-``now()`` is the air's lock-step clock (a round trip to the broker).
+``now()`` is a round trip to the broker and follows `sim_backend.sim_radio`: a transmit-only
+radio reports its node clock (the node's own sample count under the air's clock-map
+impairments), the receiver (and a radio that does both) the air's lock-step clock. Burst
+times are on the radio's own clock; ``tx_until`` and receive windows are on the air clock.
+`configure` to a new carrier sends ``tune`` (the broker calls the impairment hooks' on_tune:
+a new random LO phase, as after a real AD9361 tune).
 
 This module also registers the ``sim`` radio kind with `testbed.radio.factory`:
 ``open_radio(sim_config, role=..., air=SimAir)`` gives an in-process `SimRadio`,
@@ -46,6 +51,7 @@ class RemoteSimRadio(Radio):
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.connect(broker_address)
         self._counters = StreamCounters()
+        self._tuned_freq: float | None = None
         self._closed = False
         self.sent_samples = 0
         self.clipped_samples = 0
@@ -87,7 +93,9 @@ class RemoteSimRadio(Radio):
 
     # ---------------------------------------------------------------- Radio interface
     def configure(self, settings: RadioSettings) -> None:
-        """Check channel counts and sample rate against the air (nothing else to set)."""
+        """Check channel counts and sample rate against the air; on the first configure and
+        whenever the carrier changes, ask the broker to ``tune`` this radio (its impairment
+        hooks' on_tune: new random LO phase on AD9361-like radios)."""
         if self.node_index is not None and settings.n_tx_channels != self._settings.n_tx_channels:
             raise ConfigError(f"node {self.node_index} has {self._settings.n_tx_channels} TX "
                               f"antennas; settings ask for {settings.n_tx_channels}")
@@ -97,6 +105,9 @@ class RemoteSimRadio(Radio):
         if settings.sample_rate_hz != self._settings.sample_rate_hz:
             raise ConfigError(f"sample_rate_hz must equal the air's "
                               f"{self._settings.sample_rate_hz} Hz, got {settings.sample_rate_hz}")
+        if self._tuned_freq != settings.center_freq_hz:
+            self._call({"op": "tune", "node": self.node_index, "receiver": self.is_receiver})
+            self._tuned_freq = settings.center_freq_hz
         self._settings = settings
 
     @property
@@ -104,11 +115,14 @@ class RemoteSimRadio(Radio):
         return self._settings
 
     def now(self) -> int:
-        """The air's lock-step sample clock (samples)."""
-        return int(self._call({"op": "now"})["now"])
+        """This radio's sample clock (samples): the node clock for a transmit-only radio, the
+        air clock for the receiver (and a radio that also receives)."""
+        node = self.node_index if not self.is_receiver else None
+        return int(self._call({"op": "now", "node": node})["now"])
 
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
-        """Schedule a burst ``(n_tx, K)`` (full scale 1.0) at air sample ``at_sample``."""
+        """Schedule a burst ``(n_tx, K)`` (full scale 1.0) at node sample ``at_sample`` (this
+        node's clock; equal to the air clock without clock impairments)."""
         if self.node_index is None:
             raise ConfigError("this RemoteSimRadio is receive-only; give it a node_index")
         x = np.ascontiguousarray(as_channel_matrix(samples, self._settings.n_tx_channels),
