@@ -47,7 +47,8 @@ def clock_map(hook) -> tuple[float, float, int]:
 
 
 def air_position(node_sample, hook):
-    """Air sample(s) (float) where node sample(s) land: ``s / (1 + sro) + tau`` (see `clock_map`)."""
+    """Air sample(s) (float) where node sample(s) land: ``s / (1 + sro) + tau`` (`clock_map`);
+    scalar or array, same shape."""
     sro, tau, _ = clock_map(hook)
     return np.asarray(node_sample, dtype=float) / (1.0 + sro) + tau
 
