@@ -5,11 +5,31 @@
   *relative to the receiver* (which defines the air grid) drives both its CFO
   (= rel_ppm 1e-6 carrier) and its SRO (= rel_ppm): up to +-50 ppm, i.e. +-46 kHz at 915 MHz,
   +-120 kHz at 2.4 GHz. Start-time offsets of 20..400 samples plus a uniform fraction (no
-  hardware timestamps), random LO phase per tune, phase noise of -100 dBc/Hz at 100 kHz as a
-  Wiener linewidth, gain errors uniform in +-2 dB, 12-bit DAC/ADC with clipping at full scale.
+  hardware timestamps), random LO phase per tune, gain errors uniform in +-2 dB, 12-bit DAC/ADC
+  with clipping at full scale. Phase noise, on every node *and* on the receiver (each Pluto has
+  its own synthesizer and TCXO):
+
+  - PLL: the AD9361 LO is a fractional-N PLL locked to the TCXO, so its phase noise is bounded:
+    flat inside the loop, 1/f^2 outside. We take 1 deg rms (pessimistic: the AD9361 datasheet's
+    integrated phase noise is a fraction of a degree) with the far-out level -100 dBc/Hz at
+    100 kHz, which puts the corner at B = pi f^2 L / sigma^2 = 10.3 kHz (in-loop level
+    sigma^2 / (pi B) = -80 dBc/Hz). Correlation time 1 / (2 pi B) = 15 us.
+  - TCXO reference: its slow random walk, multiplied up to the carrier, is a Wiener term:
+    -120 dBc/Hz at 100 Hz offset at 40 MHz (a typical TCXO of this class), taken as 1/f^2 and
+    scaled by 20 log10(carrier / 40 MHz) (+27.2 dB at 915 MHz), i.e. lw = 2 pi f^2 L =
+    3.3e-5 Hz at 915 MHz: a 0.8 deg rms walk in 1 s, invisible within a frame but what limits
+    channel state kept from calibration time (calibration.drift).
 * `usrp_shared_reference`: B2xx on a shared 10 MHz + PPS: residual CFO uniform in +-0.5 Hz,
   SRO 0, start-time skew a fraction of a sample (0..0.5), random LO phase per tune (AD9361-based
-  B2xx), small phase noise, gain errors uniform in +-0.5 dB, 12-bit converters.
+  B2xx), gain errors uniform in +-0.5 dB, 12-bit converters. Phase noise: PLL only, 0.5 deg rms
+  with -110 dBc/Hz at 100 kHz (corner 4.1 kHz; the disciplined 40 MHz VCTCXO of a B2xx is
+  cleaner than a Pluto's TCXO); no Wiener term, since the shared reference's wander is common
+  to all radios and only the residual CFO remains.
+
+Both presets set the simulator's resampler to ``INTERP_HALF_TAPS`` = 64 taps per side: the
+AirComp payload is full band (one sample per symbol), which the default 16 taps resample with a
+few percent error; at 64 the error of a half-sample delay on white full-band symbols is
+-38 dB (docs/calibration.md, "Presets"), at 128 -44 dB for twice the time.
 """
 from __future__ import annotations
 
@@ -18,10 +38,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim_backend.impairments import (RxImpairmentParams, RxImpairments, TxImpairmentParams,
-                                     TxImpairments, linewidth_from_dbc_hz)
+                                     TxImpairments, linewidth_from_dbc_hz,
+                                     pll_corner_from_dbc_hz)
 from testbed.errors import ConfigError
 
 AD9361_BITS = 12
+INTERP_HALF_TAPS = 128
+
+PLUTO_PLL_RMS_DEG = 1.0
+PLUTO_PLL_DBC_HZ = (-100.0, 100e3)           # (L dBc/Hz, offset Hz) outside the loop
+TCXO_HZ = 40e6
+TCXO_DBC_HZ = (-120.0, 100.0)                # 1/f^2 level of the 40 MHz TCXO
+USRP_PLL_RMS_DEG = 0.5
+USRP_PLL_DBC_HZ = (-110.0, 100e3)
+
+
+def tcxo_linewidth_hz(carrier_hz: float, dbc_hz: float = TCXO_DBC_HZ[0],
+                      offset_hz: float = TCXO_DBC_HZ[1], tcxo_hz: float = TCXO_HZ) -> float:
+    """Wiener linewidth (Hz) at ``carrier_hz`` of a reference at ``tcxo_hz`` whose 1/f^2 phase
+    noise is ``dbc_hz`` dBc/Hz at ``offset_hz``: the level is raised by 20 log10(carrier/ref)."""
+    return linewidth_from_dbc_hz(dbc_hz + 20.0 * np.log10(carrier_hz / tcxo_hz), offset_hz)
 
 
 @dataclass
@@ -63,7 +99,9 @@ def uncalibrated_pluto_bench(n_nodes: int, carrier_hz: float, rng: np.random.Gen
     """Independent Plutos at ``carrier_hz`` (Hz); see the module doc for the distributions."""
     _check_nodes(n_nodes)
     rx_ppm = rng.uniform(-ppm_max, ppm_max)
-    linewidth = linewidth_from_dbc_hz(-100.0, 100e3)
+    pn = dict(phase_noise_rms_deg=PLUTO_PLL_RMS_DEG,
+              phase_noise_corner_hz=pll_corner_from_dbc_hz(PLUTO_PLL_RMS_DEG, *PLUTO_PLL_DBC_HZ),
+              phase_noise_linewidth_hz=tcxo_linewidth_hz(carrier_hz))
     nodes = []
     for _ in range(n_nodes):
         node_ppm = rng.uniform(-ppm_max, ppm_max)
@@ -74,13 +112,12 @@ def uncalibrated_pluto_bench(n_nodes: int, carrier_hz: float, rng: np.random.Gen
             timing_offset_samples=offset + float(rng.uniform(0.0, 1.0)),
             phase_offset_rad=float(rng.uniform(-np.pi, np.pi)),
             random_phase_per_tune=True,
-            phase_noise_linewidth_hz=linewidth,
             gain_error_db=float(rng.uniform(-gain_error_max_db, gain_error_max_db)),
-            dac_bits=AD9361_BITS, dac_clip=True,
-            seed=int(rng.integers(2 ** 31))))
+            dac_bits=AD9361_BITS, dac_clip=True, interp_half_taps=INTERP_HALF_TAPS,
+            seed=int(rng.integers(2 ** 31)), **pn))
     rx = RxImpairmentParams(phase_offset_rad=float(rng.uniform(-np.pi, np.pi)),
                             random_phase_per_tune=True, adc_bits=AD9361_BITS, adc_clip=True,
-                            seed=int(rng.integers(2 ** 31)))
+                            seed=int(rng.integers(2 ** 31)), **pn)
     return BenchImpairments(nodes, rx)
 
 
@@ -89,18 +126,18 @@ def usrp_shared_reference(n_nodes: int, rng: np.random.Generator,
                           gain_error_max_db: float = 0.5) -> BenchImpairments:
     """B2xx radios on a shared 10 MHz/PPS reference; see the module doc."""
     _check_nodes(n_nodes)
-    linewidth = linewidth_from_dbc_hz(-110.0, 100e3)
+    pn = dict(phase_noise_rms_deg=USRP_PLL_RMS_DEG,
+              phase_noise_corner_hz=pll_corner_from_dbc_hz(USRP_PLL_RMS_DEG, *USRP_PLL_DBC_HZ))
     nodes = [TxImpairmentParams(
         timing_offset_samples=float(rng.uniform(0.0, max_skew_samples)),
         cfo_hz=float(rng.uniform(-residual_cfo_max_hz, residual_cfo_max_hz)),
         sro_ppm=0.0,
         phase_offset_rad=float(rng.uniform(-np.pi, np.pi)),
         random_phase_per_tune=True,
-        phase_noise_linewidth_hz=linewidth,
         gain_error_db=float(rng.uniform(-gain_error_max_db, gain_error_max_db)),
-        dac_bits=AD9361_BITS, dac_clip=True,
-        seed=int(rng.integers(2 ** 31))) for _ in range(n_nodes)]
+        dac_bits=AD9361_BITS, dac_clip=True, interp_half_taps=INTERP_HALF_TAPS,
+        seed=int(rng.integers(2 ** 31)), **pn) for _ in range(n_nodes)]
     rx = RxImpairmentParams(phase_offset_rad=float(rng.uniform(-np.pi, np.pi)),
                             random_phase_per_tune=True, adc_bits=AD9361_BITS, adc_clip=True,
-                            seed=int(rng.integers(2 ** 31)))
+                            seed=int(rng.integers(2 ** 31)), **pn)
     return BenchImpairments(nodes, rx)

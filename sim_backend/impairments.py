@@ -22,10 +22,22 @@ Transmit chain (`TxImpairments.apply_tx`), in the order the hardware applies it:
 4. LO (absolute air time m): x exp(j (2 pi cfo_hz m / fs + phase + phase_noise[m])), continuous
    across bursts because m is absolute. ``phase`` is ``phase_offset_rad`` until a tune; with
    ``random_phase_per_tune`` every `on_tune` draws a new uniform phase.
-   Phase noise is a Wiener process (free-running oscillator, Lorentzian spectrum) of 3 dB
-   linewidth ``phase_noise_linewidth_hz``: increments N(0, 2 pi linewidth / fs) per sample;
-   `linewidth_from_dbc_hz` converts a single-sideband level L(f) in dBc/Hz at an offset f
-   (L(f) = linewidth / (pi f^2) for f >> linewidth).
+   Phase noise is the sum of two independent processes, each off by default:
+
+   * PLL (``phase_noise_rms_deg``, ``phase_noise_corner_hz``): an LO locked to a reference by
+     a PLL (AD9361 fractional-N synthesizer) has bounded phase noise, flat inside the loop
+     bandwidth and falling as 1/f^2 outside. Modelled as an Ornstein-Uhlenbeck process
+     (`PLLPhase`): stationary, zero mean, variance sigma^2 (sigma = rms in rad), autocorrelation
+     sigma^2 exp(-2 pi B |tau|) with B the corner. Two-sided phase PSD (= single-sideband
+     L(f) for small phase noise) sigma^2 B / (pi (B^2 + f^2)): flat sigma^2 / (pi B) below B,
+     sigma^2 B / (pi f^2) far out. `pll_corner_from_dbc_hz` gives B from (rms, L(f) at f).
+   * Wiener (``phase_noise_linewidth_hz``): a free-running oscillator (or a reference's slow
+     random walk), Lorentzian spectrum of 3 dB linewidth lw: increments N(0, 2 pi lw / fs) per
+     sample, L(f) = lw / (2 pi f^2) for f >> lw (`linewidth_from_dbc_hz`).
+
+   Both live on the absolute air-sample axis: continuous across bursts, a gap of g samples
+   advances the state exactly (Wiener: variance 2 pi lw g / fs; PLL: correlation rho^g with
+   rho = exp(-2 pi B / fs)).
 
 Receive chain (`RxImpairments.apply_rx`): receiver LO (x exp(-j (2 pi cfo_hz m / fs + phase +
 phase noise)), i.e. a receiver LO ``cfo_hz`` above nominal), gain error, ADC quantization and
@@ -39,6 +51,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from scipy.signal import lfilter
 
 from testbed.errors import ConfigError
 
@@ -101,8 +114,35 @@ def fractional_resample(x: np.ndarray, positions: np.ndarray, half_taps: int = 1
 
 
 def linewidth_from_dbc_hz(dbc_hz: float, offset_hz: float) -> float:
-    """Wiener-phase-noise 3 dB linewidth in Hz matching L(offset) = ``dbc_hz`` dBc/Hz."""
-    return float(math.pi * offset_hz ** 2 * 10.0 ** (dbc_hz / 10.0))
+    """Wiener-phase-noise 3 dB linewidth in Hz matching L(offset) = ``dbc_hz`` dBc/Hz.
+
+    The Wiener phase (increment variance 2 pi lw per second) has two-sided PSD
+    2 pi lw / (2 pi f)^2 = lw / (2 pi f^2) rad^2/Hz, so lw = 2 pi f^2 10^(L/10).
+    """
+    return float(2.0 * math.pi * offset_hz ** 2 * 10.0 ** (dbc_hz / 10.0))
+
+
+def pll_corner_from_dbc_hz(rms_deg: float, dbc_hz: float, offset_hz: float) -> float:
+    """Corner B (Hz) of the PLL (Ornstein-Uhlenbeck) phase noise of rms ``rms_deg`` (deg)
+    whose far-out level sigma^2 B / (pi f^2) equals ``dbc_hz`` dBc/Hz at ``offset_hz`` (Hz).
+
+    B = pi f^2 10^(L/10) / sigma^2. Meaningful when the result is well below ``offset_hz``
+    (the far-out form is then within (B/f)^2 of the exact sigma^2 B / (pi (B^2 + f^2))).
+    """
+    if not rms_deg > 0:
+        raise ConfigError(f"rms_deg must be > 0 deg, got {rms_deg}")
+    if not offset_hz > 0:
+        raise ConfigError(f"offset_hz must be > 0 Hz, got {offset_hz}")
+    sigma2 = math.radians(rms_deg) ** 2
+    return float(math.pi * offset_hz ** 2 * 10.0 ** (dbc_hz / 10.0) / sigma2)
+
+
+def pll_phase_psd(f_hz: np.ndarray, rms_deg: float, corner_hz: float) -> np.ndarray:
+    """Two-sided PSD (rad^2/Hz) of the continuous-time PLL phase noise at frequencies f_hz
+    (Hz, any shape): sigma^2 B / (pi (B^2 + f^2)), sigma = rms in rad, B = corner."""
+    sigma2 = math.radians(rms_deg) ** 2
+    f = np.asarray(f_hz, dtype=float)
+    return sigma2 * corner_hz / (math.pi * (corner_hz ** 2 + f ** 2))
 
 
 class WienerPhase:
@@ -135,7 +175,68 @@ class WienerPhase:
         return ph
 
 
+class PLLPhase:
+    """PLL phase noise: Ornstein-Uhlenbeck state on an absolute sample axis (continuous across
+    bursts and gaps). rms_rad: stationary std (rad); corner_hz: B in the autocorrelation
+    sigma^2 exp(-2 pi B |tau|) (Hz). Exact discretization: x[m+1] = rho x[m] +
+    sigma sqrt(1 - rho^2) w[m], rho = exp(-2 pi B / fs), and rho^g over a gap of g samples; the
+    first sample ever drawn is from the stationary N(0, sigma^2)."""
+
+    def __init__(self, rms_rad: float, corner_hz: float, rng: np.random.Generator):
+        if rms_rad < 0:
+            raise ConfigError(f"phase_noise_rms_deg must be >= 0 deg, got {rms_rad}")
+        if rms_rad > 0 and not corner_hz > 0:
+            raise ConfigError(f"phase_noise_corner_hz must be > 0 Hz when phase_noise_rms_deg "
+                              f"> 0, got {corner_hz}")
+        self.rms_rad = float(rms_rad)
+        self.corner_hz = float(corner_hz)
+        self._rng = rng
+        self._last_index: int | None = None
+        self._last_phase = 0.0
+
+    def phases(self, start_sample: int, n: int, sample_rate_hz: float) -> np.ndarray:
+        """Phase in rad at absolute samples start_sample..start_sample+n-1, shape (n,).
+
+        A gap since the previous call decorrelates the state by rho^gap; a call that starts at
+        or before the last sample already drawn continues from the latest state.
+        """
+        if n == 0 or self.rms_rad == 0.0:
+            return np.zeros(n)
+        sigma = self.rms_rad
+        rho = math.exp(-2.0 * math.pi * self.corner_hz / sample_rate_hz)
+        if self._last_index is None:
+            x0 = self._rng.normal(0.0, sigma)
+        elif start_sample > self._last_index:
+            r = rho ** (int(start_sample) - self._last_index)
+            x0 = r * self._last_phase + self._rng.normal(0.0, sigma * math.sqrt(1.0 - r * r))
+        else:
+            x0 = self._last_phase
+        w = self._rng.normal(0.0, sigma * math.sqrt(1.0 - rho * rho), n - 1)
+        if n > 1:
+            rest, _ = lfilter([1.0], [1.0, -rho], w, zi=[rho * x0])
+            ph = np.concatenate([[x0], rest])
+        else:
+            ph = np.array([x0])
+        self._last_index = int(start_sample) + n - 1
+        self._last_phase = float(ph[-1])
+        return ph
+
+
 # ------------------------------------------------------------------------------ parameters
+
+def _check_phase_noise(p) -> None:
+    if not p.phase_noise_linewidth_hz >= 0:
+        raise ConfigError(f"phase_noise_linewidth_hz must be >= 0 Hz, got "
+                          f"{p.phase_noise_linewidth_hz}")
+    if not p.phase_noise_rms_deg >= 0:
+        raise ConfigError(f"phase_noise_rms_deg must be >= 0 deg, got {p.phase_noise_rms_deg}")
+    if not p.phase_noise_corner_hz >= 0:
+        raise ConfigError(f"phase_noise_corner_hz must be >= 0 Hz, got "
+                          f"{p.phase_noise_corner_hz}")
+    if p.phase_noise_rms_deg > 0 and p.phase_noise_corner_hz == 0:
+        raise ConfigError("phase_noise_rms_deg > 0 needs phase_noise_corner_hz > 0 (the PLL "
+                          "loop corner, Hz); see pll_corner_from_dbc_hz")
+
 
 class _Serializable:
     def to_dict(self) -> dict:
@@ -162,7 +263,10 @@ class TxImpairmentParams(_Serializable):
     sro_ppm: sample-clock offset relative to the receiver, ppm (node runs at fs (1 + sro)).
     phase_offset_rad: LO phase before the first tune (and always, if not random per tune), rad.
     random_phase_per_tune: draw a new uniform LO phase on every `on_tune`.
-    phase_noise_linewidth_hz: Wiener phase-noise 3 dB linewidth, Hz (0 = off).
+    phase_noise_linewidth_hz: Wiener phase-noise 3 dB linewidth, Hz (0 = off; free-running
+    oscillator or a reference's random walk).
+    phase_noise_rms_deg: PLL (Ornstein-Uhlenbeck) phase noise, stationary rms in deg (0 = off).
+    phase_noise_corner_hz: its corner B, Hz (autocorrelation sigma^2 exp(-2 pi B |tau|)).
     gain_error_db: amplitude error of the transmit chain, dB.
     dac_bits: DAC resolution per I/Q component, bits (None = no quantization; AD9361: 12).
     dac_clip: clip I/Q at full scale 1.0.
@@ -176,6 +280,8 @@ class TxImpairmentParams(_Serializable):
     phase_offset_rad: float = 0.0
     random_phase_per_tune: bool = False
     phase_noise_linewidth_hz: float = 0.0
+    phase_noise_rms_deg: float = 0.0
+    phase_noise_corner_hz: float = 0.0
     gain_error_db: float = 0.0
     dac_bits: int | None = None
     dac_clip: bool = False
@@ -183,6 +289,7 @@ class TxImpairmentParams(_Serializable):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_phase_noise(self)
         if self.interp_half_taps < 2:
             raise ConfigError(f"interp_half_taps must be >= 2, got {self.interp_half_taps}")
         if abs(self.sro_ppm) >= 1e5:
@@ -200,7 +307,8 @@ class RxImpairmentParams(_Serializable):
     """Impairments of the receiver (defaults: all off).
 
     cfo_hz: receiver LO above nominal, Hz (the received window rotates by -cfo_hz).
-    phase_offset_rad / random_phase_per_tune / phase_noise_linewidth_hz: as for the transmitter.
+    phase_offset_rad / random_phase_per_tune / phase_noise_linewidth_hz / phase_noise_rms_deg /
+    phase_noise_corner_hz: as for the transmitter.
     gain_error_db: receive chain amplitude error, dB.
     adc_bits: ADC resolution per I/Q component, bits (None = off; AD9361: 12).
     adc_clip: clip I/Q at full scale 1.0.
@@ -211,22 +319,35 @@ class RxImpairmentParams(_Serializable):
     phase_offset_rad: float = 0.0
     random_phase_per_tune: bool = False
     phase_noise_linewidth_hz: float = 0.0
+    phase_noise_rms_deg: float = 0.0
+    phase_noise_corner_hz: float = 0.0
     gain_error_db: float = 0.0
     adc_bits: int | None = None
     adc_clip: bool = False
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check_phase_noise(self)
+
 
 # ---------------------------------------------------------------------------------- hooks
 
 class _LO:
-    """Shared LO state: phase per tune and Wiener phase noise."""
+    """Shared LO state: phase per tune, Wiener and PLL phase noise (from TX or RX params)."""
 
-    def __init__(self, phase_offset_rad: float, random_phase: bool, linewidth_hz: float,
-                 seed: int):
-        self.phase_rad = float(phase_offset_rad)
-        self._random = bool(random_phase)
-        self._noise = WienerPhase(linewidth_hz, np.random.default_rng(seed))
+    def __init__(self, p: "TxImpairmentParams | RxImpairmentParams"):
+        self.phase_rad = float(p.phase_offset_rad)
+        self._random = bool(p.random_phase_per_tune)
+        self._noise = WienerPhase(p.phase_noise_linewidth_hz, np.random.default_rng(p.seed))
+        self._pll = PLLPhase(math.radians(p.phase_noise_rms_deg), p.phase_noise_corner_hz,
+                             np.random.default_rng([p.seed, 1]))
+        self._cfo = p.cfo_hz
+
+    @property
+    def active(self) -> bool:
+        """True when the LO rotates the signal at all (CFO, phase or phase noise)."""
+        return bool(self._cfo or self.phase_rad or self._noise.linewidth_hz
+                    or self._pll.rms_rad)
 
     def on_tune(self, rng: np.random.Generator) -> None:
         if self._random:
@@ -237,7 +358,8 @@ class _LO:
         # 2 pi f (s0 + m) / fs, with the large s0 term reduced mod 1 cycle first
         base = (cfo_hz / fs * float(start_sample)) % 1.0
         return (2 * math.pi * (base + cfo_hz / fs * m) + self.phase_rad
-                + self._noise.phases(int(start_sample), n, fs))
+                + self._noise.phases(int(start_sample), n, fs)
+                + self._pll.phases(int(start_sample), n, fs))
 
 
 class TxImpairments:
@@ -246,8 +368,7 @@ class TxImpairments:
     def __init__(self, params: TxImpairmentParams | None = None):
         self.params = params or TxImpairmentParams()
         p = self.params
-        self._lo = _LO(p.phase_offset_rad, p.random_phase_per_tune, p.phase_noise_linewidth_hz,
-                       p.seed)
+        self._lo = _LO(p)
 
     @property
     def lo_phase_rad(self) -> float:
@@ -290,7 +411,7 @@ class TxImpairments:
         if p.gain_error_db:
             x = x * 10.0 ** (p.gain_error_db / 20.0)
         x, start_out = self.to_air_grid(x, start_sample)
-        if p.cfo_hz or self._lo.phase_rad or p.phase_noise_linewidth_hz:
+        if self._lo.active:
             ph = self._lo.phase(start_out, x.shape[1], p.cfo_hz, sample_rate_hz)
             x = x * np.exp(1j * ph)[None, :]
         return x, int(start_out)
@@ -302,8 +423,7 @@ class RxImpairments:
     def __init__(self, params: RxImpairmentParams | None = None):
         self.params = params or RxImpairmentParams()
         p = self.params
-        self._lo = _LO(p.phase_offset_rad, p.random_phase_per_tune, p.phase_noise_linewidth_hz,
-                       p.seed)
+        self._lo = _LO(p)
 
     @property
     def lo_phase_rad(self) -> float:
@@ -319,7 +439,7 @@ class RxImpairments:
         """Window (n_rx, n) starting at air sample ``start_sample`` -> impaired window, same shape."""
         p = self.params
         x = np.asarray(samples, dtype=complex)
-        if p.cfo_hz or self._lo.phase_rad or p.phase_noise_linewidth_hz:
+        if self._lo.active:
             ph = self._lo.phase(int(start_sample), x.shape[-1], p.cfo_hz, sample_rate_hz)
             x = x * np.exp(-1j * ph)
         if p.gain_error_db:

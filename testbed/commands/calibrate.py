@@ -8,7 +8,6 @@ node (before / after), ``calibration_<bench>.json`` and two plots in ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -50,9 +49,6 @@ def _sim_bench(cfg, preset: str, seed: int):
         imp = usrp_shared_reference(n, rng)
     else:
         imp = None
-    if imp is not None:   # full-band AirComp payload: the resampler must be accurate to Nyquist
-        imp = dataclasses.replace(imp, tx=[dataclasses.replace(p, interp_half_taps=128)
-                                           for p in imp.tx])
     model = ChannelModel(n, n_rx, 1, fading=ch.fading if ch else "rayleigh",
                          k_factor_db=ch.k_factor_db if ch else 0.0,
                          path_loss_db=tuple((ch.path_loss_db if ch else {}).get(x.id, 0.0)

@@ -6,23 +6,32 @@ import dataclasses
 import numpy as np
 import torch
 
-from sim_backend.impairment_presets import uncalibrated_pluto_bench
+from sim_backend.impairment_presets import BenchImpairments, uncalibrated_pluto_bench
 from sim_backend.sim_allreduce import build_sim_bench
 from testbed.phy.allreduce_aircomp import AirCompAllReduce
 from testbed.phy.link import LinkConfig
 from testbed.radio.base import RadioSettings
 
 CARRIER = 915e6
+NO_PHASE_NOISE = dict(phase_noise_linewidth_hz=0.0, phase_noise_rms_deg=0.0,
+                      phase_noise_corner_hz=0.0)
 
 
-def pluto_impairments(seed: int = 1, phase_noise: bool = True):
-    """Uncalibrated-Pluto preset; the simulator's resampler at 128 taps per side (accuracy knob:
-    the AirComp payload is full band, the default 16 taps is exact only to 0.7 Nyquist)."""
+def pluto_impairments(seed: int = 1, phase_noise: bool = True) -> BenchImpairments:
+    """The full uncalibrated-Pluto preset (4 nodes, 915 MHz); ``phase_noise=False`` switches
+    the PLL and TCXO phase noise off on every node and on the receiver."""
     imp = uncalibrated_pluto_bench(4, CARRIER, np.random.default_rng(seed))
-    mod = {"interp_half_taps": 128}
-    if not phase_noise:
-        mod["phase_noise_linewidth_hz"] = 0.0
-    return dataclasses.replace(imp, tx=[dataclasses.replace(p, **mod) for p in imp.tx])
+    if phase_noise:
+        return imp
+    return BenchImpairments([dataclasses.replace(p, **NO_PHASE_NOISE) for p in imp.tx],
+                            dataclasses.replace(imp.rx, **NO_PHASE_NOISE))
+
+
+def phase_noise_only(imp: BenchImpairments) -> BenchImpairments:
+    """Only the phase noise of ``imp`` (same seeds), every other impairment off."""
+    keep = ("phase_noise_linewidth_hz", "phase_noise_rms_deg", "phase_noise_corner_hz", "seed")
+    tx = [type(p)(**{k: getattr(p, k) for k in keep}) for p in imp.tx]
+    return BenchImpairments(tx, type(imp.rx)(**{k: getattr(imp.rx, k) for k in keep}))
 
 
 def tuned_bench(imp=None, seed: int = 2, snr_db: float = 20.0):

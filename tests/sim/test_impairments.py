@@ -166,7 +166,7 @@ def test_wiener_phase_noise_variance_grows_as_2pi_linewidth_t():
     ph = np.unwrap(np.angle(y[0]))
     d = ph[lag::lag] - ph[:-lag:lag]
     assert np.var(d) == pytest.approx(2 * np.pi * lw * lag / fs, rel=0.1)
-    assert linewidth_from_dbc_hz(-100.0, 1e5) == pytest.approx(np.pi)
+    assert linewidth_from_dbc_hz(-100.0, 1e5) == pytest.approx(2 * np.pi)
 
 
 def test_receiver_cfo_rotates_backwards():

@@ -51,7 +51,7 @@ def test_pluto_node_burst_lands_where_its_timing_offset_says():
     bench = uncalibrated_pluto_bench(2, 915e6, np.random.default_rng(2))
     p = bench.tx[0]
     p.cfo_hz = 0.0                      # isolate timing (CFO is tested on its own)
-    p.phase_noise_linewidth_hz = 0.0
+    p.phase_noise_linewidth_hz = p.phase_noise_rms_deg = 0.0
     ref = 0.5 * shaped_preamble(zadoff_chu(31))
     y, start = bench.build_tx()[0].apply_tx(ref[None], 0, 1e6)
     assert estimate_delay(y[0], ref) + start == pytest.approx(p.timing_offset_samples, abs=0.02)
@@ -61,3 +61,23 @@ def test_bad_node_count():
     from testbed.errors import ConfigError
     with pytest.raises(ConfigError):
         usrp_shared_reference(0, np.random.default_rng(0))
+
+
+def test_pluto_phase_noise_is_a_bounded_pll_plus_a_tiny_tcxo_walk():
+    """1 deg rms, -100 dBc/Hz at 100 kHz far out (corner pi f^2 L / sigma^2 = 10.3 kHz) on every
+    node and on the receiver; TCXO -120 dBc/Hz at 100 Hz at 40 MHz, +27.2 dB at 915 MHz."""
+    from sim_backend.impairment_presets import INTERP_HALF_TAPS, tcxo_linewidth_hz
+    bench = uncalibrated_pluto_bench(3, 915e6, np.random.default_rng(0))
+    sigma2 = np.radians(1.0) ** 2
+    lw = 2 * np.pi * 100.0 ** 2 * 10 ** ((-120.0 + 20 * np.log10(915e6 / 40e6)) / 10)
+    assert lw == pytest.approx(3.29e-5, rel=0.01)
+    for p in [*bench.tx, bench.rx]:
+        assert p.phase_noise_rms_deg == 1.0
+        assert p.phase_noise_corner_hz == pytest.approx(np.pi * 1e10 * 1e-10 / sigma2)
+        assert p.phase_noise_linewidth_hz == pytest.approx(lw)
+    assert tcxo_linewidth_hz(2.4e9) == pytest.approx(lw * (2.4e9 / 915e6) ** 2)
+    assert all(p.interp_half_taps == INTERP_HALF_TAPS for p in bench.tx)
+    usrp = usrp_shared_reference(2, np.random.default_rng(0))
+    for p in [*usrp.tx, usrp.rx]:
+        assert p.phase_noise_rms_deg == 0.5 and p.phase_noise_linewidth_hz == 0.0
+        assert p.phase_noise_corner_hz == pytest.approx(np.pi * 1e10 * 1e-11 / np.radians(0.5) ** 2)
