@@ -1,13 +1,16 @@
 """How long a calibration stays good: AirComp MSE vs time since calibration, and a guard.
 
 Closed form. After calibration node n is left with a residual CFO df_n (Hz), a residual sample
-clock offset de_n (dimensionless) and Wiener phase noise of 3 dB linewidth lw (Hz). At t seconds
-after calibration its phase error is theta_n = 2 pi df_n t + W_n(t), var W = 2 pi lw t, and its
-timing error delta_n = de_n fs t samples. With zero-forcing (A^H H_n B_n = 1 per stream) and
+clock offset de_n (dimensionless), Wiener phase noise of 3 dB linewidth lw (Hz; free-running
+oscillator or TCXO wander) and PLL phase noise (Ornstein-Uhlenbeck, rms sigma rad, corner B Hz).
+At t seconds after calibration its phase error is theta_n = 2 pi df_n t + W_n(t) + P_n(t) -
+P_n(0), var W = 2 pi lw t, var(P(t) - P(0)) = 2 sigma^2 (1 - exp(-2 pi B t)) (bounded), and its
+timing error delta_n = de_n fs t samples. Gaussian phase: E e^{j theta} = e^{j 2 pi df t}
+exp(-pi lw t - sigma^2 (1 - exp(-2 pi B t))). With zero-forcing (A^H H_n B_n = 1 per stream) and
 unit-power white symbols at one sample per symbol, node n adds (exactly, for a flat spectrum)
 
 * CSI from calibration time (``csi="calibration"``): E|e^{j theta} x(t - delta) - x(t)|^2
-  = 2 (1 - exp(-pi lw t) cos(2 pi df t) sinc(delta));
+  = 2 (1 - exp(-pi lw t - sigma^2 (1 - exp(-2 pi B t))) cos(2 pi df t) sinc(delta));
 * CSI re-estimated in every frame (``csi="per_round"``): the phase is re-measured, only the
   part of the delayed signal not captured by the flat estimate remains, 1 - sinc(delta)^2.
 
@@ -27,9 +30,13 @@ CSI_MODES = ("calibration", "per_round")
 
 def excess_mse(t_s: np.ndarray | float, residual_cfo_hz: Sequence[float],
                residual_sro_ppm: Sequence[float], sample_rate_hz: float,
-               linewidth_hz: float = 0.0, csi: str = "calibration") -> np.ndarray:
+               linewidth_hz: float = 0.0, csi: str = "calibration",
+               pll_rms_deg: float = 0.0, pll_corner_hz: float = 0.0) -> np.ndarray:
     """Excess AirComp MSE (per channel use, signal-model units) at t_s seconds (scalar or (T,))
-    after calibration; residuals per node (N,). Returns shape of t_s."""
+    after calibration; residuals per node (N,); phase noise per node: Wiener ``linewidth_hz``
+    (Hz) and PLL ``pll_rms_deg`` (deg rms) with corner ``pll_corner_hz`` (Hz). With per-round
+    CSI the (stationary) phase noise is already in MSE_0 and only the timing term grows.
+    Returns shape of t_s."""
     if csi not in CSI_MODES:
         raise ValueError(f"csi must be one of {CSI_MODES}, got {csi!r}")
     t = np.asarray(t_s, float)[..., None]
@@ -37,8 +44,9 @@ def excess_mse(t_s: np.ndarray | float, residual_cfo_hz: Sequence[float],
     de = np.asarray(residual_sro_ppm, float) * 1e-6
     delta = de * sample_rate_hz * t
     if csi == "calibration":
-        term = 2 * (1 - np.exp(-np.pi * linewidth_hz * t) * np.cos(2 * np.pi * df * t)
-                    * np.sinc(delta))
+        pll_var = 2 * np.radians(pll_rms_deg) ** 2 * (1 - np.exp(-2 * np.pi * pll_corner_hz * t))
+        term = 2 * (1 - np.exp(-np.pi * linewidth_hz * t - pll_var / 2)
+                    * np.cos(2 * np.pi * df * t) * np.sinc(delta))
     else:
         term = 1 - np.sinc(delta) ** 2
     return term.sum(axis=-1)
@@ -47,12 +55,14 @@ def excess_mse(t_s: np.ndarray | float, residual_cfo_hz: Sequence[float],
 def doubling_time_s(mse0: float, residual_cfo_hz: Sequence[float],
                     residual_sro_ppm: Sequence[float], sample_rate_hz: float,
                     linewidth_hz: float = 0.0, csi: str = "calibration",
-                    t_max_s: float = 1e7) -> float:
-    """First t (s) with excess_mse(t) >= mse0 (MSE doubled); inf if not before t_max_s."""
+                    t_max_s: float = 1e7, pll_rms_deg: float = 0.0,
+                    pll_corner_hz: float = 0.0) -> float:
+    """First t (s) with excess_mse(t) >= mse0 (MSE doubled); inf if not before t_max_s.
+    Arguments as `excess_mse`."""
     if not mse0 > 0:
         raise ValueError(f"mse0 must be > 0 (linear), got {mse0}")
     f = lambda t: float(excess_mse(t, residual_cfo_hz, residual_sro_ppm, sample_rate_hz,
-                                   linewidth_hz, csi)) - mse0
+                                   linewidth_hz, csi, pll_rms_deg, pll_corner_hz)) - mse0
     lo, hi = 0.0, 1e-9
     while f(hi) < 0:
         lo, hi = hi, hi * 1.5

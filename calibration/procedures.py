@@ -314,7 +314,7 @@ def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: Soundi
 
 def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig | None = None,
               reference_channels: Callable[[], np.ndarray] | np.ndarray | None = None,
-              sro_from_cfo: bool = True, half_taps: int = 128,
+              sro_from_cfo: bool = True, half_taps: int = 256,
               refine_gaps_samples: Sequence[int] = (2_000, 20_000),
               residual_gap_samples: int = 5_000,
               progress: Callable[[int], None] | None = None) -> CalibrationRun:

@@ -79,3 +79,31 @@ def test_guard_matches_simulated_doubling(capsys):
               f"{t_pred * 1e3:.1f} ms; MSE {np.round(mse, 4)}; residual CFO {np.round(run.residual.cfo_hz, 3)} Hz")
     assert 0.5 < t_sim / t_pred < 2.0
     assert guard.check(0.5 * t_sim) == "ok" and guard.check(3 * t_sim) == "expired"
+
+
+def test_pll_term_matches_the_simulated_phase_process():
+    """Oracle: the simulator's PLL phase (sim_backend PLLPhase, OU) over many independent LOs:
+    E|e^{j (P(t) - P(0))} - 1|^2 = 2 (1 - exp(-sigma^2 (1 - exp(-2 pi B t)))), bounded by
+    2 (1 - exp(-sigma^2)); plus the Wiener term when both are on."""
+    from sim_backend.impairments import PLLPhase, WienerPhase
+    fs, rms_deg, corner, lw = 1e6, 3.0, 2e3, 50.0
+    rng = np.random.default_rng(1)
+    for lag in (20, 100, 2000):
+        err = []
+        for _ in range(2500):
+            pll, wie = PLLPhase(np.radians(rms_deg), corner, rng), WienerPhase(lw, rng)
+            a = pll.phases(0, 1, fs)[0] + wie.phases(0, 1, fs)[0]
+            b = pll.phases(lag, 1, fs)[0] + wie.phases(lag, 1, fs)[0]
+            err.append(abs(np.exp(1j * (b - a)) - 1) ** 2)
+        t = lag / fs
+        pred = excess_mse(t, [0.0], [0.0], fs, linewidth_hz=lw, pll_rms_deg=rms_deg,
+                          pll_corner_hz=corner)
+        assert np.mean(err) == pytest.approx(float(pred), rel=0.1)
+    bound = 2 * (1 - np.exp(-np.radians(rms_deg) ** 2))
+    assert excess_mse(10.0, [0.0], [0.0], fs, pll_rms_deg=rms_deg,
+                      pll_corner_hz=corner) == pytest.approx(bound)
+    # a PLL alone never doubles an MSE_0 above its bound; the Wiener walk eventually does
+    assert doubling_time_s(1.1 * bound, [0.0], [0.0], fs, pll_rms_deg=rms_deg,
+                           pll_corner_hz=corner, t_max_s=1e3) == float("inf")
+    assert np.isfinite(doubling_time_s(1.1 * bound, [0.0], [0.0], fs, linewidth_hz=1e-3,
+                                       pll_rms_deg=rms_deg, pll_corner_hz=corner))

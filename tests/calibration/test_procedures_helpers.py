@@ -44,13 +44,28 @@ def tuned_bench(imp=None, seed: int = 2, snr_db: float = 20.0):
     return b
 
 
+def channel_sequence(bench, rounds: int, seed: int = 11) -> list[np.ndarray]:
+    """``rounds`` fading blocks (N, N_r, N_t) from the bench's channel model with their own
+    generator, so that two benches (impairment-free, calibrated) see the same channels."""
+    rng = np.random.default_rng(seed)
+    return [bench.air.channel_model.draw(rng) for _ in range(rounds)]
+
+
 def aircomp_mse(tx_radios, bench, rounds: int = 4, csi: str = "estimated", channels=None,
-                lead: int = 512, seed: int = 0) -> float:
-    """Mean per-channel-use AirComp MSE (signal-model units) over ``rounds`` all-reduces."""
+                lead: int = 512, seed: int = 0, channel_seq=None) -> float:
+    """Mean per-channel-use AirComp MSE (signal-model units) over ``rounds`` all-reduces.
+
+    Channels: fixed ``channels`` (N, N_r, N_t), else the blocks of ``channel_seq`` one per round
+    (`channel_sequence`), else a new draw of the air per round."""
     src = (lambda: channels) if channels is not None else bench.air.true_channels
+    on_round = None
+    if channels is None and channel_seq is not None:
+        blocks = iter(channel_seq)
+        on_round = lambda: bench.air.set_channels(next(blocks))
+    elif channels is None:
+        on_round = bench.air.new_realization
     ar = AirCompAllReduce(tx_radios, bench.rx_radio, src, noise_var=bench.model_noise_var,
-                          csi=csi, link_config=LinkConfig(lead_samples=lead),
-                          on_round=bench.air.new_realization if channels is None else None)
+                          csi=csi, link_config=LinkConfig(lead_samples=lead), on_round=on_round)
     g = torch.Generator().manual_seed(seed)
     for _ in range(rounds):
         ar([torch.randn(4, 32, generator=g, dtype=torch.float64) for _ in range(4)],

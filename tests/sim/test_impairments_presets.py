@@ -64,19 +64,21 @@ def test_bad_node_count():
 
 
 def test_pluto_phase_noise_is_a_bounded_pll_plus_a_tiny_tcxo_walk():
-    """1 deg rms, -100 dBc/Hz at 100 kHz far out (corner pi f^2 L / sigma^2 = 10.3 kHz) on every
-    node and on the receiver; TCXO -120 dBc/Hz at 100 Hz at 40 MHz, +27.2 dB at 915 MHz."""
+    """0.5 deg rms, -100 dBc/Hz at 100 kHz far out (corner pi f^2 L / sigma^2 = 41 kHz) on every
+    node and on the receiver; TCXO -120 dBc/Hz at 100 Hz at 40 MHz, +27.2 dB at 915 MHz;
+    receiver ADC full scale 12 dB above the rms of 3 full-power nodes."""
     from sim_backend.impairment_presets import INTERP_HALF_TAPS, tcxo_linewidth_hz
     bench = uncalibrated_pluto_bench(3, 915e6, np.random.default_rng(0))
-    sigma2 = np.radians(1.0) ** 2
+    sigma2 = np.radians(0.5) ** 2
     lw = 2 * np.pi * 100.0 ** 2 * 10 ** ((-120.0 + 20 * np.log10(915e6 / 40e6)) / 10)
     assert lw == pytest.approx(3.29e-5, rel=0.01)
     for p in [*bench.tx, bench.rx]:
-        assert p.phase_noise_rms_deg == 1.0
+        assert p.phase_noise_rms_deg == 0.5
         assert p.phase_noise_corner_hz == pytest.approx(np.pi * 1e10 * 1e-10 / sigma2)
         assert p.phase_noise_linewidth_hz == pytest.approx(lw)
     assert tcxo_linewidth_hz(2.4e9) == pytest.approx(lw * (2.4e9 / 915e6) ** 2)
     assert all(p.interp_half_taps == INTERP_HALF_TAPS for p in bench.tx)
+    assert bench.rx.adc_full_scale == pytest.approx(10 ** 0.6 * np.sqrt(3 * 10 ** -1.2 / 2))
     usrp = usrp_shared_reference(2, np.random.default_rng(0))
     for p in [*usrp.tx, usrp.rx]:
         assert p.phase_noise_rms_deg == 0.5 and p.phase_noise_linewidth_hz == 0.0
