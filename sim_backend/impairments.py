@@ -101,6 +101,8 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     hi = max(float(k_len), math.ceil(first_position), math.ceil(first_position + step * (n_out - 1)))
     span = int(hi - lo) + 1
     n_fft = next_fast_len(8 * span)
+    while n_fft % 2:                       # bins -N/2 .. N/2-1 below need an even N
+        n_fft = next_fast_len(n_fft + 1)
     left = int(-lo) + (n_fft - span) // 2
     buf = np.zeros((n_ch, n_fft), complex)
     buf[:, left:left + k_len] = x
