@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="calibration_out", help="output directory")
     p.add_argument("--seed", type=int, default=None, help="seed of the simulated air/preset")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--mse0", type=float, default=0.01,
+                   help="AirComp MSE per channel use right after calibration, the baseline of the "
+                        "MSE-doubling time (default 0.01: 4 nodes, N_r = 4, 20 dB)")
+    p.add_argument("--track-ms", type=float, nargs="+", default=[0, 5, 10, 20, 35, 50],
+                   help="times (ms after calibration) of the corrected soundings of the "
+                        "residual-phase-over-time plot")
     p.set_defaults(func=run)
 
 
@@ -70,6 +76,56 @@ def _hw_bench(cfg):
     return txs, open_radio(rx_cfg, role="receiver", node_id=cfg.receiver.id), None, None
 
 
+VALIDITY_FACTOR = 0.5
+T_MAX_S = 1e7
+
+
+def _track_residual_phase(run, rx, ref, times_ms, fs: float) -> dict:
+    """Corrected soundings at ``times_ms`` after the end of calibration -> {"t_ms": [...],
+    "phase_deg": [[per node] per time]} (residual phase vs the reference channel, or vs receive
+    antenna 0 without one)."""
+    from calibration.procedures import SoundingConfig, fine_config, residuals, sound_nodes
+    cfg = fine_config(SoundingConfig())
+    t0 = max([rx.now()] + [r.now() for r in run.corrected]) + cfg.lead_samples
+    out_t, out_ph = [], []
+    for t_ms in sorted(times_ms):
+        start = max(t0 + int(round(t_ms * 1e-3 * fs)),
+                    max([rx.now()] + [r.now() for r in run.corrected]) + cfg.lead_samples)
+        meas = sound_nodes(run.corrected, rx, cfg, start)
+        ref_h = None if ref is None else np.asarray(ref())
+        if ref_h is not None and ref_h.ndim == 3:
+            ref_h = ref_h[..., 0]
+        out_t.append((start - t0) / fs * 1e3)
+        out_ph.append([float(v) for v in residuals(meas, ref_h).phase_deg])
+    return {"t_ms": out_t, "phase_deg": out_ph}
+
+
+def _validity(run, imp, mse0: float, carrier_hz: float, fs: float) -> dict:
+    """MSE-doubling times (s) from `calibration.drift.doubling_time_s` with the measured residual
+    CFO (and SRO = CFO / carrier, one oscillator per radio) and the preset's phase noise (node
+    and receiver LOs add); capped at T_MAX_S. valid_for_s = VALIDITY_FACTOR x the per-frame-pilot
+    doubling time (a run re-estimates CSI every frame)."""
+    from calibration.drift import doubling_time_s
+    cfo = np.asarray(run.residual.cfo_hz, float)
+    sro = cfo / carrier_hz * 1e6
+    pn = {}
+    if imp is not None:
+        rx = imp.rx
+        lw = [p.phase_noise_linewidth_hz + rx.phase_noise_linewidth_hz for p in imp.tx]
+        rms = [float(np.hypot(p.phase_noise_rms_deg, rx.phase_noise_rms_deg)) for p in imp.tx]
+        corner = [max(p.phase_noise_corner_hz, rx.phase_noise_corner_hz) for p in imp.tx]
+        pn = dict(linewidth_hz=float(np.mean(lw)), pll_rms_deg=float(np.mean(rms)),
+                  pll_corner_hz=float(np.mean(corner)))
+    out = {}
+    for csi in ("calibration", "per_round"):
+        t = doubling_time_s(mse0, cfo, sro, fs, csi=csi, t_max_s=T_MAX_S, **pn)
+        out[f"doubling_{csi}_csi_s"] = float(min(t, T_MAX_S))
+    out["valid_for_s"] = VALIDITY_FACTOR * out["doubling_per_round_csi_s"]
+    out["mse0"] = mse0
+    out["phase_noise"] = pn or None
+    return out
+
+
 def _table(run, fs: float) -> str:
     from calibration.procedures import residuals
     before = [m for m in run.before]
@@ -86,7 +142,7 @@ def _table(run, fs: float) -> str:
     return "\n".join(lines)
 
 
-def _plots(run, out: Path, fs: float) -> list[Path]:
+def _plots(run, out: Path, fs: float, track: dict) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -103,11 +159,13 @@ def _plots(run, out: Path, fs: float) -> list[Path]:
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4))
-    n = len(run.residual.phase_deg)
-    ax.bar(np.arange(n), run.residual.phase_deg)
-    ax.set_xlabel("node")
+    ph = np.asarray(track["phase_deg"])
+    for i in range(ph.shape[1]):
+        ax.plot(track["t_ms"], ph[:, i], marker="o", label=f"node {i}")
+    ax.set_xlabel("time after calibration [ms]")
     ax.set_ylabel("residual phase [deg]")
-    ax.set_title("residual phase after correction (at the residual sounding)")
+    ax.set_title("residual phase over time (corrected soundings)")
+    ax.legend()
     paths.append(out / "residual_phase.png")
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
@@ -137,6 +195,11 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=len(txs) * 5, desc="sounding", unit="node") as bar:
         res = calibrate(txs, rx, reference_channels=truth, progress=bar.update)
     print(_table(res, fs))
+    track = _track_residual_phase(res, rx, truth, args.track_ms, fs)
+    valid = _validity(res, imp, args.mse0, rx.settings.center_freq_hz, fs)
+    print(f"MSE doubles after {valid['doubling_calibration_csi_s'] * 1e3:.3g} ms with channel "
+          f"state from calibration time, {valid['doubling_per_round_csi_s']:.3g} s with per-frame "
+          f"pilots; valid for {valid['valid_for_s']:.3g} s (x{VALIDITY_FACTOR} of the latter)")
     key = BenchKey.from_radios(cfg.name, txs, rx)
     before = {"timing_samples": [m.delay_samples for m in res.before],
               "cfo_hz": [m.cfo_hz for m in res.before],
@@ -146,11 +209,12 @@ def run(args: argparse.Namespace) -> int:
                             res.residual.to_dict(), before,
                             {"preset": preset, "seed": seed, "node_ids": [n.id for n in cfg.nodes],
                              "phase_reference": "simulator channel" if truth is not None
-                             else "receive antenna 0"})
+                             else "receive antenna 0",
+                             "residual_phase_track": track, **valid})
     out = Path(args.out)
     path = save_calibration(rec, out / f"calibration_{cfg.name}.json")
     print(f"wrote {path}")
     if not args.no_plots:
-        for p in _plots(res, out, fs):
+        for p in _plots(res, out, fs, track):
             print(f"wrote {p}")
     return 0

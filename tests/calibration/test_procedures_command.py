@@ -22,3 +22,11 @@ def test_calibrate_command_writes_a_matching_file(tmp_path, capsys):
     load_calibration(path, BenchKey("sim_4node", radios, 915e6, 1e6))
     assert (tmp_path / "correlation_peaks.png").stat().st_size > 1000
     assert (tmp_path / "residual_phase.png").stat().st_size > 1000
+    assert "MSE doubles after" in out
+    extra = data["extra"]
+    track = extra["residual_phase_track"]
+    assert len(track["t_ms"]) == 6 and track["t_ms"][-1] >= 50.0
+    assert all(len(row) == 4 and max(abs(v) for v in row) < 10.0 for row in track["phase_deg"])
+    assert 0 < extra["doubling_calibration_csi_s"] <= extra["doubling_per_round_csi_s"]
+    assert extra["valid_for_s"] == pytest.approx(0.5 * extra["doubling_per_round_csi_s"])
+    assert extra["phase_noise"]["pll_rms_deg"] > 0
