@@ -3,17 +3,33 @@
 The SNR is the signal-model SNR of a node with 0 dB path loss (`sim_backend.channel`):
 the air's noise variance is ``TX_REF_POWER / 10**(snr_db/10)`` and the all-reduce's sigma^2 is
 ``1 / 10**(snr_db/10)``.
+
+Impaired benches: ``impairments`` (a `BenchImpairments`, e.g. from `impairment_preset`) puts the
+transmit and receive impairments on the air, and ``settings`` tunes every radio (a first tune
+draws the random LO phases). ``prepare`` lets a caller on the top floor put something between
+the raw radios and the all-reduce (e.g. a calibration session's corrected radios and its
+per-round check) without this module importing it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
 
 from sim_backend.air import SimAir
 from sim_backend.channel import ChannelModel, noise_var_from_snr_db
+from sim_backend.impairment_presets import (BenchImpairments, uncalibrated_pluto_bench,
+                                            usrp_shared_reference)
 from sim_backend.sim_radio import SimRadio
+from testbed.errors import ConfigError
 from testbed.phy.allreduce_aircomp import AirCompAllReduce
 from testbed.phy.allreduce_fdma import UncodedFDMAAllReduce
 from testbed.phy.link import TX_REF_POWER
+from testbed.radio.base import Radio, RadioSettings
+
+#: Names of the impairment presets of a simulated bench ("none": an ideal bench).
+IMPAIRMENT_PRESETS = ("none", "uncalibrated-pluto", "usrp-shared-ref")
 
 
 @dataclass
@@ -30,34 +46,109 @@ class SimBench:
         return self.air.noise_var / TX_REF_POWER
 
 
+def impairment_preset(name: str, n_nodes: int, carrier_hz: float, seed: int) -> BenchImpairments | None:
+    """The impairments of preset ``name`` (one of IMPAIRMENT_PRESETS) for ``n_nodes`` nodes at
+    ``carrier_hz`` (Hz), drawn from ``np.random.default_rng(seed)`` (the same draw as
+    ``testbed calibrate --preset NAME --seed SEED``); None for "none"."""
+    rng = np.random.default_rng(seed)
+    if name == "uncalibrated-pluto":
+        return uncalibrated_pluto_bench(n_nodes, carrier_hz, rng)
+    if name == "usrp-shared-ref":
+        return usrp_shared_reference(n_nodes, rng)
+    if name == "none":
+        return None
+    raise ConfigError(f"unknown impairment preset {name!r}; choose one of "
+                      f"{', '.join(IMPAIRMENT_PRESETS)}")
+
+
 def build_sim_bench(n_nodes: int, n_rx: int, n_tx: int = 1, snr_db: float = 20.0, seed: int = 0,
                     channel_model: ChannelModel | None = None, tx_impairments=None,
-                    rx_impairment=None) -> SimBench:
+                    rx_impairment=None, *, impairments: BenchImpairments | None = None,
+                    settings: RadioSettings | None = None) -> SimBench:
     """A SimAir with ``n_nodes`` transmitters of ``n_tx`` antennas (ids 0..N-1) and one
     ``n_rx``-antenna receiver; Rayleigh fading unless ``channel_model`` is given; one channel
-    realization already drawn."""
+    realization already drawn. Impairments: per-hook (``tx_impairments`` list,
+    ``rx_impairment``) or a whole ``impairments`` preset (not both). ``settings``: every radio
+    is configured with them (antenna counts set per radio), which tunes it to the carrier."""
+    if impairments is not None:
+        if tx_impairments is not None or rx_impairment is not None:
+            raise ConfigError("give either impairments= or tx_impairments=/rx_impairment=, not both")
+        if len(impairments.tx) != n_nodes:
+            raise ConfigError(f"impairments are for {len(impairments.tx)} nodes, the bench has "
+                              f"{n_nodes}; draw the preset for {n_nodes} nodes")
+        tx_impairments, rx_impairment = impairments.build_tx(), impairments.build_rx()
     model = channel_model or ChannelModel(n_nodes, n_rx, n_tx)
+    fs = settings.sample_rate_hz if settings is not None else 1.0e6
     air = SimAir(n_rx, noise_var_from_snr_db(snr_db, TX_REF_POWER), channel_model=model, seed=seed,
-                 rx_impairment=rx_impairment)
+                 rx_impairment=rx_impairment, sample_rate_hz=fs)
     imps = tx_impairments or [None] * n_nodes
     txs = [SimRadio(air, n, n_tx=n_tx, tx_impairment=imps[n]) for n in range(n_nodes)]
     rx = SimRadio(air, receiver=True)
     air.new_realization()
-    return SimBench(air, txs, rx)
+    bench = SimBench(air, txs, rx)
+    if settings is not None:
+        tune_bench(bench, settings)
+    return bench
+
+
+def tune_bench(bench: SimBench, settings: RadioSettings) -> None:
+    """Configure every radio of ``bench`` with ``settings`` (n_tx / n_rx channels kept per radio);
+    a new carrier calls the tune hooks (new random LO phases)."""
+    for r in [*bench.tx_radios, bench.rx_radio]:
+        r.configure(replace(settings, n_tx_channels=r.settings.n_tx_channels,
+                            n_rx_channels=r.settings.n_rx_channels))
+
+
+def block_source(bench: SimBench, block_seed: int) -> Callable[[], np.ndarray]:
+    """A callable that sets the next fading block of ``bench`` drawn from the channel model with
+    its own generator ``default_rng(block_seed)`` (not the air's, which also draws noise and
+    tune phases): benches with the same block_seed see the same blocks whatever else they do."""
+    rng = np.random.default_rng(block_seed)
+
+    def next_block() -> np.ndarray:
+        H = bench.air.channel_model.draw(rng)
+        bench.air.set_channels(H)
+        return H
+    return next_block
+
+
+def _chain(*fns: Callable[[], object] | None) -> Callable[[], None] | None:
+    live = [f for f in fns if f is not None]
+    if not live:
+        return None
+
+    def run() -> None:
+        for f in live:
+            f()
+    return run
 
 
 def build_sim_allreduce(kind: str = "aircomp", *, n_nodes: int = 4, n_rx: int = 4, n_tx: int = 1,
                         snr_db: float = 20.0, seed: int = 0, new_block_per_call: bool = True,
-                        channel_model: ChannelModel | None = None, **kwargs):
+                        channel_model: ChannelModel | None = None,
+                        impairments: BenchImpairments | None = None,
+                        settings: RadioSettings | None = None, block_seed: int | None = None,
+                        prepare: Callable[[SimBench], tuple[Sequence[Radio], Callable[[], object] | None]]
+                        | None = None, **kwargs):
     """(all-reduce, bench): ``kind`` "aircomp" (`AirCompAllReduce`) or "fdma"
     (`UncodedFDMAAllReduce`) on a fresh simulated bench, perfect CSI from the air unless
-    ``csi="estimated"`` is passed; a new fading block per call when ``new_block_per_call``.
-    Extra keyword arguments go to the all-reduce."""
-    bench = build_sim_bench(n_nodes, n_rx, n_tx, snr_db, seed, channel_model)
+    ``csi="estimated"`` is passed; a new fading block per call when ``new_block_per_call``
+    (from the air's generator, or from ``default_rng(block_seed)`` when given, see
+    `block_source`). ``impairments`` / ``settings``: see `build_sim_bench`. ``prepare(bench)``
+    returns the node radios the all-reduce uses and a callable run at the start of every round
+    before the new block (or None). Extra keyword arguments go to the all-reduce."""
     cls = {"aircomp": AirCompAllReduce, "fdma": UncodedFDMAAllReduce}.get(kind)
     if cls is None:
         raise ValueError(f"kind must be 'aircomp' or 'fdma', got {kind!r}")
+    bench = build_sim_bench(n_nodes, n_rx, n_tx, snr_db, seed, channel_model,
+                            impairments=impairments, settings=settings)
+    new_block = None
+    if new_block_per_call:
+        new_block = bench.air.new_realization if block_seed is None else block_source(bench, block_seed)
+    tx_radios, before_round = bench.tx_radios, None
+    if prepare is not None:
+        tx_radios, before_round = prepare(bench)
     kwargs.setdefault("noise_var", bench.model_noise_var)
-    ar = cls(bench.tx_radios, bench.rx_radio, bench.air.true_channels,
-             on_round=bench.air.new_realization if new_block_per_call else None, **kwargs)
+    ar = cls(list(tx_radios), bench.rx_radio, bench.air.true_channels,
+             on_round=_chain(before_round, new_block), **kwargs)
     return ar, bench
