@@ -107,7 +107,10 @@ class AirCompLink:
         """
         c = self.config
         offsets = payload_offsets or [0] * self.n_nodes
-        start = self.rx_radio.now() + c.lead_samples if start_sample is None else int(start_sample)
+        if start_sample is None:   # every radio's own clock must be past: max over them
+            start = max([self.rx_radio.now()] + [r.now() for r in self.tx_radios]) + c.lead_samples
+        else:
+            start = int(start_sample)
         pre = layout.preamble()
         pil = layout.pilot() if layout.with_pilots else None
         peak, clipped, sent = 0.0, 0, 0

@@ -15,7 +15,8 @@ requests; commands without a dedicated message type travel as RESULT with ``info
 * ``aircomp_rx`` (to the receiver; tensor = A ``(N_r, L)``) -> receive, aggregate, reply
   RESULT with the de-normalized sum (float64).
 * ``new_realization`` / ``true_channels`` (to the channel agent) -> RESULT with H ``(N, N_r,
-  N_t)`` complex128 and the air clock.
+  N_t)`` complex128 and the bench clock (`ChannelBroker.common_now`: the latest of the air
+  clock and every node clock, so ``now + lead`` is in the future for every radio).
 * ``stats`` (to anyone) -> RESULT with ``rss_bytes`` and role-specific counters.
 """
 from __future__ import annotations

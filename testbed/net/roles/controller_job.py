@@ -6,7 +6,7 @@ AirComp round (per layer and site), mirroring `AirCompAllReduce.reduce` in-proce
 the nodes' partials reach the controller (they give the common scale c -- the "oracle" policy
 of `testbed.phy.scale_policy`, N scalars of side information -- and the exact sum the measured
 MSE is computed against); the channel agent draws a new fading block and reports the true
-channels (perfect CSI) and the air clock; the controller designs (A, B) with
+channels (perfect CSI) and the bench clock (latest of air and node clocks); the controller designs (A, B) with
 `testbed.optim.transceiver.design_transceiver`, schedules the frame at ``now + lead``, sends
 B_n to every node and A to the receiver in one gather; the nodes transmit, the receiver
 returns the de-normalized sum, which goes back to every node as AGGREGATE.
