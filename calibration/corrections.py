@@ -9,9 +9,18 @@ receiver's, so a sample landing at receiver sample ``m`` is turned by
 `CorrectedRadio` wraps a node's `Radio` and takes burst times **on the receiver clock**: a burst
 ``x[k]`` for receiver sample ``T`` is pre-rotated on the receiver grid
 (``u[k] = x[k] exp(-j (2 pi cfo (T + k) / fs + phase)) / gain``, continuous in absolute time),
-then resampled onto the node's grid (node sample ``n`` carries ``u`` at
-``a(n) - T``, a Kaiser-windowed sinc interpolation: fractional timing advance and SRO in one
-step) and handed to the wrapped radio at the first node sample. AirComp runs unchanged on top.
+then resampled onto the node's grid (node sample ``n`` carries the band-limited ``u`` at
+``a(n) - T``: fractional timing advance and SRO in one step) and handed to the wrapped radio at
+the first node sample. AirComp runs unchanged on top.
+
+The node-grid positions form an affine grid in ``u``'s samples: node sample ``n0 + j`` carries
+``u`` at ``a(n0) - T + j / (1 + sro)``, so the resampling is the exact band-limited one of
+`testbed.phy.resample.bandlimited_resample` (FFT + chirp-z, ~1e-7 of the power even for a
+full-band payload; a node does this on its CPU). The node burst starts ``margin`` samples
+before the node sample where ``u[0]`` falls and ends ``margin`` after ``u[K-1]``'s: the kept
+sinc tails (precursor and tail) of the band-limited burst, whose energy beyond ``margin`` is
+about ``|u_edge|^2 / (pi^2 margin)`` of the edge samples'. A pure integer offset with no SRO is
+a plain copy.
 """
 from __future__ import annotations
 
@@ -20,9 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from testbed.phy.resample import bandlimited_resample
 from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
-
-_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -69,61 +77,46 @@ class NodeCorrection:
         return cls(**{k: float(v) for k, v in data.items()})
 
 
-def kaiser_sinc_kernel(t: np.ndarray, half_taps: int, beta: float) -> np.ndarray:
-    """Kaiser-windowed sinc at offsets ``t`` (samples, any shape), zero for |t| >= half_taps."""
-    t = np.asarray(t, float)
-    r = np.clip(1.0 - (t / half_taps) ** 2, 0.0, None)
-    return np.where(np.abs(t) < half_taps, np.sinc(t) * np.i0(beta * np.sqrt(r)) / np.i0(beta), 0.0)
-
-
-def interpolate(x: np.ndarray, positions: np.ndarray, half_taps: int = 128,
-                beta: float = 10.0) -> np.ndarray:
-    """Band-limited values of x (C, K) at fractional indices ``positions`` (M,) -> (C, M).
-
-    Samples outside 0..K-1 count as zero; weights sum to 1 per output (unit DC gain). With 128
-    taps per side the error on a full-band white signal is ~1e-3 of its power (band edges).
-    """
-    x = np.asarray(x, complex)
-    positions = np.asarray(positions, float)
-    n_ch, n_in = x.shape
-    out = np.zeros((n_ch, positions.size), complex)
-    offs = np.arange(-half_taps + 1, half_taps + 1)
-    for lo in range(0, positions.size, _CHUNK):
-        u = positions[lo:lo + _CHUNK]
-        k = np.floor(u).astype(np.int64)[:, None] + offs[None, :]
-        w = kaiser_sinc_kernel(u[:, None] - k, half_taps, beta)
-        w /= w.sum(axis=1, keepdims=True)
-        w = np.where((k >= 0) & (k < n_in), w, 0.0)
-        out[:, lo:lo + _CHUNK] = np.einsum("cmt,mt->cm", x[:, np.clip(k, 0, n_in - 1)], w)
-    return out
-
-
 def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample_rate_hz: float,
                half_taps: int = 128) -> tuple[np.ndarray, int]:
-    """Burst (C, K) meant to arrive at receiver sample ``air_start`` -> (node-grid burst (C, M),
-    node sample of its column 0). See the module docstring for the maths."""
+    """Burst (C, K) meant to arrive at receiver sample ``air_start`` -> (node-grid burst
+    (C, M), node sample of its column 0). See the module docstring for the maths.
+
+    half_taps: margin in samples kept on each side of the burst on the node grid (the
+    band-limited burst's precursor and tail); the resampling itself is exact whatever it is.
+    """
     x = np.asarray(samples, complex)
+    if x.ndim != 2:
+        raise ValueError(f"samples must be (channels, samples), got shape {x.shape}")
+    margin = int(half_taps)
+    if margin < 0:
+        raise ValueError(f"half_taps (the burst's margin, samples) must be >= 0, got {half_taps}")
     k_len = x.shape[1]
-    m = air_start + np.arange(k_len)
     base = (corr.cfo_hz / sample_rate_hz * float(air_start)) % 1.0
     ph = 2 * math.pi * (base + corr.cfo_hz / sample_rate_hz * np.arange(k_len)) + corr.phase_rad
     u = x * np.exp(-1j * ph)[None, :] * 10.0 ** (-corr.gain_db / 20.0)
-    s_first = float(corr.node_position(m[0]))
-    s_last = float(corr.node_position(m[-1]))
-    n0 = math.floor(s_first) - half_taps
-    n1 = math.ceil(s_last) + half_taps
-    nodes = np.arange(n0, n1 + 1)
-    # air position of node sample n, relative to air_start (computed relative to n0 for precision)
-    rel = (nodes - n0) / (1.0 + corr.sro) + (float(corr.air_position(n0)) - air_start)
-    return interpolate(u, rel, half_taps), n0
+    sro, tau = corr.sro, corr.tau_samples
+    if sro == 0.0 and float(tau).is_integer():
+        n0 = int(air_start) - int(tau) - margin
+        y = np.zeros((x.shape[0], k_len + 2 * margin), complex)
+        y[:, margin:margin + k_len] = u
+        return y, n0
+    n0 = math.floor(float(corr.node_position(air_start))) - margin
+    n1 = math.ceil(float(corr.node_position(air_start + k_len - 1))) + margin
+    # a(n0) - air_start, with n0 / (1 + sro) written as n0 - n0 sro / (1 + sro) so that large
+    # absolute sample numbers keep their fraction
+    first = (n0 - int(air_start)) - n0 * sro / (1.0 + sro) + tau
+    return bandlimited_resample(u, first, 1.0 / (1.0 + sro), n1 - n0 + 1), n0
 
 
 class CorrectedRadio(Radio):
     """A node `Radio` whose times are on the receiver clock and whose bursts are pre-corrected.
 
-    radio: the node's radio; correction: its `NodeCorrection`; half_taps: interpolator length.
+    radio: the node's radio; correction: its `NodeCorrection`; half_taps: margin (samples) of
+    band-limited precursor/tail kept on each side of a corrected burst (`precorrect`; the
+    resampling is exact, this only sets how much of the sinc tails is sent).
     ``now()`` is the receiver-clock time of the wrapped radio's now (rounded up, plus the
-    interpolator length, so a burst at ``now()`` is not late). Re-tuning the carrier
+    margin, so a burst at ``now()`` is not late). Re-tuning the carrier
     (`configure` with another centre frequency) sets ``needs_recalibration``: the LO phase is new.
     """
 

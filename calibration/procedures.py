@@ -28,10 +28,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from calibration.corrections import CorrectedRadio, NodeCorrection, interpolate
+from calibration.corrections import CorrectedRadio, NodeCorrection
 from calibration.estimators.sequences import rrc_taps, zadoff_chu
 from calibration.estimators.timing import estimate_delay
 from testbed.errors import TestbedError
+from testbed.phy.resample import bandlimited_resample
 from testbed.radio.base import Radio
 
 
@@ -143,8 +144,7 @@ def _measure_window(win: np.ndarray, win_start: int, ref: np.ndarray, cfg: Sound
     tau = lo + float(np.sum(w * taus) / np.sum(w))
     # channel: LS against the fractionally delayed reference
     k0 = int(math.floor(tau))
-    pos = np.arange(-16, L + 16) - (tau - k0)
-    ref_d = interpolate(ref[None, :], pos)[0]
+    ref_d = bandlimited_resample(ref[None, :], -16.0 - (tau - k0), 1.0, L + 32)[0]
     y = derot[:, k0 - 16: k0 + L + 16] if k0 >= 16 and k0 + L + 16 <= n else None
     if y is None:
         raise CalibrationError("sounding burst too close to the window edge; "

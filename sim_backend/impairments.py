@@ -14,8 +14,9 @@ Transmit chain (`TxImpairments.apply_tx`), in the order the hardware applies it:
    index s0 + k on the node clock) lands at air sample a_k = (s0 + k) / (1 + sro) +
    timing_offset_samples. Both the fixed offset (integer + fraction) and the drift of the start
    time with s0 follow from this map. The air carries the band-limited signal the samples
-   define (Whittaker-Shannon), evaluated exactly on the air grid (`bandlimited_resample`:
-   FFT + chirp-z, ~1e-7 error even for a full-band signal). A pure integer offset with sro = 0
+   define (Whittaker-Shannon), evaluated exactly on the air grid
+   (`testbed.phy.resample.bandlimited_resample`: FFT + chirp-z, ~1e-7 error even for a
+   full-band signal). A pure integer offset with sro = 0
    is a plain shift. The returned burst starts at air sample floor(a_0) - interp_half_taps and
    ends interp_half_taps after the last one: the sinc tails kept on each side (their energy
    beyond H samples is ~ |x_edge|^2 / (pi^2 H) of the edge samples').
@@ -52,10 +53,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from scipy.fft import next_fast_len
-from scipy.signal import czt, lfilter
+from scipy.signal import lfilter
 
 from testbed.errors import ConfigError
+from testbed.phy.resample import bandlimited_resample  # noqa: F401  (also re-exported here)
 
 
 # ---------------------------------------------------------------- elementary impairments (pure)
@@ -79,44 +80,6 @@ def quantize(x: np.ndarray, bits: int | None, clip: bool = True) -> np.ndarray:
     if clip:
         re, im = np.clip(re, -1.0, 1.0), np.clip(im, -1.0, 1.0)
     return re + 1j * im
-
-
-def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
-                         n_out: int) -> np.ndarray:
-    """The band-limited signal defined by the samples x (C, K) (Whittaker-Shannon, zero outside
-    0..K-1), evaluated at input positions first_position + step * m, m = 0..n_out-1 -> (C, n_out).
-
-    Method: the burst is zero-padded to N = 8 x (input + output span), transformed (FFT,
-    frequencies centred on 0, the Nyquist bin split evenly between +-fs/2) and evaluated on the
-    affine grid with a chirp-z transform: O(N log N) whatever the delay and the sampling-rate
-    ratio. The periodic (Dirichlet) kernel this evaluates is sin(pi t) / (N tan(pi t / N)),
-    within (pi t / N)^2 / 3 of sinc(t) at every distance t of the span, so the error on a
-    full-band white burst is ~1e-7 of its power (tests/sim). Used for the air's fractional delay
-    and clock offset: a finite-tap interpolator loses a few 1e-3 of a full-band signal at the
-    band edge (1 sample per symbol payloads), this does not.
-    """
-    x = np.asarray(x, dtype=complex)
-    n_ch, k_len = x.shape
-    lo = min(0.0, math.floor(first_position), math.floor(first_position + step * (n_out - 1)))
-    hi = max(float(k_len), math.ceil(first_position), math.ceil(first_position + step * (n_out - 1)))
-    span = int(hi - lo) + 1
-    n_fft = next_fast_len(8 * span)
-    while n_fft % 2:                       # bins -N/2 .. N/2-1 below need an even N
-        n_fft = next_fast_len(n_fft + 1)
-    left = int(-lo) + (n_fft - span) // 2
-    buf = np.zeros((n_ch, n_fft), complex)
-    buf[:, left:left + k_len] = x
-    spec = np.fft.fftshift(np.fft.fft(buf, axis=1), axes=1) / n_fft   # bins -N/2 .. N/2-1
-    t0 = first_position + left                                         # padded coordinates
-    k = np.arange(n_fft)
-    # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m
-    coef = spec * np.exp(2j * np.pi * k * t0 / n_fft)[None, :]
-    w = np.exp(2j * np.pi * step / n_fft)                               # z_m = w^-m
-    vals = czt(coef, m=n_out, w=w, a=1.0, axis=1)
-    t = t0 + step * np.arange(n_out)
-    # bin -N/2 entered as exp(-j pi t); the symmetric (real-kernel) choice is cos(pi t)
-    vals = vals * np.exp(-1j * np.pi * t)[None, :] + spec[:, :1] * (1j * np.sin(np.pi * t))[None, :]
-    return vals
 
 
 def linewidth_from_dbc_hz(dbc_hz: float, offset_hz: float) -> float:
