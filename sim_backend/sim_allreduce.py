@@ -99,10 +99,11 @@ def tune_bench(bench: SimBench, settings: RadioSettings) -> None:
                             n_rx_channels=r.settings.n_rx_channels))
 
 
-def block_source(bench: SimBench, block_seed: int) -> Callable[[], np.ndarray]:
+def block_source(bench: SimBench, block_seed: int | Sequence[int]) -> Callable[[], np.ndarray]:
     """A callable that sets the next fading block of ``bench`` drawn from the channel model with
-    its own generator ``default_rng(block_seed)`` (not the air's, which also draws noise and
-    tune phases): benches with the same block_seed see the same blocks whatever else they do."""
+    its own generator ``default_rng(block_seed)`` (an int or a sequence of ints; not the air's,
+    which also draws noise and tune phases): benches with the same block_seed see the same
+    blocks whatever else they do."""
     rng = np.random.default_rng(block_seed)
 
     def next_block() -> np.ndarray:
@@ -127,7 +128,8 @@ def build_sim_allreduce(kind: str = "aircomp", *, n_nodes: int = 4, n_rx: int = 
                         snr_db: float = 20.0, seed: int = 0, new_block_per_call: bool = True,
                         channel_model: ChannelModel | None = None,
                         impairments: BenchImpairments | None = None,
-                        settings: RadioSettings | None = None, block_seed: int | None = None,
+                        settings: RadioSettings | None = None,
+                        block_seed: int | Sequence[int] | None = None,
                         prepare: Callable[[SimBench], tuple[Sequence[Radio], Callable[[], object] | None]]
                         | None = None, **kwargs):
     """(all-reduce, bench): ``kind`` "aircomp" (`AirCompAllReduce`) or "fdma"

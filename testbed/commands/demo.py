@@ -1,6 +1,8 @@
 """`testbed demo`: the trained default LLM split over N simulated nodes, all-reduced exactly,
 digitally (8-bit), by uncoded FDMA and by AirComp (ZF+SDR, MMSE) over the simulated air; prints
-the plan and a results table, writes a run directory with results.json and plots."""
+the plan and a results table, writes a run directory with results.json and plots. With
+``--impairments`` the analog methods run on an impaired simulated bench (Pluto or USRP preset)
+with a calibration (fresh per bench, or ``--calibration FILE``) and per-frame pilots."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +23,8 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 def register(subparsers) -> None:
     """Add the `demo` subcommand."""
+    from calibration.session import EXPIRY_POLICIES
+    from sim_backend.sim_allreduce import IMPAIRMENT_PRESETS
     from testbed.experiments.demo import DEFAULT_PROMPT, METHODS
 
     p = subparsers.add_parser(
@@ -56,6 +60,29 @@ def register(subparsers) -> None:
                    help="'default' (trained tiny Llama, cached) or a local HF checkpoint directory")
     p.add_argument("--quick", action="store_true",
                    help="small run for tests: 2 windows of 64 tokens, 4 new tokens, sweep 0,30 dB")
+    p.add_argument("--impairments", choices=IMPAIRMENT_PRESETS, default="none",
+                   help="impairments of the analog methods' simulated bench (none: ideal bench, "
+                        "today's numbers)")
+    p.add_argument("--impairments-seed", type=int, default=1234,
+                   help="seed of the preset's draw (the simulated hardware; 1234 = the default "
+                        "of `testbed calibrate --bench firmware_configs/benches/sim_4node.yaml`)")
+    p.add_argument("--csi", choices=("perfect", "estimated"), default=None,
+                   help="channel knowledge of the analog methods (default: perfect on an ideal "
+                        "bench, estimated per-frame pilots with --impairments)")
+    p.add_argument("--calibration", default="fresh", metavar="fresh|none|FILE",
+                   help="with --impairments: 'fresh' calibrates every bench, 'none' runs the raw "
+                        "radios (to see them fail), FILE loads a calibration (refused if it does "
+                        "not match the bench)")
+    p.add_argument("--calibration-max-age", type=float, default=None, metavar="S",
+                   help="warn when the calibration file is older than S seconds")
+    p.add_argument("--strict-calibration", action="store_true",
+                   help="refuse (instead of warn about) a calibration file older than "
+                        "--calibration-max-age")
+    p.add_argument("--on-expiry", choices=EXPIRY_POLICIES, default="recalibrate",
+                   help="what a run does when its calibration expires or a radio re-tunes")
+    p.add_argument("--valid-for", type=float, default=None, metavar="S",
+                   help="calibration validity (s) when the calibration carries none (default: "
+                        "from its residual CFO)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -83,7 +110,12 @@ def config_from_args(args: argparse.Namespace):
                      sweep_windows=args.sweep_windows,
                      snr_sweep_db=_floats(args.snr_sweep, "--snr-sweep"), seed=args.seed,
                      model=None if args.model in (None, "default") else args.model,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, impairments=args.impairments,
+                     impairments_seed=args.impairments_seed, csi=args.csi,
+                     calibration=args.calibration,
+                     calibration_max_age_s=args.calibration_max_age,
+                     strict_calibration=args.strict_calibration, on_expiry=args.on_expiry,
+                     valid_for_s=args.valid_for)
     if args.quick:
         cfg.window, cfg.eval_windows, cfg.sweep_windows, cfg.calib_windows = 64, 2, 1, 2
         cfg.max_new_tokens, cfg.snr_sweep_db = min(cfg.max_new_tokens, 4), (0.0, 30.0)
@@ -92,7 +124,8 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and write the run directory; returns the exit code."""
-    from testbed.experiments.demo import format_sweep, format_table, run_demo, write_demo_outputs
+    from testbed.experiments.demo import (format_bench, format_sweep, format_table, run_demo,
+                                          write_demo_outputs)
     from testbed.experiments.runs import make_run_dir
 
     cfg = config_from_args(args)
@@ -102,11 +135,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"N={cfg.n_nodes} nodes, N_r={cfg.n_rx}, N_t={cfg.n_tx}, SNR {cfg.snr_db:g} dB, "
           f"{cfg.eval_windows} held-out windows of {cfg.window} tokens; calibrated scales "
           "(calibration on training text)")
+    print(format_bench(results))
     print(format_table(results["methods"]))
     print("agree % = teacher-forced greedy-token agreement with exact; gen % = generated tokens "
           "equal to exact's before the first difference; MSEs are means over (layer, site)")
     for r in results["methods"]:
-        print(f"  {r['method']:<15} {cfg.prompt!r} -> {r['generated_text']!r}")
+        if not r.get("failed"):
+            print(f"  {r['method']:<15} {cfg.prompt!r} -> {r['generated_text']!r}")
     print()
     print(format_sweep(results))
     run_dir = make_run_dir(args.out, "demo")
