@@ -198,7 +198,8 @@ class BenchSetup:
 
     def describe(self) -> dict:
         """JSON-ready: preset, seed, its parameters, CSI mode and the calibration used."""
-        cal: dict = {"mode": self.calibration}
+        cal: dict = {"mode": self.calibration if self.impairments is not None
+                     else "not needed (ideal bench)"}
         if self.calibration != "none":
             cal["on_expiry"] = self.on_expiry
         if self.record is not None:
