@@ -262,8 +262,10 @@ def residuals(measurements: Sequence[NodeMeasurement],
 
 @dataclass
 class CalibrationRun:
-    """Result of `calibrate`: raw measurements, corrections, corrected radios, residuals,
-    and the time the procedure took (s, wall clock) and the receiver sample it finished at."""
+    """Result of `calibrate`: raw measurements, the final corrections (after the CFO/phase
+    refinement: what the corrected radios apply and a calibration file must store), corrected
+    radios, residuals, the time the procedure took (s, wall clock), the receiver sample it
+    finished at, and the corrections from the raw sounding before refinement."""
 
     before: list[NodeMeasurement]
     corrections: list[NodeCorrection]
@@ -272,6 +274,7 @@ class CalibrationRun:
     residual: Residual
     elapsed_s: float
     end_sample: int
+    initial_corrections: list[NodeCorrection] = field(default_factory=list)
 
 
 def _complex_error(m: NodeMeasurement, href: np.ndarray | None) -> complex:
@@ -341,5 +344,6 @@ def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig |
                  + int(residual_gap_samples))
     after = sound_nodes(wrapped, rx_radio, fine, res_start, progress)
     res = residuals(after, ref_h, anchors, rx_radio.settings.sample_rate_hz)
-    return CalibrationRun(before, corr, wrapped, after, res, time.perf_counter() - t0,
-                          int(rx_radio.now()))
+    final = [w.correction for w in wrapped]       # after the CFO/phase refinement
+    return CalibrationRun(before, final, wrapped, after, res, time.perf_counter() - t0,
+                          int(rx_radio.now()), corr)

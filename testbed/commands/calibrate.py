@@ -76,8 +76,6 @@ def _hw_bench(cfg):
     return txs, open_radio(rx_cfg, role="receiver", node_id=cfg.receiver.id), None, None
 
 
-VALIDITY_FACTOR = 0.5
-T_MAX_S = 1e7
 
 
 def _track_residual_phase(run, rx, ref, times_ms, fs: float) -> dict:
@@ -106,6 +104,8 @@ def _validity(run, imp, mse0: float, carrier_hz: float, fs: float) -> dict:
     and receiver LOs add); capped at T_MAX_S. valid_for_s = VALIDITY_FACTOR x the per-frame-pilot
     doubling time (a run re-estimates CSI every frame)."""
     from calibration.drift import doubling_time_s
+    from calibration.session import MAX_VALIDITY_S as T_MAX_S
+    from calibration.session import VALIDITY_FACTOR, per_frame_validity_s
     cfo = np.asarray(run.residual.cfo_hz, float)
     sro = cfo / carrier_hz * 1e6
     pn = {}
@@ -120,7 +120,9 @@ def _validity(run, imp, mse0: float, carrier_hz: float, fs: float) -> dict:
     for csi in ("calibration", "per_round"):
         t = doubling_time_s(mse0, cfo, sro, fs, csi=csi, t_max_s=T_MAX_S, **pn)
         out[f"doubling_{csi}_csi_s"] = float(min(t, T_MAX_S))
-    out["valid_for_s"] = VALIDITY_FACTOR * out["doubling_per_round_csi_s"]
+    # the same rule a run's CalibrationSession applies (per-frame pilots, x VALIDITY_FACTOR)
+    out["valid_for_s"] = per_frame_validity_s(cfo, carrier_hz, fs, mse0)
+    out["validity_factor"] = VALIDITY_FACTOR
     out["mse0"] = mse0
     out["phase_noise"] = pn or None
     return out
@@ -199,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     valid = _validity(res, imp, args.mse0, rx.settings.center_freq_hz, fs)
     print(f"MSE doubles after {valid['doubling_calibration_csi_s'] * 1e3:.3g} ms with channel "
           f"state from calibration time, {valid['doubling_per_round_csi_s']:.3g} s with per-frame "
-          f"pilots; valid for {valid['valid_for_s']:.3g} s (x{VALIDITY_FACTOR} of the latter)")
+          f"pilots; valid for {valid['valid_for_s']:.3g} s (x{valid['validity_factor']} of the latter)")
     key = BenchKey.from_radios(cfg.name, txs, rx)
     before = {"timing_samples": [m.delay_samples for m in res.before],
               "cfo_hz": [m.cfo_hz for m in res.before],

@@ -66,6 +66,17 @@ def pluto_run():
     return imp, bench, run
 
 
+def test_run_reports_the_refined_corrections_the_radios_apply(pluto_run):
+    """A calibration file stores run.corrections: they must be what the corrected radios apply
+    (after the CFO/phase refinement), not the raw sounding's (which are Hz off in CFO)."""
+    imp, bench, run = pluto_run
+    assert run.corrections == [r.correction for r in run.corrected]
+    assert len(run.initial_corrections) == len(run.corrections)
+    true_cfo = np.array([p.cfo_hz for p in imp.tx])
+    refined = np.abs(np.array([c.cfo_hz for c in run.corrections]) - true_cfo)
+    assert refined.max() < 2.0           # the residual budget's CFO threshold (docs/calibration.md)
+
+
 def test_offsets_measured_against_the_truth(pluto_run):
     imp, bench, run = pluto_run
     for p, c, m in zip(imp.tx, [r.correction for r in run.corrected], run.before):
