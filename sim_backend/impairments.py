@@ -339,13 +339,12 @@ class _LO:
                 + self._pll.phases(int(start_sample), n, fs))
 
 
-class TxImpairments:
-    """Transmit-side hook (`sim_backend.hooks.TxImpairment`) of one node; see the module doc."""
+class _HookWithLO:
+    """What the TX and RX hooks share: their parameters and one LO (phase, tune, noise)."""
 
-    def __init__(self, params: TxImpairmentParams | None = None):
-        self.params = params or TxImpairmentParams()
-        p = self.params
-        self._lo = _LO(p)
+    def __init__(self, params):
+        self.params = params
+        self._lo = _LO(params)
 
     @property
     def lo_phase_rad(self) -> float:
@@ -355,6 +354,13 @@ class TxImpairments:
     def on_tune(self, rng: np.random.Generator) -> None:
         """Radio re-tuned: new uniform LO phase if ``random_phase_per_tune``."""
         self._lo.on_tune(rng)
+
+
+class TxImpairments(_HookWithLO):
+    """Transmit-side hook (`sim_backend.hooks.TxImpairment`) of one node; see the module doc."""
+
+    def __init__(self, params: TxImpairmentParams | None = None):
+        super().__init__(params or TxImpairmentParams())
 
     def to_air_grid(self, x: np.ndarray, start_sample: int) -> tuple[np.ndarray, int]:
         """Timing offset and SRO only: x (C, K) on the node clock -> (C, M) on the air grid,
@@ -394,22 +400,11 @@ class TxImpairments:
         return x, int(start_out)
 
 
-class RxImpairments:
+class RxImpairments(_HookWithLO):
     """Receive-side hook (`sim_backend.hooks.RxImpairment`); see the module doc."""
 
     def __init__(self, params: RxImpairmentParams | None = None):
-        self.params = params or RxImpairmentParams()
-        p = self.params
-        self._lo = _LO(p)
-
-    @property
-    def lo_phase_rad(self) -> float:
-        """Current receiver LO phase (rad) set by the last tune."""
-        return self._lo.phase_rad
-
-    def on_tune(self, rng: np.random.Generator) -> None:
-        """Radio re-tuned: new uniform LO phase if ``random_phase_per_tune``."""
-        self._lo.on_tune(rng)
+        super().__init__(params or RxImpairmentParams())
 
     def apply_rx(self, samples: np.ndarray, start_sample: int,
                  sample_rate_hz: float) -> np.ndarray:
