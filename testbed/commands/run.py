@@ -31,6 +31,17 @@ def add_run_args(p, job_required: bool = True) -> None:
     p.add_argument("--register-timeout", type=float, default=120.0, help="seconds")
 
 
+def add_calibration_args(p) -> None:
+    """--calibration FILE, --calibration-max-age S, --strict-calibration (`run`, `up`)."""
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="calibration file from `testbed calibrate` (simulated benches): checked "
+                        "against the bench, each node transmits through its correction")
+    p.add_argument("--calibration-max-age", type=float, default=None, metavar="S",
+                   help="warn (or with --strict-calibration refuse) when the file is older (s)")
+    p.add_argument("--strict-calibration", action="store_true",
+                   help="refuse a calibration older than --calibration-max-age")
+
+
 def register(subparsers) -> None:
     """Add the `run` subcommand."""
     from testbed.net.roles.common import add_address_args
@@ -38,6 +49,7 @@ def register(subparsers) -> None:
                               description=__doc__)
     add_address_args(p)
     add_run_args(p)
+    add_calibration_args(p)
     p.add_argument("--up", action="store_true", help="start the bench's processes first")
     p.set_defaults(func=run)
 
@@ -73,6 +85,19 @@ def job_from_args(args, model_dir):
     return None
 
 
+def calibration_from_args(args, bench):
+    """The checked `BenchCalibration` of ``--calibration`` (None without it); refuses a file
+    made for another bench (CalibrationMismatchError) before anything starts."""
+    path = getattr(args, "calibration", None)
+    if path is None:
+        if getattr(args, "strict_calibration", False) or getattr(args, "calibration_max_age", None):
+            raise ConfigError("--strict-calibration / --calibration-max-age need --calibration FILE")
+        return None
+    from testbed.net.roles.bench_calibration import load_bench_calibration
+    return load_bench_calibration(path, bench, max_age_s=args.calibration_max_age,
+                                  strict=args.strict_calibration)
+
+
 def run(args) -> int:
     """Run the job; exit 1 (with the reason) if a role was lost mid-run."""
     from testbed.experiments.runs import make_run_dir
@@ -83,14 +108,15 @@ def run(args) -> int:
     job = job_from_args(args, model_dir)
     if job is None:
         raise ConfigError("nothing to run: give --prompt/--prompt-ids or --eval-text")
+    cal = calibration_from_args(args, bench)
     run_dir = args.run_dir or make_run_dir("runs", f"bench-{bench.name}-{args.method}")
     if args.up:
         code = up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
-                          args.register_timeout, args.streams, csi=args.csi)
+                          args.register_timeout, args.streams, csi=args.csi, calibration=cal)
     else:
         code = run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
                             run_dir, register_timeout_s=args.register_timeout,
-                            n_streams=args.streams, csi=args.csi)
+                            n_streams=args.streams, csi=args.csi, calibration=cal)
     print_summary(Path(run_dir) / "results.json", model_dir)
     print(f"results: {Path(run_dir) / 'results.json'}", flush=True)
     return code
@@ -115,6 +141,9 @@ def print_summary(results_path: Path, model_dir) -> None:
     if res.get("tokens_per_s_decode"):
         print(f"decode speed: {res['tokens_per_s_decode']:.2f} tokens/s")
     air = res.get("allreduce") or {}
+    if res.get("calibration"):
+        print(f"calibration: {res['calibration']['path']} (sha256 "
+              f"{res['calibration']['sha256'][:12]})")
     if "mse_tensor_mean" in air:
         print(f"all-reduce MSE (tensor domain): measured {air['mse_tensor_mean']:.3e}, "
               f"predicted {air['mse_tensor_predicted_mean']:.3e} over {air['rounds']} rounds")

@@ -8,19 +8,20 @@ from testbed.errors import ConfigError
 
 def register(subparsers) -> None:
     """Add the `up` subcommand."""
-    from testbed.commands.run import add_run_args
+    from testbed.commands.run import add_calibration_args, add_run_args
     from testbed.net.roles.common import add_address_args
     p = subparsers.add_parser("up", help="start a local bench (all roles) and be its controller",
                               description=__doc__)
     add_address_args(p)
     p.add_argument("--then-run", action="store_true", help="run the job given by the flags")
     add_run_args(p)
+    add_calibration_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Bring the bench up; run the job if asked; always tear everything down."""
-    from testbed.commands.run import job_from_args
+    from testbed.commands.run import calibration_from_args, job_from_args
     from testbed.experiments.runs import make_run_dir
     from testbed.net.roles.bench_runner import JobSpec, up_and_run
     from testbed.net.roles.common import resolve_bench, resolve_model_dir
@@ -29,6 +30,7 @@ def run(args) -> int:
     job = job_from_args(args, model_dir) if args.then_run else JobSpec("none")
     if job is None:
         raise ConfigError("--then-run needs --prompt/--prompt-ids or --eval-text")
+    cal = calibration_from_args(args, bench)
     run_dir = args.run_dir or make_run_dir("runs", f"up-{bench.name}")
     return up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
-                      args.register_timeout, args.streams)
+                      args.register_timeout, args.streams, csi=args.csi, calibration=cal)

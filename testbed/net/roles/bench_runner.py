@@ -158,10 +158,12 @@ class JobSpec:
 def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
                  run_dir: str | Path, *, supervisor: Supervisor | None = None,
                  register_timeout_s: float = 120.0, n_streams: int | None = None,
-                 csi: str = "perfect") -> int:
+                 csi: str = "perfect", calibration=None) -> int:
     """Be the controller of a running bench: wait for every role, assign shards, run ``job``
     with ``method``; write ``run_dir/steps.jsonl`` (each step at once) and
-    ``run_dir/results.json``. Returns 0 on success, 1 if a peer was lost (message printed)."""
+    ``run_dir/results.json``. Returns 0 on success, 1 if a peer was lost (message printed).
+    calibration: a checked `testbed.net.roles.bench_calibration.BenchCalibration` (each node
+    transmits through its correction; results.json records the file) or None (raw radios)."""
     from testbed.experiments.runs import write_json
     from testbed.llm.tp_gloo import free_port
     run_dir = Path(run_dir)
@@ -170,7 +172,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     recorder = JsonlRecorder(run_dir / "steps.jsonl")
     results: dict = {"bench": bench.name, "method": method, "csi": csi, "job": job.kind,
                      "model_fingerprint": fingerprint, "status": "running",
-                     "addresses": dataclasses.asdict(addresses)}
+                     "addresses": dataclasses.asdict(addresses),
+                     "calibration": None if calibration is None else calibration.record}
     steps: list[dict] = []
 
     def save(status: str, error: str | None = None, session: BenchSession | None = None,
@@ -218,7 +221,9 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             t0 = time.perf_counter()
             ctl.wait_for_peers(timeout_s=register_timeout_s)
             results["registration_s"] = time.perf_counter() - t0
-            session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi)
+            session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi,
+                                   corrections=None if calibration is None
+                                   else calibration.corrections)
             port = free_port() if method == "digital" else None
             t0 = time.perf_counter()
             results["assignment"] = session.assign(gloo_port=port)
@@ -259,10 +264,11 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
 
 def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, run_dir,
                register_timeout_s: float = 120.0, n_streams: int | None = None,
-               sup_hook=None, csi: str = "perfect") -> int:
+               sup_hook=None, csi: str = "perfect", calibration=None) -> int:
     """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
     or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
-    processes started (tests use it to kill a node mid-run)."""
+    processes started (tests use it to kill a node mid-run). calibration: as `run_on_bench`
+    (checked before any process starts)."""
     from testbed.net.roles.common import resolve_model_dir
     model_dir = resolve_model_dir(model)
     addresses = loopback_addresses()
@@ -279,7 +285,7 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
             sup_hook(sup)
         code = run_on_bench(bench, addresses, model_dir, method, job, run_dir, supervisor=sup,
                             register_timeout_s=register_timeout_s, n_streams=n_streams,
-                            csi=csi)
+                            csi=csi, calibration=calibration)
         for name in sup.alive():  # give agents a moment to act on SHUTDOWN
             sup.wait(name, 3.0)
     return code

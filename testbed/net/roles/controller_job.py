@@ -54,7 +54,8 @@ class BenchSession:
     """Drives the bench's role processes through a registered `Controller`.
 
     method: one of `METHODS`; n_streams: L for AirComp (None: the design's default);
-    request_timeout_s: per request (s); link: frame parameters shared with the roles."""
+    request_timeout_s: per request (s); link: frame parameters shared with the roles;
+    corrections: {node id: NodeCorrection dict} sent in each node's ASSIGNMENT (calibration)."""
 
     ctl: Controller
     bench: object
@@ -66,6 +67,8 @@ class BenchSession:
     link: LinkConfig = field(default_factory=LinkConfig)
     rounds: list[RoundRecord] = field(default_factory=list)
     realization_id: int = 0
+    #: per node id, the `NodeCorrection` dict its transmit path applies (None: raw radios)
+    corrections: dict[str, dict] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -90,7 +93,18 @@ class BenchSession:
             if gloo_port is None:
                 raise ConfigError("the digital method needs a gloo rendezvous port")
             summary["gloo_port"] = gloo_port
-        msg = {n: Assignment(ratios=bench_ratios(self.bench), plan_summary=summary,
+        if self.corrections is not None:
+            missing = [n for n in self.nodes if n not in self.corrections]
+            if missing:
+                raise ConfigError(f"the calibration has no correction for node(s) {missing}; "
+                                  "re-run `testbed calibrate` for this bench")
+
+        def node_summary(n: str) -> dict:
+            if self.corrections is None:
+                return summary
+            return {**summary, "correction": dict(self.corrections[n])}
+
+        msg = {n: Assignment(ratios=bench_ratios(self.bench), plan_summary=node_summary(n),
                              model_fingerprint=self.fingerprint) for n in self.nodes}
         replies = self.ctl.gather(msg, timeout_s=max(self.request_timeout_s, 120.0))
         return {n: r.info for n, r in replies.items()}

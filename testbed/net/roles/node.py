@@ -27,6 +27,9 @@ from testbed.phy.link import LinkConfig
 
 log = logging.getLogger(__name__)
 
+#: Margin (samples) of band-limited precursor/tail a calibrated node keeps around each burst.
+CORRECTION_HALF_TAPS = 256
+
 
 class _Abort(Exception):
     """The forward pass was abandoned (new command or shutdown)."""
@@ -58,7 +61,9 @@ class NodeAgent(Agent):
     model_dir: checkpoint directory; index: this node's position in the bench (shard index);
     node_order: all node ids in bench order; radio: a transmitting `Radio` with ``tx_until``
     (RemoteSimRadio) or None when AirComp is not used; link: frame parameters;
-    step_timeout_s: longest wait for the worker thread (s)."""
+    step_timeout_s: longest wait for the worker thread (s). An ASSIGNMENT whose plan_summary
+    has a ``correction`` (a `calibration.corrections.NodeCorrection` dict) makes the AirComp and
+    sounding bursts go through `CorrectedRadio` (times on the receiver clock)."""
 
     def __init__(self, config, model_dir, index: int, node_order: list[str], radio=None,
                  link: LinkConfig | None = None, step_timeout_s: float = 60.0):
@@ -73,6 +78,8 @@ class NodeAgent(Agent):
         self.relay: RelayAllReduce | None = None
         self.worker: threading.Thread | None = None
         self.last_partial: np.ndarray | None = None
+        self.tx_radio = radio  # the radio bursts go through (CorrectedRadio with a calibration)
+        self.correction = None
         self.rss_after_load = 0
         self.rounds = 0
         self.compute_s = 0.0
@@ -128,12 +135,38 @@ class NodeAgent(Agent):
         else:
             self.relay = RelayAllReduce()
             allreduce = self.relay
+        self._apply_correction(msg.plan_summary.get("correction"))
         torch.set_num_threads(int(msg.plan_summary.get("threads", 1)))
         self.model = shard_checkpoint(self.model_dir, ratios, allreduce, nodes=[self.index])
         self.rss_after_load = rss_bytes()
         log.info("%s: loaded shard %d (%d bytes), method %s", self.config.node_id, self.index,
                  self.model.nodes[0].param_bytes(), method)
         return Result(round_id=0, info=self._stats())
+
+    def _apply_correction(self, correction: dict | None) -> None:
+        """Wrap the radio in `CorrectedRadio` for ``correction`` (a `NodeCorrection` dict from
+        the controller's calibration file), or use the raw radio when None."""
+        if correction is None:
+            self.tx_radio, self.correction = self.radio, None
+            return
+        if self.radio is None:
+            raise RuntimeError(f"{self.config.node_id}: a calibration correction was sent but "
+                               "this node has no radio")
+        from calibration.corrections import CorrectedRadio, NodeCorrection
+        self.correction = NodeCorrection.from_dict(correction)
+        self.tx_radio = CorrectedRadio(self.radio, self.correction, half_taps=CORRECTION_HALF_TAPS)
+        log.info("%s: transmitting through calibration correction %s", self.config.node_id,
+                 self.correction)
+
+    def _send(self, x: np.ndarray, start: int, until: int) -> None:
+        """Burst ``x`` (n_tx, K) to arrive at air sample ``start``, then declare this node done
+        up to air sample ``until`` (later by the corrected burst's margin when corrected)."""
+        self.tx_radio.transmit(x, start)
+        if self.correction is not None:
+            # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited
+            # tail past the end (plus the timing advance's rounding): declare past them
+            until = max(until, start + x.shape[1] + CORRECTION_HALF_TAPS + 2)
+        self.radio.tx_until(until)
 
     # ------------------------------------------------------------------ forward pass
     def _forward(self, msg: Result) -> Message:
@@ -208,9 +241,8 @@ class NodeAgent(Agent):
         layout = sounding_layout(int(msg.info["n_nodes"]), int(msg.info["n_tx"]), self.link)
         start = int(msg.info["start"])
         x = node_sounding_burst(self.index, layout, self.link)
-        self.radio.transmit(x, start)
         first, n = sounding_window(start, layout, self.link)
-        self.radio.tx_until(first + n)
+        self._send(x, start, first + n)
         return Result(round_id=msg.round_id, info={"sent": int(x.shape[1])})
 
     def _aircomp_tx(self, msg: Result) -> Message:
@@ -220,6 +252,5 @@ class NodeAgent(Agent):
             raise RuntimeError("aircomp_tx before any partial was computed")
         plan = RoundPlan.from_info(msg.info)
         x = node_burst(self.last_partial, np.asarray(msg.tensor), plan, self.link)
-        self.radio.transmit(x, plan.start)
-        self.radio.tx_until(plan.tx_done_until(self.link))
+        self._send(x, plan.start, plan.tx_done_until(self.link))
         return Result(round_id=msg.round_id, info={"sent": int(x.shape[1])})
