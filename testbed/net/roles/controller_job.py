@@ -81,6 +81,13 @@ class BenchSession:
                               "simulated air) or 'estimated' (pilot sounding over the air)")
         self.nodes = node_ids(self.bench)
         self.receiver = self.bench.receiver.id
+        # a corrected node starts its burst CORRECTION_HALF_TAPS node samples early (the
+        # band-limited precursor), and a simulated impaired radio's own fractional-delay
+        # filter (sim_backend `node_sample_at`, <= that many taps) moves its clock further:
+        # schedule twice the margin (+ slack for the correction's error) further ahead
+        from testbed.net.roles.node import CORRECTION_HALF_TAPS
+        self.lead = self.link.lead_samples + (0 if self.corrections is None
+                                              else 2 * CORRECTION_HALF_TAPS + 16)
         self.round_id = 0
 
     # ------------------------------------------------------------------ setup
@@ -177,7 +184,7 @@ class BenchSession:
         d = design_transceiver(H, np.ones(len(zs)), noise_var,
                                method=self.method.removeprefix("aircomp-"), **kw)
         L = d.A.shape[1]
-        plan = RoundPlan(len(zs), H.shape[2], L, zs[0].size, now + self.link.lead_samples, c)
+        plan = RoundPlan(len(zs), H.shape[2], L, zs[0].size, now + self.lead, c)
         info = plan.as_info()
         msgs = {n: Result(round_id=self.round_id, info={"op": "aircomp_tx", **info},
                           tensor=np.ascontiguousarray(d.B[i], dtype=np.complex128))
@@ -200,7 +207,7 @@ class BenchSession:
         from testbed.net.roles.aircomp_phy import sounding_layout, sounding_window
         n_nodes, _, n_tx = shape
         layout = sounding_layout(n_nodes, n_tx, self.link)
-        start = now + self.link.lead_samples
+        start = now + self.lead
         info = {"start": start, "n_nodes": n_nodes, "n_tx": n_tx}
         msgs = {n: Result(round_id=self.round_id, info={"op": "sound", **info})
                 for n in self.nodes}
