@@ -362,20 +362,39 @@ class TxImpairments(_HookWithLO):
     def __init__(self, params: TxImpairmentParams | None = None):
         super().__init__(params or TxImpairmentParams())
 
+    def _is_plain_shift(self) -> bool:
+        # an integer offset without SRO moves the burst without a filter
+        p = self.params
+        return p.sro_ppm == 0.0 and float(p.timing_offset_samples).is_integer()
+
+    def _first_air_position(self, start_sample: int) -> float:
+        # air position (float) of node sample s0: s0 / (1 + eps) + tau, written so that the
+        # large s0 term keeps its precision
+        p = self.params
+        eps, s0 = p.sro_ppm * 1e-6, int(start_sample)
+        return s0 - s0 * eps / (1.0 + eps) + p.timing_offset_samples
+
+    def air_start(self, start_sample: int) -> int:
+        """Air sample (int) of column 0 of the burst `to_air_grid` returns for a burst sent at
+        node sample ``start_sample``: ``s0 + tau`` for a plain integer shift, else
+        ``floor(s0 / (1 + sro) + tau) - interp_half_taps`` (the band-limited precursor)."""
+        if self._is_plain_shift():
+            return int(start_sample) + int(self.params.timing_offset_samples)
+        return math.floor(self._first_air_position(start_sample)) - self.params.interp_half_taps
+
     def to_air_grid(self, x: np.ndarray, start_sample: int) -> tuple[np.ndarray, int]:
         """Timing offset and SRO only: x (C, K) on the node clock -> (C, M) on the air grid,
-        and the air sample of column 0."""
+        and the air sample of column 0 (`air_start`)."""
         p = self.params
         eps = p.sro_ppm * 1e-6
         tau = p.timing_offset_samples
         n_in = x.shape[1]
-        if eps == 0.0 and float(tau).is_integer():
-            return x, int(start_sample) + int(tau)
+        m0 = self.air_start(start_sample)
+        if self._is_plain_shift():
+            return x, m0
         s0 = int(start_sample)
         h = p.interp_half_taps
-        first = s0 - s0 * eps / (1.0 + eps) + tau               # = s0 / (1 + eps) + tau
-        last = first + (n_in - 1) / (1.0 + eps)
-        m0 = math.floor(first) - h
+        last = self._first_air_position(s0) + (n_in - 1) / (1.0 + eps)
         m1 = math.ceil(last) + h
         # node index (relative to s0) of air sample m: (m - s0 - tau)(1 + eps) + s0 eps
         first_pos = (m0 - s0 - tau) * (1.0 + eps) + s0 * eps

@@ -46,28 +46,12 @@ def clock_map(hook) -> tuple[float, float, int]:
             int(getattr(p, "interp_half_taps", 0)))
 
 
-def air_position(node_sample, hook):
-    """Air sample(s) (float) where node sample(s) land: ``s / (1 + sro) + tau`` (`clock_map`);
-    scalar or array, same shape."""
-    sro, tau, _ = clock_map(hook)
-    return np.asarray(node_sample, dtype=float) / (1.0 + sro) + tau
-
-
-def _is_plain_shift(sro: float, tau: float) -> bool:
-    # the hook moves the burst by an integer number of samples without a filter
-    return sro == 0.0 and float(tau).is_integer()
-
-
 def burst_air_start(node_sample: int, hook) -> int:
     """Air sample where the hook puts column 0 of a burst sent at node sample ``node_sample``:
-    ``floor(a(s)) - interp_half_taps`` (the resampler's precursor), or ``s + tau`` for a pure
-    integer offset without SRO (no filter). Mirrors `TxImpairments.to_air_grid`."""
-    sro, tau, h = clock_map(hook)
-    s = int(node_sample)
-    if _is_plain_shift(sro, tau):
-        return s + int(tau)
-    first = s - s * sro / (1.0 + sro) + tau            # = s / (1 + sro) + tau, as the hook does
-    return math.floor(first) - h
+    the hook's own `TxImpairments.air_start` (precursor included); a hook without one shifts by
+    nothing."""
+    air_start = getattr(hook, "air_start", None)
+    return int(node_sample) if air_start is None else int(air_start(int(node_sample)))
 
 
 def node_sample_at(air_sample: int, hook) -> int:
@@ -76,7 +60,7 @@ def node_sample_at(air_sample: int, hook) -> int:
     against `burst_air_start` so that rounding never puts a burst in the air's past."""
     sro, tau, h = clock_map(hook)
     t = int(air_sample)
-    if _is_plain_shift(sro, tau):
+    if sro == 0.0 and float(tau).is_integer():          # plain shift: exact inverse
         return t - int(tau)
     s = math.ceil((t + h - tau) * (1.0 + sro))
     while burst_air_start(s, hook) < t:
