@@ -79,7 +79,6 @@ class NodeAgent(Agent):
         self.worker: threading.Thread | None = None
         self.last_partial: np.ndarray | None = None
         self.tx_radio = radio  # the radio bursts go through (CorrectedRadio with a calibration)
-        self.correction = None
         self.rss_after_load = 0
         self.rounds = 0
         self.compute_s = 0.0
@@ -147,16 +146,21 @@ class NodeAgent(Agent):
         """Wrap the radio in `CorrectedRadio` for ``correction`` (a `NodeCorrection` dict from
         the controller's calibration file), or use the raw radio when None."""
         if correction is None:
-            self.tx_radio, self.correction = self.radio, None
+            self.tx_radio = self.radio
             return
         if self.radio is None:
             raise RuntimeError(f"{self.config.node_id}: a calibration correction was sent but "
                                "this node has no radio")
         from calibration.corrections import CorrectedRadio, NodeCorrection
-        self.correction = NodeCorrection.from_dict(correction)
-        self.tx_radio = CorrectedRadio(self.radio, self.correction, half_taps=CORRECTION_HALF_TAPS)
+        self.tx_radio = CorrectedRadio(self.radio, NodeCorrection.from_dict(correction),
+                                       half_taps=CORRECTION_HALF_TAPS)
         log.info("%s: transmitting through calibration correction %s", self.config.node_id,
                  self.correction)
+
+    @property
+    def correction(self):
+        """The `NodeCorrection` the transmit path applies, or None (raw radio)."""
+        return self.tx_radio.correction if self.tx_radio is not self.radio else None
 
     def _send(self, x: np.ndarray, start: int, until: int) -> None:
         """Burst ``x`` (n_tx, K) to arrive at air sample ``start``, then declare this node done
