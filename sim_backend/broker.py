@@ -48,8 +48,7 @@ import zmq
 
 from sim_backend.air import SimAir
 from sim_backend.channel import ChannelModel, noise_var_from_snr_db
-from sim_backend.impairment_presets import (BenchImpairments, uncalibrated_pluto_bench,
-                                            usrp_shared_reference)
+from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import node_now
 from testbed.errors import ConfigError
 from testbed.phy.link import TX_REF_POWER
@@ -60,7 +59,7 @@ log = logging.getLogger(__name__)
 RADIO_OPS = ("hello", "transmit", "tx_until", "receive", "now", "tune", "info")
 
 #: ``channel.impairments`` values the broker builds (``none`` or no value: no impairments).
-IMPAIRMENT_PRESETS = ("uncalibrated-pluto", "usrp-shared-ref")
+IMPAIRMENT_PRESETS = PRESET_NAMES
 
 
 def _receiver_radio(bench):
@@ -79,14 +78,11 @@ def bench_impairments(bench) -> BenchImpairments | None:
     name = None if ch is None else ch.impairments
     if name in (None, "", "none"):
         return None
-    rng = np.random.default_rng(ch.seed)
-    n = len(bench.nodes)
-    if name == "uncalibrated-pluto":
-        return uncalibrated_pluto_bench(n, float(_receiver_radio(bench).center_freq_hz), rng)
-    if name == "usrp-shared-ref":
-        return usrp_shared_reference(n, rng)
-    raise ConfigError(f"bench {bench.name!r}: unknown channel.impairments {name!r}; use one "
-                      f"of {list(IMPAIRMENT_PRESETS)} or 'none'")
+    if name not in PRESET_NAMES:
+        raise ConfigError(f"bench {bench.name!r}: unknown channel.impairments {name!r}; use one "
+                          f"of {list(PRESET_NAMES)} or 'none'")
+    return preset_by_name(name, len(bench.nodes), float(_receiver_radio(bench).center_freq_hz),
+                          ch.seed)
 
 
 def air_from_bench(bench, n_tx: int = 1) -> SimAir:

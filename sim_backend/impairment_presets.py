@@ -162,3 +162,25 @@ def usrp_shared_reference(n_nodes: int, rng: np.random.Generator,
                             adc_full_scale=rx_full_scale(n_nodes),
                             seed=int(rng.integers(2 ** 31)), **pn)
     return BenchImpairments(nodes, rx)
+
+
+#: Preset names accepted by `preset_by_name` (and by bench YAML ``channel.impairments``).
+PRESET_NAMES = ("uncalibrated-pluto", "usrp-shared-ref")
+
+
+def preset_by_name(name: str | None, n_nodes: int, carrier_hz: float,
+                   seed: int) -> BenchImpairments | None:
+    """The impairments of preset ``name`` (one of `PRESET_NAMES`) for ``n_nodes`` nodes at
+    ``carrier_hz`` (Hz), drawn from ``np.random.default_rng(seed)``; None for None, "" or
+    "none". Every user (demo, broker, `testbed calibrate`) draws through here, so one seed gives
+    the same simulated hardware everywhere. ConfigError for an unknown name, listing the valid
+    ones."""
+    if name in (None, "", "none"):
+        return None
+    rng = np.random.default_rng(seed)
+    if name == "uncalibrated-pluto":
+        return uncalibrated_pluto_bench(n_nodes, carrier_hz, rng)
+    if name == "usrp-shared-ref":
+        return usrp_shared_reference(n_nodes, rng)
+    raise ConfigError(f"unknown impairment preset {name!r}; choose one of "
+                      f"{', '.join(PRESET_NAMES)} or 'none'")

@@ -19,8 +19,7 @@ import numpy as np
 
 from sim_backend.air import SimAir
 from sim_backend.channel import ChannelModel, noise_var_from_snr_db
-from sim_backend.impairment_presets import (BenchImpairments, uncalibrated_pluto_bench,
-                                            usrp_shared_reference)
+from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import SimRadio
 from testbed.errors import ConfigError
 from testbed.phy.allreduce_aircomp import AirCompAllReduce
@@ -29,7 +28,7 @@ from testbed.phy.link import TX_REF_POWER
 from testbed.radio.base import Radio, RadioSettings
 
 #: Names of the impairment presets of a simulated bench ("none": an ideal bench).
-IMPAIRMENT_PRESETS = ("none", "uncalibrated-pluto", "usrp-shared-ref")
+IMPAIRMENT_PRESETS = ("none", *PRESET_NAMES)
 
 
 @dataclass
@@ -49,16 +48,8 @@ class SimBench:
 def impairment_preset(name: str, n_nodes: int, carrier_hz: float, seed: int) -> BenchImpairments | None:
     """The impairments of preset ``name`` (one of IMPAIRMENT_PRESETS) for ``n_nodes`` nodes at
     ``carrier_hz`` (Hz), drawn from ``np.random.default_rng(seed)`` (the same draw as
-    ``testbed calibrate --preset NAME --seed SEED``); None for "none"."""
-    rng = np.random.default_rng(seed)
-    if name == "uncalibrated-pluto":
-        return uncalibrated_pluto_bench(n_nodes, carrier_hz, rng)
-    if name == "usrp-shared-ref":
-        return usrp_shared_reference(n_nodes, rng)
-    if name == "none":
-        return None
-    raise ConfigError(f"unknown impairment preset {name!r}; choose one of "
-                      f"{', '.join(IMPAIRMENT_PRESETS)}")
+    ``testbed calibrate --preset NAME --seed SEED``); None for "none". See `preset_by_name`."""
+    return preset_by_name(name, n_nodes, carrier_hz, seed)
 
 
 def build_sim_bench(n_nodes: int, n_rx: int, n_tx: int = 1, snr_db: float = 20.0, seed: int = 0,

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _sim_bench(cfg, preset: str, seed: int):
     from sim_backend.channel import ChannelModel
-    from sim_backend.impairment_presets import uncalibrated_pluto_bench, usrp_shared_reference
+    from sim_backend.impairment_presets import preset_by_name
     from sim_backend.sim_allreduce import build_sim_bench
     from testbed.radio.base import RadioSettings
 
@@ -48,13 +48,7 @@ def _sim_bench(cfg, preset: str, seed: int):
     n_rx = cfg.receiver.n_antennas
     rx_cfg = cfg.receiver.radio[0] if isinstance(cfg.receiver.radio, list) else cfg.receiver.radio
     carrier = float(rx_cfg.center_freq_hz)
-    rng = np.random.default_rng(seed)
-    if preset == "uncalibrated-pluto":
-        imp = uncalibrated_pluto_bench(n, carrier, rng)
-    elif preset == "usrp-shared-ref":
-        imp = usrp_shared_reference(n, rng)
-    else:
-        imp = None
+    imp = preset_by_name(preset, n, carrier, seed)
     model = ChannelModel(n, n_rx, 1, fading=ch.fading if ch else "rayleigh",
                          k_factor_db=ch.k_factor_db if ch else 0.0,
                          path_loss_db=tuple((ch.path_loss_db if ch else {}).get(x.id, 0.0)
