@@ -62,11 +62,6 @@ RADIO_OPS = ("hello", "transmit", "tx_until", "receive", "now", "tune", "info")
 IMPAIRMENT_PRESETS = PRESET_NAMES
 
 
-def _receiver_radio(bench):
-    r = bench.receiver.radio
-    return r[0] if isinstance(r, list) else r
-
-
 def bench_impairments(bench) -> BenchImpairments | None:
     """The `BenchImpairments` of ``bench``'s ``channel.impairments`` preset, or None.
 
@@ -81,7 +76,7 @@ def bench_impairments(bench) -> BenchImpairments | None:
     if name not in PRESET_NAMES:
         raise ConfigError(f"bench {bench.name!r}: unknown channel.impairments {name!r}; use one "
                           f"of {list(PRESET_NAMES)} or 'none'")
-    return preset_by_name(name, len(bench.nodes), float(_receiver_radio(bench).center_freq_hz),
+    return preset_by_name(name, len(bench.nodes), float(bench.receiver.primary_radio.center_freq_hz),
                           ch.seed)
 
 
@@ -103,7 +98,7 @@ def air_from_bench(bench, n_tx: int = 1) -> SimAir:
                          path_loss_db=np.array([ch.path_loss_db.get(i, 0.0) for i in ids]))
     air = SimAir(bench.receiver.n_antennas, noise_var_from_snr_db(ch.snr_db, TX_REF_POWER),
                  channel_model=model, seed=ch.seed,
-                 sample_rate_hz=float(_receiver_radio(bench).sample_rate_hz),
+                 sample_rate_hz=float(bench.receiver.primary_radio.sample_rate_hz),
                  rx_impairment=None if imp is None else imp.build_rx())
     hooks = [None] * len(ids) if imp is None else imp.build_tx()
     for n in range(len(ids)):

@@ -46,7 +46,7 @@ def _sim_bench(cfg, preset: str, seed: int):
     n = len(cfg.nodes)
     ch = cfg.channel
     n_rx = cfg.receiver.n_antennas
-    rx_cfg = cfg.receiver.radio[0] if isinstance(cfg.receiver.radio, list) else cfg.receiver.radio
+    rx_cfg = cfg.receiver.primary_radio
     carrier = float(rx_cfg.center_freq_hz)
     imp = preset_by_name(preset, n, carrier, seed)
     model = ChannelModel(n, n_rx, 1, fading=ch.fading if ch else "rayleigh",
@@ -66,7 +66,7 @@ def _sim_bench(cfg, preset: str, seed: int):
 def _hw_bench(cfg):
     from testbed.radio.factory import open_radio
     txs = [open_radio(n.radio, role="node", node_id=n.id) for n in cfg.nodes]
-    rx_cfg = cfg.receiver.radio[0] if isinstance(cfg.receiver.radio, list) else cfg.receiver.radio
+    rx_cfg = cfg.receiver.primary_radio
     return txs, open_radio(rx_cfg, role="receiver", node_id=cfg.receiver.id), None, None
 
 

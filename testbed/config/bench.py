@@ -57,6 +57,12 @@ class ReceiverSection(_Strict):
     n_antennas: int = Field(1, ge=1, le=64)
     radio: RadioConfig | str | list[RadioConfig | str]
 
+    @property
+    def primary_radio(self) -> RadioConfig | str:
+        """The receiver's radio config (the first of a list): its carrier (Hz) and sample rate
+        (Hz) define the air grid and the calibration's bench key."""
+        return self.radio[0] if isinstance(self.radio, list) else self.radio
+
 
 class ChannelSection(_Strict):
     """The simulated air (only used by simulated benches)."""

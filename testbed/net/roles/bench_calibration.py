@@ -15,20 +15,15 @@ from calibration.persistence import BenchKey, calibration_reference, load_calibr
 from testbed.errors import ConfigError
 
 
-def _receiver_radio(bench):
-    rx = bench.receiver.radio
-    return rx[0] if isinstance(rx, list) else rx
-
-
 def bench_key(bench) -> BenchKey:
     """`BenchKey` of a simulated bench config: radios (kind, serial) in node order then the
     receiver, carrier (Hz) and sample rate (Hz) of the receiver radio config."""
-    kinds = {n.radio.kind for n in bench.nodes} | {_receiver_radio(bench).kind}
+    kinds = {n.radio.kind for n in bench.nodes} | {bench.receiver.primary_radio.kind}
     if kinds != {"sim"} or bench.channel is None:
         raise ConfigError(f"bench {bench.name!r}: --calibration on a multi-process bench needs a "
                           "simulated bench (all radios kind 'sim' and a channel section); radio "
                           f"kinds here: {sorted(kinds)}")
-    rx = _receiver_radio(bench)
+    rx = bench.receiver.primary_radio
     radios = tuple(("sim", f"sim-node-{i}") for i in range(len(bench.nodes))) + (("sim", "sim-rx"),)
     return BenchKey(bench.name, radios, float(rx.center_freq_hz), float(rx.sample_rate_hz))
 

@@ -67,13 +67,11 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
     if bench.channel is not None:
         import sim_backend.remote_radio  # noqa: F401
         from testbed.radio.factory import open_radio
-        rx = bench.receiver.radio
-        radio = open_radio(rx[0] if isinstance(rx, list) else rx, role="receiver",
+        radio = open_radio(bench.receiver.primary_radio, role="receiver",
                            node_id=bench.receiver.id, broker=addresses.broker)
     else:
         from testbed.radio.factory import open_radio
-        rx = bench.receiver.radio
-        radio = open_radio(rx[0] if isinstance(rx, list) else rx, role="receiver",
+        radio = open_radio(bench.receiver.primary_radio, role="receiver",
                            node_id=bench.receiver.id)
     cfg = agent_config(bench.receiver.id, "receiver", addresses, model_fingerprint(model_dir),
                        bench)
