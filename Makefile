@@ -6,21 +6,26 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test env bench clean
+.PHONY: demo test env sysdeps bench clean
 
-env: $(STAMP)
+# System packages first (they are checked every time: cheap when present), then the venv, then
+# Debian's uhd module linked into it (again every time, in case the packages came later).
+env: sysdeps $(STAMP)
+	@$(PY) tools/link_debian_uhd.py --quiet
 
-$(STAMP): pyproject.toml tools/link_debian_uhd.py
+sysdeps:
+	@sh tools/install_system_packages.sh
+
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "numpy<2" "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) tools/link_debian_uhd.py
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: env
 	$(VENV)/bin/testbed demo
 
-test: $(STAMP)
+test: env
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -9,6 +9,8 @@ import ctypes
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from testbed.radio.system_libs import SystemLibraryMissing, import_system_module
+
 PLUTO_DEVICES = ("ad9361-phy", "cf-ad9361-lpc")
 
 
@@ -73,11 +75,9 @@ def _pluto_details(iio: Any, uri: str) -> FoundRadio:
 def scan_plutos(iio_module: Any = None) -> ScanResult:
     """Scan libiio contexts (USB, then all backends) for devices with an AD9361-family PHY."""
     try:
-        iio = iio_module or __import__("iio")
-    except ImportError as exc:
-        return ScanResult("libiio", "library-missing", message=(
-            f"pylibiio not importable ({exc}): install Debian libiio0 and `pip install "
-            "pylibiio==0.25`"))
+        iio = iio_module or import_system_module("iio")
+    except SystemLibraryMissing as exc:
+        return ScanResult("libiio", "library-missing", message=str(exc))
     contexts: dict[str, str] = {}
     notes = []
     for backend in ("usb", None):
@@ -104,11 +104,9 @@ def scan_plutos(iio_module: Any = None) -> ScanResult:
 def scan_usrps(uhd_module: Any = None) -> ScanResult:
     """``uhd.find("")``: every USRP UHD can see on USB and the local networks."""
     try:
-        uhd = uhd_module or __import__("uhd")
-    except ImportError as exc:
-        return ScanResult("uhd", "library-missing", message=(
-            f"UHD Python module not importable ({exc}): install Debian python3-uhd and link "
-            "it into the venv (tools/link_debian_uhd.py)"))
+        uhd = uhd_module or import_system_module("uhd")
+    except SystemLibraryMissing as exc:
+        return ScanResult("uhd", "library-missing", message=str(exc))
     try:
         addrs = list(uhd.find(""))
     except RuntimeError as exc:

@@ -45,6 +45,7 @@ from testbed.errors import ConfigError, RadioError, RadioNotFoundError, StreamEr
 from testbed.radio.base import (Radio, RadioIdentity, RadioSettings, StreamCounters,
                                 as_channel_matrix)
 from testbed.radio.scaling import INT16_MAX, adc_clipped, from_adc_counts, to_dac_counts
+from testbed.radio.system_libs import SystemLibraryMissing, import_system_module
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,9 @@ def open_pluto_device(uri: str, mode: str = "1r1t", node_id: str = "") -> Any:
     Raises `RadioNotFoundError` naming the node, the URI and the checks to run."""
     who = f"node {node_id!r}: " if node_id else ""
     try:
-        import adi  # noqa: PLC0415 (optional hardware dependency)
-    except ImportError as exc:
-        raise RadioNotFoundError(
-            f"{who}pyadi-iio is not importable ({exc}); install pyadi-iio and pylibiio==0.25 "
-            "with Debian's libiio0 0.24 (see docs/bench.md)") from exc
+        adi = import_system_module("adi")
+    except SystemLibraryMissing as exc:
+        raise RadioNotFoundError(f"{who}{exc} (see docs/bench.md)") from exc
     cls = adi.ad9361 if mode == "2r2t" else adi.Pluto
     try:
         return cls(uri=uri)

@@ -28,6 +28,7 @@ from testbed.config.radio import UsrpConfig
 from testbed.errors import ConfigError, RadioError, RadioNotFoundError, StreamError
 from testbed.radio.base import (Radio, RadioIdentity, RadioSettings, StreamCounters,
                                 as_channel_matrix)
+from testbed.radio.system_libs import SystemLibraryMissing, import_system_module
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,9 @@ ASYNC_POLL_S = 0.05
 def import_uhd() -> Any:
     """Import UHD's Python module or raise `RadioNotFoundError` saying how to get it."""
     try:
-        import uhd  # noqa: PLC0415 (optional hardware dependency)
-    except ImportError as exc:
-        raise RadioNotFoundError(
-            f"UHD's Python module is not importable ({exc}); install Debian's python3-uhd "
-            "and link it into the venv (tools/link_debian_uhd.py); needs numpy < 2") from exc
-    return uhd
+        return import_system_module("uhd")
+    except SystemLibraryMissing as exc:
+        raise RadioNotFoundError(f"{exc}; UHD's module needs numpy < 2") from exc
 
 
 class UsrpRadio(Radio):

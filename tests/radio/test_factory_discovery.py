@@ -6,6 +6,7 @@ import types
 import pytest
 
 from fakes.fake_adi import FakePluto
+from syslibs import require_module
 from fakes.fake_uhd import FakeDevice, make_fake_uhd
 from testbed.cli import main
 from testbed.config.radio import PlutoConfig, SimRadioConfig
@@ -82,7 +83,7 @@ def test_usrp_scan_lists_serials():
 
 
 def test_real_scans_say_why_nothing_was_found():
-    pytest.importorskip("iio")
+    require_module("iio")
     res = scan_plutos()
     assert res.radios or "no PlutoSDR found" in res.message
 

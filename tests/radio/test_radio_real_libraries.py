@@ -2,7 +2,6 @@
 Pluto context XML (directly and served by iiod on loopback), the API names the drivers use,
 and the errors when no device answers."""
 import functools
-import shutil
 import socket
 import subprocess
 import time
@@ -18,8 +17,10 @@ from testbed.radio import pluto as pluto_mod
 from testbed.radio import usrp as usrp_mod
 from testbed.radio.discovery import _pluto_details
 
-adi = pytest.importorskip("adi", reason="pyadi-iio not installed")
-iio = pytest.importorskip("iio", reason="pylibiio not installed")
+from syslibs import require_module, require_tool
+
+iio = require_module("iio")
+adi = require_module("adi")
 
 XML = Path(__file__).resolve().parents[1] / "fakes" / "data" / "pluto_revc_context.xml"
 XML_URI = f"xml:{XML}"
@@ -78,9 +79,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def iiod_xml():
-    iiod = shutil.which("iiod") or ("/usr/sbin/iiod" if Path("/usr/sbin/iiod").exists() else None)
-    if iiod is None:
-        pytest.skip("iiod not installed (Debian package 'iiod')")
+    iiod = require_tool("iiod")
     port = _free_port()
     proc = subprocess.Popen([iiod, "-u", XML_URI, "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,7 +109,7 @@ def test_real_pluto_over_iiod_loopback(iiod_xml):
 
 @functools.lru_cache(maxsize=1)
 def _uhd():
-    return pytest.importorskip("uhd", reason="python3-uhd not linked into the venv")
+    return require_module("uhd")
 
 
 def test_every_uhd_name_the_driver_uses_exists_on_real_and_fake():
