@@ -22,7 +22,7 @@ from syslibs import require_module, require_tool
 iio = require_module("iio")
 adi = require_module("adi")
 
-XML = Path(__file__).resolve().parents[1] / "fakes" / "data" / "pluto_revc_context.xml"
+XML = Path(__file__).resolve().parents[2] / "sim_backend" / "pluto_emu" / "data" / "pluto_revc_context.xml"
 XML_URI = f"xml:{XML}"
 
 
