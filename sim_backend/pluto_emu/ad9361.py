@@ -216,7 +216,7 @@ class AD9361State:
             "gain_table_config": "<gaintable AD9361 type=FULL dest=3 start=0 end=1300000000>",
         }
         if attr == "multichip_sync":
-            raise IIOErrno(errno.EPERM, "write-only attribute")
+            raise IIOErrno(errno.EACCES, "write-only attribute")
         return self.other.get(attr, fixed.get(attr, "0"))
 
     def write(self, chan: tuple[str, bool] | None, attr: str, value: str) -> None:

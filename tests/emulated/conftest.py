@@ -1,0 +1,41 @@
+"""Emulated Plutos on an in-process real-time air, served on 127.0.0.1 for the real clients.
+Every server a fixture starts is closed by it."""
+import shutil
+
+import pytest
+
+from sim_backend.pluto_emu import EmulatedPluto, IIODServer
+from sim_backend.realtime_air import LOParams, RealtimeAir
+
+
+class Bench:
+    """An air plus the emulated radios served on it; `close()` stops every server."""
+
+    def __init__(self, **air_kw):
+        self.air = RealtimeAir(1e6, seed=7, **air_kw)
+        self.servers = []
+
+    def pluto(self, name, *, mode="1r1t", ppm=0.0, loopback_cable_db=None, **lo_kw):
+        dev = EmulatedPluto(self.air, name, mode=mode, lo=LOParams(ppm=ppm, **lo_kw),
+                            loopback_cable_db=loopback_cable_db)
+        srv = IIODServer(dev)
+        self.servers.append(srv)
+        return srv
+
+    def close(self):
+        for s in self.servers:
+            s.close()
+
+
+@pytest.fixture
+def bench():
+    b = Bench()
+    yield b
+    b.close()
+
+
+def need_tool(name):
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian package libiio-utils)")
+    return path
