@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from testbed.optim.baselines import solve_channel_inversion
-from testbed.optim.mse import aircomp_mse
+from testbed.optim.lbfgs import lbfgs
 
 
 def _power(s2: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -61,20 +61,54 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60) -> np.nd
     return np.where(need, mu, 0.0)
 
 
+def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: float, *, grad: bool):
+    """Everything the optimal precoders for receiver ``A`` (N_r, L) determine, from the eigen-
+    decomposition of K_n = A^H H_n H_n^H A = U_n diag(lam_n) U_n^H (L x L per node).
+
+    With V_n = H_n^H A: B_n = V_n U_n diag(1 / (lam + mu_n)) U_n^H (live eigenvalues; a dead one,
+    lam <= 1e-12 max lam, gets gain 0), the node's error ||A^H H_n B_n - I||^2 =
+    sum_i (mu_n / (lam_i + mu_n))^2 (1 for a dead eigenvalue) and, by the envelope theorem, the
+    gradient of f(A) = min_B MSE(A, B) w.r.t. conj(A): noise_var A - sum_n H_n V_n U_n
+    diag(mu_n / (lam + mu_n)^2) U_n^H. For L = 1 all of it is scalar per node (mu_n in closed
+    form, no eigen-decomposition). Returns ``(f, grad or None, B, mu)``.
+    """
+    N, N_r, N_t = H.shape
+    L = A.shape[1]
+    V = np.conj(np.swapaxes(H, 1, 2)) @ A                    # (N, N_t, L) = H_n^H A
+    if L == 1:
+        lam = np.sum(np.abs(V[:, :, 0]) ** 2, axis=1)[:, None]
+        live = lam > 1e-300
+        mu = np.where(live[:, 0], np.maximum(np.sqrt(lam[:, 0] / P) - lam[:, 0], 0.0), 0.0)
+        U = None
+    else:
+        K = np.conj(np.swapaxes(V, 1, 2)) @ V
+        lam, U = np.linalg.eigh(K)                            # (N, L) ascending, (N, L, L)
+        lam = np.clip(lam, 0.0, None)
+        live = lam > 1e-12 * np.maximum(lam[:, -1:], np.finfo(float).tiny)
+        mu = power_multiplier(np.where(live, lam, 0.0), P)
+    den = np.where(live, lam + mu[:, None], 1.0)
+    ratio = np.where(live, mu[:, None] / den, 1.0)
+    f = float(np.sum(ratio ** 2) + noise_var * np.sum(np.abs(A) ** 2))
+    gain = np.where(live, 1.0 / den, 0.0)
+    if L == 1:
+        B = V * gain[:, None, :]
+    else:
+        B = V @ (U * gain[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
+    g = None
+    if grad:
+        c = np.where(live, ratio * gain, 0.0)                 # mu / (lam + mu)^2
+        W = V * c[:, None, :] if L == 1 else V @ (U * c[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
+        g = noise_var * A - np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t) @ W.reshape(N * N_t, L)
+    return f, g, B, mu
+
+
 def precoders_given_receiver(H: np.ndarray, A: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Power-constrained least-squares precoders for receiver ``A`` (N_r, L).
 
     Returns ``(B, mu)``: B (N, N_t, L) with tr(B_n B_n^H) <= P_n, mu (N,) the Lagrange multipliers
     (0 where the budget is slack).
     """
-    F = np.einsum("rl,nrt->nlt", A.conj(), H)                 # (N, L, N_t) = A^H H_n
-    U, s, Vh = np.linalg.svd(F, full_matrices=False)          # s (N, r)
-    smax = np.max(s, axis=1, keepdims=True)
-    live = s > 1e-12 * np.maximum(smax, np.finfo(float).tiny)
-    s_live = np.where(live, s, 0.0)
-    mu = power_multiplier(s_live ** 2, P)
-    gain = np.divide(s_live, s_live ** 2 + mu[:, None], out=np.zeros_like(s_live), where=live)
-    B = np.einsum("nti,ni,nli->ntl", Vh.conj().transpose(0, 2, 1), gain, U.conj())
+    _, _, B, mu = _precoder_block(H, A, P, 0.0, grad=False)
     return B, mu
 
 
@@ -88,8 +122,8 @@ def wiener_receiver(H: np.ndarray, B: np.ndarray, noise_var: float) -> np.ndarra
 def _step(H, P, noise_var, B):
     """One alternating step from precoders B = B(A): (A', B(A'), mu, mse) with A' = Wiener(B)."""
     A2 = wiener_receiver(H, B, noise_var)
-    B2, mu2 = precoders_given_receiver(H, A2, P)
-    return A2, B2, mu2, aircomp_mse(H, A2, B2, noise_var)
+    f2, _, B2, mu2 = _precoder_block(H, A2, P, noise_var, grad=False)
+    return A2, B2, mu2, f2
 
 
 def alternate(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, *,
@@ -104,9 +138,9 @@ def alternate(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, *,
     Returns ``(A, B, mu, history, converged)``; ``history`` holds the MSE after every accepted
     cycle (or step, without acceleration) and never increases.
     """
-    B, mu = precoders_given_receiver(H, A0, P)
+    f0, _, B, mu = _precoder_block(H, A0, P, noise_var, grad=False)
     A = A0
-    history = [aircomp_mse(H, A, B, noise_var)]
+    history = [f0]
     converged = False
     for _ in range(max_iter):
         A1, B1, mu1, f1 = _step(H, P, noise_var, B)
@@ -142,71 +176,7 @@ def reduced_mse(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.ndarray):
     the optimal B(A): sum_n C_n (C_n^H A - I) + noise_var A with C_n = H_n B_n(A).
     Returns ``(f, grad, B, mu)``.
     """
-    B, mu = precoders_given_receiver(H, A, P)
-    C = np.einsum("nrt,ntl->nrl", H, B)
-    grad = np.einsum("nrl,nsl,sk->rk", C, C.conj(), A) - C.sum(axis=0) + noise_var * A
-    return aircomp_mse(H, A, B, noise_var), grad, B, mu
-
-
-def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: float = 1e-13,
-          gtol: float = 1e-11) -> tuple[np.ndarray, list[float]]:
-    """Minimize a smooth real function of a real vector by L-BFGS with Armijo backtracking.
-
-    ``fun(x) -> (f, grad)``. Every accepted step strictly decreases f. Stops when the relative
-    decrease falls below ``ftol``, the gradient norm below ``gtol`` (1 + |f|), or after
-    ``max_iter`` steps. Returns ``(x, trace)`` with f after every accepted step. (Written here,
-    with plain numpy, because scipy's L-BFGS-B spends milliseconds per step in multithreaded
-    BLAS calls on tiny vectors when the machine is busy.)
-    """
-    x = np.asarray(x0, dtype=float)
-    f, g = fun(x)
-    S: list[np.ndarray] = []
-    Y: list[np.ndarray] = []
-    trace: list[float] = []
-    for _ in range(max_iter):
-        if np.linalg.norm(g) <= gtol * (1.0 + abs(f)):
-            break
-        q = g.copy()
-        alphas = []
-        for s_, y_ in zip(reversed(S), reversed(Y)):
-            a = (s_ @ q) / (y_ @ s_)
-            q -= a * y_
-            alphas.append(a)
-        if S:
-            q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
-        else:
-            q *= min(1.0, 1.0 / np.linalg.norm(g))
-        for (s_, y_), a in zip(zip(S, Y), reversed(alphas)):
-            q += s_ * (a - (y_ @ q) / (y_ @ s_))
-        d = -q
-        slope = g @ d
-        if slope >= 0:                                        # not a descent direction: restart
-            S.clear()
-            Y.clear()
-            d = -g * min(1.0, 1.0 / np.linalg.norm(g))
-            slope = g @ d
-        step = 1.0
-        for _ in range(50):
-            f_new, g_new = fun(x + step * d)
-            if f_new <= f + 1e-4 * step * slope:
-                break
-            step *= 0.5
-        else:
-            break                                             # no decrease possible: converged
-        s_, y_ = step * d, g_new - g
-        if s_ @ y_ > 1e-12 * np.linalg.norm(s_) * np.linalg.norm(y_):
-            S.append(s_)
-            Y.append(y_)
-            if len(S) > memory:
-                S.pop(0)
-                Y.pop(0)
-        x = x + s_
-        decrease = f - f_new
-        f, g = f_new, g_new
-        trace.append(float(f))
-        if decrease <= ftol * max(abs(f), np.finfo(float).tiny):
-            break
-    return x, trace
+    return _precoder_block(H, A, P, noise_var, grad=True)
 
 
 def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, *,

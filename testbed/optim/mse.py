@@ -51,6 +51,11 @@ def zf_trace_inverse(H: np.ndarray, G: np.ndarray) -> np.ndarray:
     single = G.ndim == 2
     Gb = G[None] if single else G
     W = np.einsum("krl,nrt->kntl", Gb.conj(), H)            # (K, N, N_t, L) = (G^H H_n)^T
+    if Gb.shape[2] == 1:                                     # L = 1: 1 / ||H_n^H g||^2
+        k = np.sum(np.abs(W[..., 0]) ** 2, axis=2)
+        scale = np.max(np.sum(np.abs(H) ** 2, axis=(1, 2))) * np.sum(np.abs(Gb) ** 2, axis=(1, 2))
+        tr = np.where(k > 1e-24 * scale[:, None], 1.0 / np.where(k > 0, k, 1.0), np.inf)
+        return tr[0] if single else tr
     K = np.einsum("kntl,kntm->knlm", W.conj(), W)           # (K, N, L, L) = G^H H_n H_n^H G
     K = K.conj()                                            # Hermitian orientation
     eig = np.linalg.eigvalsh(K)                              # (K, N, L), ascending
