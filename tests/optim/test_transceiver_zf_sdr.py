@@ -72,3 +72,79 @@ def test_more_randomization_never_hurts():
     assert many.mse <= few.mse * (1 + 1e-12)
     # two eigen-candidates and the channel-inversion direction, plus the random ones
     assert few.info["n_candidates"] == 3 and many.info["n_candidates"] == 203
+
+
+def brute_force_zf_alpha(H, P):
+    """min over unit receivers g in C^2 of max_n 1 / (P_n ||H_n^H g||^2): a grid over
+    g = (cos t, sin t e^{jp}) (the common phase is irrelevant), then Nelder-Mead from the best
+    grid points (scipy)."""
+    from scipy.optimize import minimize
+
+    def alpha(v):
+        g = np.array([np.cos(v[0]), np.sin(v[0]) * np.exp(1j * v[1])])
+        return np.max(1.0 / (P * np.sum(np.abs(np.einsum("nrt,r->nt", H.conj(), g)) ** 2, axis=1)))
+    t, p = np.meshgrid(np.linspace(0, np.pi / 2, 301), np.linspace(0, 2 * np.pi, 601), indexing="ij")
+    g = np.stack([np.cos(t), np.sin(t) * np.exp(1j * p)], axis=-1)           # (301, 601, 2)
+    gain = np.sum(np.abs(np.einsum("nrt,abr->abnt", H.conj(), g)) ** 2, axis=-1)
+    vals = np.max(1.0 / (P * gain), axis=-1)
+    best = np.inf
+    for idx in np.argsort(vals, axis=None)[:20]:
+        i, j = np.unravel_index(idx, vals.shape)
+        res = minimize(alpha, [t[i, j], p[i, j]], method="Nelder-Mead",
+                       options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 4000})
+        best = min(best, res.fun)
+    return best
+
+
+def test_single_stream_refinement_reaches_the_brute_force_optimum():
+    """N_r = 2, L = 1: the exact ZF optimum by brute force over all receive directions."""
+    rng = np.random.default_rng(77)
+    for i in range(6):
+        N, N_t = int(rng.integers(3, 7)), int(rng.integers(1, 3))
+        H = rayleigh(rng, N, 2, N_t)
+        P = rng.uniform(0.5, 2.0, N)
+        d = design_transceiver(H, P, 1.0, "zf-sdr", n_streams=1, rng=i)
+        best = brute_force_zf_alpha(H, P)
+        assert d.mse <= best * (1 + 1e-4)
+        assert d.mse >= best * (1 - 1e-6)
+        assert d.mse >= d.lower_bound * (1 - 1e-9)
+
+
+def test_one_node_reaches_its_closed_form_optimum():
+    """N = 1: the ZF optimum is the single-node water-filling value (sum_i 1/s_i)^2 / P, and the
+    L >= 2 bound equals it."""
+    rng = np.random.default_rng(5)
+    for L in (2, 3):
+        H = rayleigh(rng, 1, 5, L)
+        P = np.array([1.7])
+        d = design_transceiver(H, P, 0.3, "zf-sdr", rng=0, compute_bound=True)
+        s = np.linalg.svd(H[0], compute_uv=False)
+        opt = 0.3 * np.sum(1.0 / s) ** 2 / P[0]
+        assert d.lower_bound == pytest.approx(opt, rel=1e-9)
+        assert opt * (1 - 1e-9) <= d.mse <= opt * (1 + 1e-4)
+
+
+@pytest.mark.slow
+def test_single_stream_nears_the_sdr_bound_at_eight_nodes():
+    """N = 8, N_r = 8, L = 1 (20 Rayleigh draws): median MSE / SDR bound <= 1.15, never below."""
+    rng = np.random.default_rng(808)
+    ratios = []
+    for i in range(20):
+        H = rayleigh(rng, 8, 8, 1)
+        d = design_transceiver(H, 1.0, 0.01, "zf-sdr", rng=i)
+        ratios.append(d.mse / d.lower_bound)
+    assert np.min(ratios) >= 1 - 1e-9
+    assert np.median(ratios) <= 1.15
+
+
+@pytest.mark.slow
+def test_paper_antennas_zero_forcing_close_to_mmse():
+    """The paper's setting N = 8, N_r = 20, N_t = L = 4, 20 dB: ZF MSE <= 1.5 x mmse's (5 draws),
+    above its (loose) lower bound."""
+    rng = np.random.default_rng(2025)
+    for i in range(5):
+        H = rayleigh(rng, 8, 20, 4)
+        zf = design_transceiver(H, 1.0, 0.01, "zf-sdr", rng=i, compute_bound=True)
+        mm = design_transceiver(H, 1.0, 0.01, "mmse", rng=i)
+        assert zf.mse <= 1.5 * mm.mse
+        assert zf.mse >= zf.lower_bound
