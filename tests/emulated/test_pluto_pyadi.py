@@ -10,6 +10,8 @@ import pytest
 adi = pytest.importorskip("adi", reason="pyadi-iio not installed")
 pytest.importorskip("iio", reason="pylibiio not installed (pip install pylibiio==0.25)")
 
+from conftest import tone_freq_hz  # noqa: E402
+
 CARRIER = 915_000_000
 
 
@@ -21,10 +23,6 @@ def _setup(p, rx_gain=30, tx_gain=0):
     p.gain_control_mode_chan0 = "manual"
     p.rx_hardwaregain_chan0 = rx_gain
     p.rx_buffer_size = 8192
-
-
-def _freq_hz(x, fs=1e6):
-    return float(np.angle(np.sum(x[1:] * np.conj(x[:-1]))) * fs / (2 * math.pi))
 
 
 def _close(*devs):
@@ -49,11 +47,12 @@ def test_tone_crosses_the_air_at_the_tcxo_cfo_and_link_level(bench):
     lo = sa.device.phy.rx_lo                         # the rounded LO both radios run at
     cfo = lo * (1 + ppm_a * 1e-6) - lo * (1 + ppm_b * 1e-6)
     # measured on b's own clock (1 - 6.1 ppm fast): cfo / (1 + ppm_b 1e-6)
-    assert abs(_freq_hz(x) - cfo / (1 + ppm_b * 1e-6)) < 1.0
-    assert abs(_freq_hz(x) - CARRIER * (ppm_a - ppm_b) * 1e-6) < 1.0
+    assert abs(tone_freq_hz(x) - cfo / (1 + ppm_b * 1e-6)) < 1.0
+    assert abs(tone_freq_hz(x) - CARRIER * (ppm_a - ppm_b) * 1e-6) < 1.0
     # level: DAC 0.5 full scale (12 MSBs), -50 dB, +30 dB RX gain -> 0.5 * 10^(-20/20) of 2048
     assert np.median(np.abs(x)) == pytest.approx(0.5 * 0.1 * 2048, rel=0.02)
     _close(a, b)
+    del a, b                     # libiio contexts go before the servers stop
 
 
 def test_loopback_cable_self_reception_of_a_cyclic_tone(bench):
@@ -66,10 +65,11 @@ def test_loopback_cable_self_reception_of_a_cyclic_tone(bench):
     for _ in range(4):
         p.rx()
     x = p.rx()
-    assert abs(_freq_hz(x) - 50e3) < 0.5             # one radio, one clock: no CFO
+    assert abs(tone_freq_hz(x) - 50e3) < 0.05            # one radio, one clock: no CFO
     # 0.5 FS, -10 dB TX, -30 dB cable, +20 dB RX -> 0.5 * 10^(-20/20)
     assert np.median(np.abs(x)) == pytest.approx(0.05 * 2048, rel=0.02)
     _close(p)
+    del p
 
 
 def test_digital_loopback_returns_the_dac_words(bench):
@@ -92,6 +92,7 @@ def test_digital_loopback_returns_the_dac_words(bench):
     with pytest.raises(OSError):
         p.loopback = 3
     _close(p)
+    del p
 
 
 def test_2r2t_receives_two_channels(bench):
@@ -110,6 +111,7 @@ def test_2r2t_receives_two_channels(bench):
     for _ in range(4):
         p.rx()
     x0, x1 = p.rx()
-    assert abs(_freq_hz(x0) - 20e3) < 0.5 and abs(_freq_hz(x1) - 40e3) < 0.5
+    assert abs(tone_freq_hz(x0) - 20e3) < 0.05 and abs(tone_freq_hz(x1) - 40e3) < 0.05
     assert np.median(np.abs(x0)) / np.median(np.abs(x1)) == pytest.approx(2.0, rel=0.02)
     _close(p)
+    del p

@@ -1,0 +1,142 @@
+"""Every emulated radio of a bench file on one real-time air, each served on its own port.
+
+A bench's emulated twin differs from the hardware file only in addresses: its Pluto URIs are
+``ip:127.0.0.1:<port>``. `EmulatedBench.from_bench` serves one `EmulatedPluto` per such URI
+(nodes and every receiver radio) and wires the air:
+
+* node TX -> every receiver antenna and back (reciprocal): from the bench's ``channel``
+  section, one fading draw (``fading``, ``k_factor_db``; ``rician`` with ``k_factor_db: .inf``
+  is a fixed line-of-sight/cabled path) times the path loss (``path_loss_db`` per node), times
+  a cable loss that puts a node sending at the AirComp reference power
+  (`testbed.phy.link.TX_REF_POWER`) with its configured TX gain at the receiver's configured
+  RX gain ``rx_full_scale(N)`` below the ADC's full scale (the presets' level plan, 12 dB of
+  headroom for all N nodes); the air's noise is set so that the first node with 0 dB path
+  loss sees ``snr_db`` per receive antenna (the simulator's SNR definition,
+  docs/simulator.md);
+* impairments: the preset ``channel.impairments`` drawn for the bench's nodes at the receiver's
+  carrier from ``channel.seed`` (`sim_backend.impairment_presets.preset_by_name`): node i's TCXO
+  is its preset offset relative to the receiver (CFO = ppm x carrier, SRO = ppm), with the
+  preset's phase noise and gain error; the receiver radios (one shared reference) are the
+  reference clock. Without a preset the TCXOs are ideal and LO phases still random per tune.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from sim_backend.channel import ChannelModel
+from sim_backend.impairment_presets import preset_by_name, rx_full_scale
+from sim_backend.pluto_emu import EmulatedPluto, Faults, IIODServer
+from sim_backend.realtime_air import LOParams, RealtimeAir
+from testbed.errors import ConfigError
+from testbed.phy.link import TX_REF_POWER
+
+URI_RE = re.compile(r"^ip:(?P<host>[^:]+):(?P<port>\d+)$")
+
+
+def emulated_port(uri: str, who: str) -> tuple[str, int]:
+    """(host, port) of an emulated radio's ``ip:HOST:PORT`` URI; ConfigError otherwise."""
+    m = URI_RE.match(uri)
+    if not m:
+        raise ConfigError(f"{who}: URI {uri!r} is not an emulated radio's ip:HOST:PORT "
+                          "(e.g. ip:127.0.0.1:30431)")
+    return m.group("host"), int(m.group("port"))
+
+
+def _lo_from(params, random_phase: bool = True) -> LOParams:
+    return LOParams(ppm=getattr(params, "sro_ppm", 0.0), random_phase_per_tune=random_phase,
+                    phase_noise_rms_deg=params.phase_noise_rms_deg,
+                    phase_noise_corner_hz=params.phase_noise_corner_hz,
+                    phase_noise_linewidth_hz=params.phase_noise_linewidth_hz,
+                    gain_error_db=params.gain_error_db)
+
+
+class EmulatedBench:
+    """The air and the served radios of a bench (see the module docstring). `close` stops
+    every server. ``faults[name]`` injects faults on one radio; ``servers[name].uri``."""
+
+    def __init__(self, air: RealtimeAir) -> None:
+        self.air = air
+        self.servers: dict[str, IIODServer] = {}
+        self.faults: dict[str, Faults] = {}
+
+    def serve(self, name: str, host: str, port: int, **pluto_kw) -> IIODServer:
+        """Serve a new `EmulatedPluto` ``name`` on ``host:port``."""
+        dev = EmulatedPluto(self.air, name, host=host, **pluto_kw)
+        faults = Faults()
+        srv = IIODServer(dev, host, port, faults)
+        self.servers[name] = srv
+        self.faults[name] = faults
+        return srv
+
+    def close(self) -> None:
+        for srv in self.servers.values():
+            srv.close()
+
+    @classmethod
+    def from_bench(cls, bench, *, time_scale: float = 1.0, seed: int | None = None
+                   ) -> "EmulatedBench":
+        """Serve every Pluto of ``bench`` (a `BenchConfig`) whose URI is ip:HOST:PORT."""
+        rx_radios = bench.receiver.radio if isinstance(bench.receiver.radio, list) \
+            else [bench.receiver.radio]
+        radios = [(n.id, n.radio) for n in bench.nodes]
+        radios += [(bench.receiver.id if len(rx_radios) == 1 else f"{bench.receiver.id}-{i}", r)
+                   for i, r in enumerate(rx_radios)]
+        for who, r in radios:
+            if isinstance(r, str) or r.kind != "pluto":
+                raise ConfigError(f"{who}: only Pluto radios can be emulated here (kind "
+                                  f"{getattr(r, 'kind', r)!r})")
+            emulated_port(r.uri, who)
+        ch = bench.channel
+        seed = seed if seed is not None else (ch.seed if ch else 0)
+        primary = rx_radios[0]
+        air = RealtimeAir(primary.sample_rate_hz, time_scale=time_scale, seed=seed)
+        out = cls(air)
+        n_nodes = len(bench.nodes)
+        imp = preset_by_name(ch.impairments if ch else None, n_nodes, primary.center_freq_hz,
+                             seed)
+        node_srv = []
+        for i, node in enumerate(bench.nodes):
+            host, port = emulated_port(node.radio.uri, node.id)
+            lo = _lo_from(imp.tx[i]) if imp else LOParams()
+            node_srv.append(out.serve(node.id, host, port, mode=node.radio.mode,
+                                      compatible=node.radio.compatible, lo=lo))
+        rx_srv = []
+        for (name, r) in radios[n_nodes:]:
+            host, port = emulated_port(r.uri, name)
+            lo = _lo_from(imp.rx) if imp else LOParams()
+            rx_srv.append(out.serve(name, host, port, mode=r.mode, compatible=r.compatible,
+                                    lo=LOParams(ppm=0.0, **{k: getattr(lo, k) for k in (
+                                        "random_phase_per_tune", "phase_noise_rms_deg",
+                                        "phase_noise_corner_hz", "phase_noise_linewidth_hz")})))
+        out._wire(bench, node_srv, rx_srv, np.random.default_rng([seed, 99]))
+        return out
+
+    def _wire(self, bench, node_srv, rx_srv, rng) -> None:
+        ch = bench.channel
+        ants = [(s, c) for s in rx_srv for c in range(s.device.n)]
+        fading = ch.fading if ch else "rician"
+        k_db = ch.k_factor_db if ch else math.inf
+        pl = [(ch.path_loss_db.get(n.id, 0.0) if ch else 0.0) for n in bench.nodes]
+        model = ChannelModel(len(bench.nodes), len(ants), 1, fading=fading, k_factor_db=k_db,
+                             path_loss_db=np.asarray(pl))
+        H = model.draw(rng)                                        # (N, n_ant, 1)
+        snr_db = ch.snr_db if ch else 20.0
+        rx_gain_db = bench.receiver.primary_radio.rx_gain_db
+        fs = bench.receiver.primary_radio.sample_rate_hz
+        for n, (node, srv) in enumerate(zip(bench.nodes, node_srv)):
+            # level plan: a node at the reference power lands rx_full_scale(N) below the ADC's
+            # full scale at the receiver's gain (the presets' 12 dB of headroom for N nodes)
+            loss_db = -(node.radio.tx_gain_db + rx_gain_db) - 20 * math.log10(
+                rx_full_scale(len(bench.nodes)))
+            g = 10 ** (loss_db / 20)
+            for a, (rsrv, rch) in enumerate(ants):
+                h = complex(H[n, a, 0]) * g
+                self.air.connect(srv.device.port, 0, rsrv.device.port, rch, h=h)
+                self.air.connect(rsrv.device.port, rch, srv.device.port, 0, h=h)  # reciprocal
+            if n == 0:     # noise so that this node at the reference power sees snr_db
+                p_rx = TX_REF_POWER * 10 ** ((node.radio.tx_gain_db + loss_db) / 10)
+                self.air.noise_dbm_hz = (10 * math.log10(p_rx / fs) - snr_db
+                                         + self.air.full_scale_dbm)
