@@ -2,6 +2,26 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg.lapack import dtrtrs
+
+
+def _inverse_hessian_times(S: np.ndarray, Y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """H g for the L-BFGS inverse-Hessian approximation of the pairs S, Y (m, n), rows oldest
+    first, with H_0 = gamma I, gamma = s^T y / y^T y of the newest pair.
+
+    The compact representation of Byrd, Nocedal & Schnabel (Math. Prog. 63, 1994, eq. 3.1):
+    H = gamma I + [S^T gamma Y^T] [[R^-T (D + gamma Y Y^T) R^-1, -R^-T], [-R^-1, 0]] [S; gamma Y]
+    with R the upper triangle of S Y^T and D its diagonal; the same vector as the two-loop
+    recursion, in a fixed handful of small matrix products instead of 4 m vector operations.
+    """
+    SY = S @ Y.T
+    gamma = SY[-1, -1] / (Y[-1] @ Y[-1])
+    R = np.triu(SY)
+    a1 = S @ g
+    t = dtrtrs(R, a1)[0]                                      # R^-1 S g
+    u = (np.diag(np.diag(SY)) + gamma * (Y @ Y.T)) @ t - gamma * (Y @ g)
+    p1 = dtrtrs(R, u, trans=1)[0]                             # R^-T u
+    return gamma * g + S.T @ p1 - gamma * (Y.T @ t)
 
 
 def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: float = 1e-13,
@@ -22,19 +42,10 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
     for _ in range(max_iter):
         if np.linalg.norm(g) <= gtol * (1.0 + abs(f)):
             break
-        q = g.copy()
-        alphas = []
-        for s_, y_ in zip(reversed(S), reversed(Y)):
-            a = (s_ @ q) / (y_ @ s_)
-            q -= a * y_
-            alphas.append(a)
         if S:
-            q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+            d = -_inverse_hessian_times(np.array(S), np.array(Y), g)
         else:
-            q *= min(1.0, 1.0 / np.linalg.norm(g))
-        for (s_, y_), a in zip(zip(S, Y), reversed(alphas)):
-            q += s_ * (a - (y_ @ q) / (y_ @ s_))
-        d = -q
+            d = -g * min(1.0, 1.0 / np.linalg.norm(g))
         slope = g @ d
         if slope >= 0:                                        # not a descent direction: restart
             S.clear()

@@ -21,6 +21,7 @@ import numpy as np
 
 from testbed.optim.baselines import solve_channel_inversion
 from testbed.optim.lbfgs import lbfgs
+from testbed.optim.siso import siso_receiver_gain
 
 
 def _power(s2: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -202,16 +203,101 @@ def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np
     return unpack(x), trace
 
 
+def newton_single_stream(H: np.ndarray, P: np.ndarray, noise_var: float, a0: np.ndarray, *,
+                         max_iter: int = 100) -> tuple[np.ndarray, list[float]]:
+    """Minimize the single-stream (L = 1) reduced error by Newton's method from ``a0`` (N_r, 1).
+
+    For L = 1 the optimal precoders give f(a) = sum_n (1 - min(1, c_n))^2 + noise_var ||a||^2,
+    c_n = sqrt(P_n) ||H_n^H a|| (nodes with c_n >= 1 invert their channel exactly, the others
+    transmit at full power; the vector form of the SISO function in `testbed.optim.siso`). In
+    real coordinates x = (Re a, Im a), with q_n = c_n^2 = x^T Q_n x:
+
+        grad f = sum_n phi'(q_n) 2 Q_n x + 2 noise_var x,
+        hess f = sum_n [4 phi''(q_n) (Q_n x)(Q_n x)^T + 2 phi'(q_n) Q_n] + 2 noise_var I,
+
+    phi(q) = (1 - sqrt q)^2 for q < 1, else 0. The Hessian may be indefinite (the problem is not
+    convex) and is singular along the common phase; the step uses |eigenvalues| (floored), with
+    Armijo backtracking, so f decreases at every step. Returns ``(a, trace)`` (f after every step).
+    """
+    N, N_r, N_t = H.shape
+    Fm = np.transpose(np.sqrt(P)[:, None, None] * H, (1, 0, 2)).reshape(N_r, N * N_t)
+    E1 = np.concatenate([Fm.real, Fm.imag])                  # Re(f^H a) = E1^T x
+    E2 = np.concatenate([-Fm.imag, Fm.real])                 # Im(f^H a) = E2^T x
+    node = np.repeat(np.arange(N), N_t)
+    n2 = 2 * N_r
+
+    def evaluate(x, hess):
+        u, w = E1.T @ x, E2.T @ x
+        q = np.bincount(node, u * u + w * w, minlength=N) if N_t > 1 else u * u + w * w
+        c = np.sqrt(q)
+        act = c < 1.0
+        f = float(np.sum(np.where(act, 1.0 - c, 0.0) ** 2) + noise_var * (x @ x))
+        cs = np.where(c > 0, c, 1.0)
+        d1 = np.where(act, 1.0 - 1.0 / cs, 0.0)                # phi'(q)
+        Gk = E1 * u + E2 * w                                  # (2 N_r, N N_t): Q x per antenna
+        G = Gk if N_t == 1 else Gk @ (node[:, None] == np.arange(N)[None, :])
+        g = 2.0 * (G @ d1) + 2.0 * noise_var * x
+        if not hess:
+            return f, g, None
+        d2 = np.where(act, 0.5 / (cs * cs * cs), 0.0)          # phi''(q)
+        dk = d1[node]
+        Hm = 4.0 * (G * d2) @ G.T + 2.0 * ((E1 * dk) @ E1.T + (E2 * dk) @ E2.T)
+        Hm[np.diag_indices(n2)] += 2.0 * noise_var
+        return f, g, Hm
+
+    x = np.concatenate([a0[:, 0].real, a0[:, 0].imag])
+    f, g, Hm = evaluate(x, True)
+    trace: list[float] = []
+    for _ in range(max_iter):
+        lam, V = np.linalg.eigh(Hm)
+        floor = 1e-10 * max(float(np.max(np.abs(lam))), 1e-300)
+        d = -V @ ((V.T @ g) / np.maximum(np.abs(lam), floor))
+        slope = g @ d
+        if not slope < 0:
+            break
+        step = 1.0
+        for _ in range(40):
+            x_new = x + step * d
+            f_new, g_new, _ = evaluate(x_new, False)
+            if f_new <= f + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break
+        decrease = f - f_new
+        x, f = x_new, f_new
+        trace.append(f)
+        if decrease <= 1e-15 * f:
+            break
+        f, g, Hm = evaluate(x, True)
+    return (x[:N_r] + 1j * x[N_r:])[:, None], trace
+
+
+def _channel_inversion_start(H: np.ndarray, P: np.ndarray, noise_var: float, L: int) -> np.ndarray:
+    """The channel-inversion receiver (N_r, L); for L = 1 rescaled to the magnitude that is optimal
+    along its direction (the SISO closed form of `testbed.optim.siso` with c_n = sqrt(P_n)
+    ||H_n^H g||, ||g|| = 1)."""
+    A = solve_channel_inversion(H, P, noise_var, L, None)[0]
+    if L == 1:
+        g = A[:, 0] / np.linalg.norm(A)
+        c = np.sqrt(P) * np.linalg.norm(np.einsum("nrt,r->nt", H.conj(), g), axis=1)
+        A = siso_receiver_gain(c, noise_var) * g[:, None]
+    return A
+
+
 def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
-               init="best", tol: float = 1e-10, max_iter: int = 2000, quasi_newton: bool = True,
+               init="channel-inversion", tol: float = 1e-10, max_iter: int = 2000, quasi_newton: bool = True,
                accelerate: bool = True, n_random: int = 100):
     """MMSE design (not zero-forcing). Returns ``(A, B, None, info)``.
 
-    Per start: L-BFGS on the reduced error f(A) = min_B MSE(A, B) (if ``quasi_newton``), then
+    Per start: a second-order method on the reduced error f(A) = min_B MSE(A, B) (if
+    ``quasi_newton``: Newton for L = 1, `newton_single_stream`; L-BFGS otherwise), then
     alternating (Wiener receiver / power-constrained LS precoders) steps, SQUAREM-accelerated if
     ``accelerate``, until the relative MSE drop per cycle is below ``tol`` or ``max_iter`` cycles.
-    ``init`` is "zf-sdr", "channel-inversion", "best" (run from both, keep the lower MSE;
-    default) or a receiver array (N_r, L) to warm-start from; ``n_random`` is passed to zf-sdr.
+    ``init`` is "channel-inversion" (default: no SDP on the default path; for L = 1 rescaled to
+    the optimal magnitude along its direction), "zf-sdr", "best" (run from both, keep the lower
+    MSE) or a receiver array (N_r, L) to warm-start from (e.g. the previous round's receiver);
+    ``n_random`` is passed to zf-sdr.
     ``info``: ``power_multipliers`` (N,) mu_n >= 0 with d MSE*/d P_n = -mu_n (linear MSE per
     linear power unit); ``iterations`` (L-BFGS + alternating); ``converged``; ``mse_history``
     (non-increasing list, MSE at the start and after every iteration); ``init`` (winning start).
@@ -222,7 +308,7 @@ def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
         if init not in valid:
             raise ValueError(f"mmse init must be one of {valid} or a receiver array, got {init!r}")
         if init in ("best", "channel-inversion"):
-            starts["channel-inversion"] = solve_channel_inversion(H, P, noise_var, L, rng)[0]
+            starts["channel-inversion"] = _channel_inversion_start(H, P, noise_var, L)
         if init in ("best", "zf-sdr"):
             from testbed.optim.zf_sdr import solve_zf_sdr     # local: cvxpy is slow to import
             starts["zf-sdr"] = solve_zf_sdr(H, P, noise_var, L, rng, n_random=n_random,
@@ -237,7 +323,8 @@ def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
     for name, A0 in starts.items():
         hist = [reduced_mse(H, P, noise_var, A0)[0]]
         if quasi_newton:
-            A0, trace = quasi_newton_receiver(H, P, noise_var, A0)
+            second = newton_single_stream if L == 1 else quasi_newton_receiver
+            A0, trace = second(H, P, noise_var, A0)
             hist += trace
         A, B, mu, alt, conv = alternate(H, P, noise_var, A0, tol=tol, max_iter=max_iter,
                                         accelerate=accelerate)
