@@ -1,18 +1,20 @@
-"""Transceiver design: run time, and MSE against channel inversion and the SDR bound (seeded).
+"""Transceiver design: run time against a plain cvxpy SDR solve, and MSE against bounds and mmse.
 
-Run:  .venv/bin/python benchmarks/bench_design.py [--draws 200] [--timing-draws 10]
-Prints two Markdown tables.
+Run:  .venv/bin/python benchmarks/bench_design.py [--timing-draws 20] [--quality-draws 20] [--draws 200]
+Prints Markdown tables; every ratio is measured side by side in the same run, on the same draws.
 
-1. Design time (wall seconds, median / p90 over ``--timing-draws`` Rayleigh draws) of zf-sdr
-   (default options: 100 randomization candidates, bound SDP included) and mmse (default
-   init "best": zf-sdr start + channel-inversion start) at several (N, N_r, N_t), L = min(N_t, N_r).
-2. MSE statistics over ``--draws`` draws, N = 4 nodes, N_r = 4, N_t in {1, 2}, unit power budgets
-   and unit-variance Rayleigh channels, SNR = P / noise_var in {10, 20, 30} dB:
-   win rate of zf-sdr over channel inversion, median and max ratio of the L = 1 zf-sdr MSE to
-   its SDR lower bound, median MSE per method and the median gain of mmse over zf-sdr.
-   ZF designs do not depend on noise_var (their MSE is noise_var * alpha), so each draw's ZF
-   designs are computed once and evaluated at every SNR; mmse is re-solved per SNR from the
-   same two starts that its default init="best" uses.
+1. Design time (wall seconds, median over ``--timing-draws`` Rayleigh draws, 20 dB, unit power).
+   The unit is a *plain cvxpy solve* of the single-stream multicast SDR at N = 8, N_r = 8
+   (`testbed.optim.zf_sdr.multicast_sdr`: build the problem, Clarabel, dual bound) on the same
+   draws, timed interleaved with the designs. Rows: zf-sdr and mmse (default options) at
+   (N, N_r, N_t, L) = (8, 8, 1, 1), (4, 4, 1, 1) and the paper's antennas (8, 20, 4, 4).
+   Targets (issue 15): <= 0.1 unit at (8, 8, 1, 1); mmse <= 0.5 unit at (8, 20, 4, 4).
+2. Quality over ``--quality-draws`` draws (20 dB): zf-sdr MSE / its lower bound (the SDR bound for
+   L = 1; for L = 4 the larger of the AM-HM SDR bound and the single-node bound), zf-sdr MSE /
+   mmse MSE, and the same for the unrefined zf-sdr (candidates only, as before the refinement).
+3. MSE statistics over ``--draws`` draws (set 0 to skip), N = 4 nodes, N_r = 4, N_t in {1, 2},
+   SNR = P / noise_var in {10, 20, 30} dB: win rate of zf-sdr over channel inversion, L = 1
+   zf-sdr / SDR bound, median MSE per method and zf-sdr / mmse.
 """
 from __future__ import annotations
 
@@ -27,30 +29,65 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from testbed.optim.transceiver import design_transceiver  # noqa: E402
+from testbed.optim.zf_sdr import multicast_sdr  # noqa: E402
+
+SNR_NOISE = 0.01                                              # 20 dB at unit power and channel gain
+TIMING_ROWS = [(8, 8, 1), (4, 4, 1), (8, 20, 4)]
 
 
 def rayleigh(rng, N, N_r, N_t):
     return (rng.standard_normal((N, N_r, N_t)) + 1j * rng.standard_normal((N, N_r, N_t))) / np.sqrt(2)
 
 
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
 def timing_table(draws: int) -> None:
-    print("| N | N_r | N_t | L | zf-sdr median s | zf-sdr p90 s | mmse median s | mmse p90 s | mmse iters (median) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for N, N_r, N_t in [(4, 4, 1), (4, 4, 2), (8, 8, 2), (8, 20, 1), (8, 20, 4)]:
-        rng = np.random.default_rng(7)
-        tz, tm, it = [], [], []
+    rng = np.random.default_rng(7)
+    design_transceiver(rayleigh(rng, 4, 4, 1), 1.0, SNR_NOISE, "mmse")      # warm imports
+    design_transceiver(rayleigh(rng, 4, 4, 1), 1.0, SNR_NOISE, "zf-sdr")
+    multicast_sdr(rayleigh(rng, 4, 4, 1), np.ones(4))
+    unit, times = [], {row: {"zf-sdr": [], "mmse": []} for row in TIMING_ROWS}
+    for i in range(draws):                                    # interleaved: same load for all
+        for row in TIMING_ROWS:
+            H = rayleigh(rng, *row)
+            if row == (8, 8, 1):
+                unit.append(timed(lambda: multicast_sdr(H, np.ones(8)))[0])
+            for m in ("zf-sdr", "mmse"):
+                times[row][m].append(timed(lambda: design_transceiver(H, 1.0, SNR_NOISE, m, rng=i))[0])
+    u = float(np.median(unit))
+    print(f"Unit: plain cvxpy multicast SDR at N = 8, N_r = 8: median {1e3 * u:.1f} ms "
+          f"(p90 {1e3 * np.percentile(unit, 90):.1f} ms) over {draws} draws.\n")
+    print("| N | N_r | N_t | L | zf-sdr median ms | zf-sdr / unit | mmse median ms | mmse / unit |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (N, N_r, N_t), t in times.items():
+        z, m = float(np.median(t["zf-sdr"])), float(np.median(t["mmse"]))
+        print(f"| {N} | {N_r} | {N_t} | {min(N_t, N_r)} | {1e3 * z:.2f} | {z / u:.3f} | "
+              f"{1e3 * m:.2f} | {m / u:.3f} |")
+
+
+def quality_table(draws: int) -> None:
+    print("| N | N_r | N_t | L | bound | zf/bound median | zf/bound min | zf/bound max | "
+          "zf/mmse median | zf/mmse max | unrefined zf/bound median | unrefined zf/mmse median |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for N, N_r, N_t in [(8, 8, 1), (8, 20, 4)]:
+        rng = np.random.default_rng(4242 + N_r)
+        zb, zm, ub, um = [], [], [], []
         for i in range(draws):
             H = rayleigh(rng, N, N_r, N_t)
-            t0 = time.perf_counter()
-            design_transceiver(H, 1.0, 0.01, "zf-sdr", rng=i)
-            tz.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            m = design_transceiver(H, 1.0, 0.01, "mmse", rng=i)
-            tm.append(time.perf_counter() - t0)
-            it.append(m.info["iterations"])
-        L = min(N_t, N_r)
-        print(f"| {N} | {N_r} | {N_t} | {L} | {np.median(tz):.3f} | {np.percentile(tz, 90):.3f} | "
-              f"{np.median(tm):.3f} | {np.percentile(tm, 90):.3f} | {int(np.median(it))} |")
+            zf = design_transceiver(H, 1.0, SNR_NOISE, "zf-sdr", rng=i, compute_bound=True)
+            raw = design_transceiver(H, 1.0, SNR_NOISE, "zf-sdr", rng=i, refine=False, compute_bound=True)
+            mm = design_transceiver(H, 1.0, SNR_NOISE, "mmse", rng=i)
+            zb.append(zf.mse / zf.lower_bound)
+            zm.append(zf.mse / mm.mse)
+            ub.append(raw.mse / raw.lower_bound)
+            um.append(raw.mse / mm.mse)
+        print(f"| {N} | {N_r} | {N_t} | {N_t} | {zf.info['bound_kind']} | {np.median(zb):.4f} | "
+              f"{np.min(zb):.4f} | {np.max(zb):.4f} | {np.median(zm):.4f} | {np.max(zm):.4f} | "
+              f"{np.median(ub):.4f} | {np.median(um):.4f} |")
 
 
 def mse_table(draws: int) -> None:
@@ -64,14 +101,13 @@ def mse_table(draws: int) -> None:
         ratios = []
         for i in range(draws):
             H = rayleigh(rng, 4, 4, N_t)
-            zf = design_transceiver(H, 1.0, 1.0, "zf-sdr", rng=i, compute_bound=False)
+            zf = design_transceiver(H, 1.0, 1.0, "zf-sdr", rng=i)
             ci = design_transceiver(H, 1.0, 1.0, "channel-inversion")
-            one = design_transceiver(H, 1.0, 1.0, "zf-sdr", n_streams=1, rng=i)
+            one = zf if N_t == 1 else design_transceiver(H, 1.0, 1.0, "zf-sdr", n_streams=1, rng=i)
             ratios.append(one.mse / one.lower_bound)
             for s in snrs_db:
                 nv = 10 ** (-s / 10)
-                mm = min((design_transceiver(H, 1.0, nv, "mmse", init=A0) for A0 in (zf.A, ci.A)),
-                         key=lambda d: d.mse)
+                mm = design_transceiver(H, 1.0, nv, "mmse")
                 r = rows[s]
                 r["win"].append(zf.mse < ci.mse)
                 r["ci"].append(nv * ci.mse)
@@ -86,13 +122,17 @@ def mse_table(draws: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--draws", type=int, default=200, help="channel draws for the MSE table")
-    ap.add_argument("--timing-draws", type=int, default=10, help="channel draws per timing row")
+    ap.add_argument("--timing-draws", type=int, default=20, help="channel draws for the timing table")
+    ap.add_argument("--quality-draws", type=int, default=20, help="channel draws for the quality table")
+    ap.add_argument("--draws", type=int, default=0, help="channel draws for the N = 4 MSE table (0: skip)")
     args = ap.parse_args(argv)
-    print(f"## Design time (wall s, {args.timing_draws} draws per row)\n")
+    print(f"## Design time vs a plain cvxpy SDR solve ({args.timing_draws} draws, 20 dB)\n")
     timing_table(args.timing_draws)
-    print(f"\n## MSE over {args.draws} Rayleigh draws (N = 4, N_r = 4, P = 1)\n")
-    mse_table(args.draws)
+    print(f"\n## Quality ({args.quality_draws} draws, 20 dB)\n")
+    quality_table(args.quality_draws)
+    if args.draws:
+        print(f"\n## MSE over {args.draws} Rayleigh draws (N = 4, N_r = 4, P = 1)\n")
+        mse_table(args.draws)
     return 0
 
 
