@@ -20,28 +20,19 @@ import torch
 from sim_backend.sim_allreduce import build_sim_allreduce, build_sim_bench
 from testbed.llm.allreduce import ExactAllReduce
 from testbed.optim.transceiver import aircomp_mse, design_transceiver
-from testbed.phy.link import AirCompLink
+from testbed.phy.analog_allreduce import LocalExecutor
+from testbed.phy.round import RoundDesign, RoundPlan
 
 
 def bench_wall_time(method: str, repeats: int) -> None:
     n_nodes, n_rx, d = 8, 8, 4096
     ar, bench = build_sim_allreduce("aircomp", n_nodes=n_nodes, n_rx=n_rx, n_tx=1, snr_db=20.0,
                                     seed=0, design_method=method)
-    design_time = [0.0]
-    inner = ar.design
-
-    def timed_design(H):
-        t = time.perf_counter()
-        out = inner(H)
-        design_time[0] += time.perf_counter() - t
-        return out
-
-    ar.design = timed_design
     g = torch.Generator().manual_seed(0)
     parts = [torch.randn(1, 4, d // 4, generator=g) for _ in range(n_nodes)]
     exact = ExactAllReduce()
     ar(parts, layer=0, site="attn")  # warm-up
-    design_time[0] = 0.0
+    ar.reset_stats()
     t0 = time.perf_counter()
     for _ in range(repeats):
         ar(parts, layer=0, site="attn")
@@ -50,8 +41,8 @@ def bench_wall_time(method: str, repeats: int) -> None:
     for _ in range(200):
         exact(parts, layer=0, site="attn")
     t_exact = (time.perf_counter() - t0) / 200
-    t_design = design_time[0] / repeats
     st = ar.stats()[(0, "attn")]
+    t_design = st["design_s"]
     print(f"## wall time, D={d} reals, N={n_nodes}, N_r={n_rx}, N_t=1, 20 dB, design={method}")
     print(f"exact sum            : {t_exact * 1e3:9.3f} ms")
     print(f"AirComp (total)      : {t_air * 1e3:9.3f} ms   ratio {t_air / t_exact:8.0f}x")
@@ -71,7 +62,7 @@ def bench_mse_table(method: str, draws: int, k: int) -> None:
     for n_tx in (1, 2):
         for snr_db in (10.0, 20.0, 30.0):
             bench = build_sim_bench(4, 4, n_tx, snr_db, seed=int(snr_db) * 10 + n_tx)
-            link = AirCompLink(bench.tx_radios, bench.rx_radio)
+            ex = LocalExecutor(bench.tx_radios, bench.rx_radio, bench.budget)
             sigma2 = bench.model_noise_var
             meas, pred = [], []
             for _ in range(draws):
@@ -80,7 +71,15 @@ def bench_mse_table(method: str, draws: int, k: int) -> None:
                 L = dsg.A.shape[1]
                 S = [(rng.standard_normal((L, k)) + 1j * rng.standard_normal((L, k))) / np.sqrt(2)
                      for _ in range(4)]
-                S_hat, _ = link.run_round(dsg.A, dsg.B, S)
+                reals = []
+                for s_n in S:
+                    z = np.empty(2 * s_n.size)
+                    z[0::2], z[1::2] = s_n.real.ravel(), s_n.imag.ravel()
+                    reals.append(z)
+                ex.stage(reals)
+                plan = RoundPlan("aircomp", 4, n_tx, L, 2 * L * k, ex.next_start(bench.budget))
+                S_hat = ex.payload(plan, RoundDesign(dsg.A[None], dsg.B, dsg.mse), 1.0,
+                                   (2 * L * k,)).S_hat
                 meas.append(np.sum(np.abs(S_hat - sum(S)) ** 2) / k)
                 pred.append(aircomp_mse(H, dsg.A, dsg.B, sigma2))
             meas, pred = np.array(meas), np.array(pred)

@@ -152,6 +152,10 @@ class CorrectedRadio(Radio):
         """Delegated unchanged (the wrapped radio's own clock)."""
         return self.radio.receive(n_samples, at_sample)
 
+    def done_until(self, sample: int) -> None:
+        """Delegated (``sample`` is on the receiver clock, as the corrected bursts' times)."""
+        self.radio.done_until(sample)
+
     def counters(self) -> StreamCounters:
         return self.radio.counters()
 

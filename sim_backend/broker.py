@@ -51,7 +51,7 @@ from sim_backend.channel import ChannelModel, noise_var_from_snr_db
 from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import node_now
 from testbed.errors import ConfigError
-from testbed.phy.link import TX_REF_POWER
+from testbed.phy.budget import DEFAULT_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def bench_impairments(bench) -> BenchImpairments | None:
 def air_from_bench(bench, n_tx: int = 1) -> SimAir:
     """A `SimAir` for ``bench`` (a `BenchConfig` with a ``channel`` section): transmitters
     0..N-1 in bench node order with ``n_tx`` antennas, the receiver's ``n_antennas``, noise
-    variance from ``channel.snr_db`` at `TX_REF_POWER` (see `sim_backend.channel`), the
+    variance from ``channel.snr_db`` at `LinkBudget.ref_power` (see `sim_backend.channel`), the
     channel seed, the receiver radio's sample rate (Hz), the impairment preset's hooks
     (`bench_impairments`), and one realization drawn -- as
     `sim_backend.sim_allreduce.build_sim_bench`."""
@@ -96,7 +96,7 @@ def air_from_bench(bench, n_tx: int = 1) -> SimAir:
     model = ChannelModel(len(ids), bench.receiver.n_antennas, n_tx, fading=ch.fading,
                          k_factor_db=ch.k_factor_db,
                          path_loss_db=np.array([ch.path_loss_db.get(i, 0.0) for i in ids]))
-    air = SimAir(bench.receiver.n_antennas, noise_var_from_snr_db(ch.snr_db, TX_REF_POWER),
+    air = SimAir(bench.receiver.n_antennas, noise_var_from_snr_db(ch.snr_db, DEFAULT_BUDGET.ref_power),
                  channel_model=model, seed=ch.seed,
                  sample_rate_hz=float(bench.receiver.primary_radio.sample_rate_hz),
                  rx_impairment=None if imp is None else imp.build_rx())

@@ -13,9 +13,9 @@ SNR definition ("per node, received, per antenna")::
 
 ``P_ref`` is the total transmitted sample power (summed over the node's antennas, full-scale
 units, |x|^2 = 1 is 0 dBFS) of a unit-power symbol stream sent at full precoder power
-``tr(B B^H) = P = 1``. The AirComp link (`testbed.phy.link`) sends P = 1 at
-``testbed.phy.link.TX_REF_POWER`` (-12 dBFS); pass that as ``ref_power`` so that ``snr_db``
-is the SNR of the signal model (``sigma^2 = noise_var / P_ref`` there). ``noise_var`` is the
+``tr(B B^H) = P = 1``. Every round sends P = 1 at ``LinkBudget.ref_power``
+(`testbed.phy.budget`, -12 dBFS by default); pass that as ``ref_power`` so that ``snr_db``
+is the SNR of the signal model (``sigma^2 = LinkBudget.signal_noise_var(noise_var)``). ``noise_var`` is the
 complex AWGN variance per receive antenna per sample. ``snr_db`` set by the user is the SNR
 of a node with ``beta = path_gain`` (default 1, i.e. a 0 dB path loss); a node with extra path
 loss sees ``SNR_n = snr_db - path_loss_db_n`` in dB.

@@ -49,7 +49,7 @@ from sim_backend.impairments import (RxImpairmentParams, RxImpairments, TxImpair
                                      TxImpairments, linewidth_from_dbc_hz,
                                      pll_corner_from_dbc_hz)
 from testbed.errors import ConfigError
-from testbed.phy.link import TX_REF_POWER
+from testbed.phy.budget import DEFAULT_BUDGET
 
 AD9361_BITS = 12
 INTERP_HALF_TAPS = 128
@@ -64,7 +64,7 @@ RX_HEADROOM_DB = 12.0
 
 
 def rx_full_scale(n_nodes: int, headroom_db: float = RX_HEADROOM_DB,
-                  tx_power: float = TX_REF_POWER) -> float:
+                  tx_power: float = DEFAULT_BUDGET.ref_power) -> float:
     """Receive level plan: ADC full scale (air units, per I/Q component) that sits
     ``headroom_db`` above the per-component rms of ``n_nodes`` nodes each sending ``tx_power``
     (full-scale units, the AirComp link's reference power) through unit-mean-gain channels:

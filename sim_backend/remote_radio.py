@@ -2,13 +2,13 @@
 process (ZMQ DEALER, one request at a time, see the broker's wire protocol).
 
 A transmitter (``node_index`` given) sends bursts with `transmit` and must then call
-`tx_until(sample)` ("nothing more from me before ``sample``") so that the receiver's windows
+`done_until(sample)` ("nothing more from me before ``sample``") so that the receiver's windows
 up to that sample can be served; the receiver (``receiver=True``) gets windows with `receive`,
 which blocks in the broker until every transmitter declared it is done up to the window end.
 ``now()`` is a round trip to the broker and follows `sim_backend.sim_radio`: a transmit-only
 radio reports its node clock (the node's own sample count under the air's clock-map
 impairments), the receiver (and a radio that does both) the air's lock-step clock. Burst
-times are on the radio's own clock; ``tx_until`` and receive windows are on the air clock.
+times are on the radio's own clock; ``done_until`` and receive windows are on the air clock.
 `configure` to a new carrier sends ``tune`` (the broker calls the impairment hooks' on_tune:
 a new random LO phase, as after a real AD9361 tune).
 
@@ -53,7 +53,6 @@ class RemoteSimRadio(Radio):
         self._counters = StreamCounters()
         self._tuned_freq: float | None = None
         self._closed = False
-        self.sent_samples = 0
         self.clipped_samples = 0
         try:
             hello = self._call({"op": "hello", "node": node_index}, timeout_s=min(timeout_s, 10))
@@ -136,12 +135,13 @@ class RemoteSimRadio(Radio):
             raise
         self.clipped_samples += int(np.count_nonzero(np.abs(x.real) > 1.0)
                                     + np.count_nonzero(np.abs(x.imag) > 1.0))
-        self.sent_samples += x.size
+        self._counters.samples_sent += x.shape[1]
 
-    def tx_until(self, sample: int) -> None:
-        """Declare that this transmitter sends nothing more before air sample ``sample``."""
+    def done_until(self, sample: int) -> None:
+        """Declare that this transmitter sends nothing more before air sample ``sample`` (the
+        receiver's clock): the broker releases receive windows up to it."""
         if self.node_index is None:
-            raise ConfigError("tx_until is for transmitters")
+            raise ConfigError("done_until is for transmitters")
         self._call({"op": "tx_until", "node": self.node_index, "until": int(sample)})
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
@@ -156,6 +156,7 @@ class RemoteSimRadio(Radio):
                 self._counters.late += 1
             raise
         rows, cols = h["shape"]
+        self._counters.samples_received += int(cols)
         return np.frombuffer(payload[0], dtype="<c8").reshape(rows, cols).astype(np.complex64)
 
     def counters(self) -> StreamCounters:

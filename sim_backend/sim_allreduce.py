@@ -1,8 +1,8 @@
 """Factories that wire a `SimAir`, its `SimRadio`s and an over-the-air all-reduce together.
 
 The SNR is the signal-model SNR of a node with 0 dB path loss (`sim_backend.channel`):
-the air's noise variance is ``TX_REF_POWER / 10**(snr_db/10)`` and the all-reduce's sigma^2 is
-``1 / 10**(snr_db/10)``.
+the air's noise variance is ``budget.ref_power / 10**(snr_db/10)`` and the all-reduce's sigma^2
+is ``1 / 10**(snr_db/10)`` (`LinkBudget.signal_noise_var`).
 
 Impaired benches: ``impairments`` (a `BenchImpairments`, e.g. from `impairment_preset`) puts the
 transmit and receive impairments on the air, and ``settings`` tunes every radio (a first tune
@@ -22,9 +22,9 @@ from sim_backend.channel import ChannelModel, noise_var_from_snr_db
 from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import SimRadio
 from testbed.errors import ConfigError
-from testbed.phy.allreduce_aircomp import AirCompAllReduce
-from testbed.phy.allreduce_fdma import UncodedFDMAAllReduce
-from testbed.phy.link import TX_REF_POWER
+from sim_backend.truth import SimTruth
+from testbed.phy.analog_allreduce import AnalogAllReduce
+from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.radio.base import Radio, RadioSettings
 
 #: Names of the impairment presets of a simulated bench ("none": an ideal bench).
@@ -38,11 +38,17 @@ class SimBench:
     air: SimAir
     tx_radios: list[SimRadio]
     rx_radio: SimRadio
+    budget: LinkBudget = DEFAULT_BUDGET
+
+    @property
+    def truth(self) -> SimTruth:
+        """The simulator's truth handle (true channels, noise) of this bench."""
+        return SimTruth(self.air)
 
     @property
     def model_noise_var(self) -> float:
-        """Signal-model sigma^2 = air noise variance / TX_REF_POWER (linear)."""
-        return self.air.noise_var / TX_REF_POWER
+        """Signal-model sigma^2 of the true air noise (linear): a simulator truth."""
+        return self.budget.signal_noise_var(self.air.noise_var)
 
 
 def impairment_preset(name: str, n_nodes: int, carrier_hz: float, seed: int) -> BenchImpairments | None:
@@ -55,12 +61,14 @@ def impairment_preset(name: str, n_nodes: int, carrier_hz: float, seed: int) -> 
 def build_sim_bench(n_nodes: int, n_rx: int, n_tx: int = 1, snr_db: float = 20.0, seed: int = 0,
                     channel_model: ChannelModel | None = None, tx_impairments=None,
                     rx_impairment=None, *, impairments: BenchImpairments | None = None,
-                    settings: RadioSettings | None = None) -> SimBench:
+                    settings: RadioSettings | None = None,
+                    budget: LinkBudget = DEFAULT_BUDGET) -> SimBench:
     """A SimAir with ``n_nodes`` transmitters of ``n_tx`` antennas (ids 0..N-1) and one
     ``n_rx``-antenna receiver; Rayleigh fading unless ``channel_model`` is given; one channel
     realization already drawn. Impairments: per-hook (``tx_impairments`` list,
     ``rx_impairment``) or a whole ``impairments`` preset (not both). ``settings``: every radio
-    is configured with them (antenna counts set per radio), which tunes it to the carrier."""
+    is configured with them (antenna counts set per radio), which tunes it to the carrier.
+    ``budget``: the link budget whose reference power defines the SNR."""
     if impairments is not None:
         if tx_impairments is not None or rx_impairment is not None:
             raise ConfigError("give either impairments= or tx_impairments=/rx_impairment=, not both")
@@ -70,13 +78,13 @@ def build_sim_bench(n_nodes: int, n_rx: int, n_tx: int = 1, snr_db: float = 20.0
         tx_impairments, rx_impairment = impairments.build_tx(), impairments.build_rx()
     model = channel_model or ChannelModel(n_nodes, n_rx, n_tx)
     fs = settings.sample_rate_hz if settings is not None else 1.0e6
-    air = SimAir(n_rx, noise_var_from_snr_db(snr_db, TX_REF_POWER), channel_model=model, seed=seed,
+    air = SimAir(n_rx, noise_var_from_snr_db(snr_db, budget.ref_power), channel_model=model, seed=seed,
                  rx_impairment=rx_impairment, sample_rate_hz=fs)
     imps = tx_impairments or [None] * n_nodes
     txs = [SimRadio(air, n, n_tx=n_tx, tx_impairment=imps[n]) for n in range(n_nodes)]
     rx = SimRadio(air, receiver=True)
     air.new_realization()
-    bench = SimBench(air, txs, rx)
+    bench = SimBench(air, txs, rx, budget)
     if settings is not None:
         tune_bench(bench, settings)
     return bench
@@ -121,27 +129,27 @@ def build_sim_allreduce(kind: str = "aircomp", *, n_nodes: int = 4, n_rx: int = 
                         impairments: BenchImpairments | None = None,
                         settings: RadioSettings | None = None,
                         block_seed: int | Sequence[int] | None = None,
+                        budget: LinkBudget = DEFAULT_BUDGET,
                         prepare: Callable[[SimBench], tuple[Sequence[Radio], Callable[[], object] | None]]
-                        | None = None, **kwargs):
-    """(all-reduce, bench): ``kind`` "aircomp" (`AirCompAllReduce`) or "fdma"
-    (`UncodedFDMAAllReduce`) on a fresh simulated bench, perfect CSI from the air unless
+                        | None = None, **kwargs) -> tuple[AnalogAllReduce, SimBench]:
+    """(all-reduce, bench): an in-process `AnalogAllReduce` of scheme ``kind`` ("aircomp" or
+    "fdma") on a fresh simulated bench; perfect CSI from the bench's truth handle unless
     ``csi="estimated"`` is passed; a new fading block per call when ``new_block_per_call``
     (from the air's generator, or from ``default_rng(block_seed)`` when given, see
-    `block_source`). ``impairments`` / ``settings``: see `build_sim_bench`. ``prepare(bench)``
-    returns the node radios the all-reduce uses and a callable run at the start of every round
-    before the new block (or None). Extra keyword arguments go to the all-reduce."""
-    cls = {"aircomp": AirCompAllReduce, "fdma": UncodedFDMAAllReduce}.get(kind)
-    if cls is None:
+    `block_source`). ``impairments`` / ``settings`` / ``budget``: see `build_sim_bench`.
+    ``prepare(bench)`` returns the node radios the all-reduce uses and a callable run at the
+    start of every round before the new block (or None). Extra keyword arguments go to
+    `AnalogAllReduce` (design_method, power, scale_policy, n_streams, fairness, ...)."""
+    if kind not in ("aircomp", "fdma"):
         raise ValueError(f"kind must be 'aircomp' or 'fdma', got {kind!r}")
     bench = build_sim_bench(n_nodes, n_rx, n_tx, snr_db, seed, channel_model,
-                            impairments=impairments, settings=settings)
+                            impairments=impairments, settings=settings, budget=budget)
     new_block = None
     if new_block_per_call:
         new_block = bench.air.new_realization if block_seed is None else block_source(bench, block_seed)
     tx_radios, before_round = bench.tx_radios, None
     if prepare is not None:
         tx_radios, before_round = prepare(bench)
-    kwargs.setdefault("noise_var", bench.model_noise_var)
-    ar = cls(list(tx_radios), bench.rx_radio, bench.air.true_channels,
-             on_round=_chain(before_round, new_block), **kwargs)
+    ar = AnalogAllReduce(list(tx_radios), bench.rx_radio, scheme=kind, truth=bench.truth,
+                         budget=budget, on_round=_chain(before_round, new_block), **kwargs)
     return ar, bench

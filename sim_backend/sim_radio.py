@@ -96,7 +96,6 @@ class SimRadio(Radio):
         self._counters = StreamCounters()
         self._tuned_freq: float | None = None
         self.clipped_samples = 0
-        self.sent_samples = 0
         self._closed = False
 
     # ---------------------------------------------------------------- Radio interface
@@ -152,7 +151,7 @@ class SimRadio(Radio):
                               f"{earliest}, air clock {self.air.now}); schedule further ahead")
         self.clipped_samples += int(np.count_nonzero(np.abs(x.real) > 1.0)
                                     + np.count_nonzero(np.abs(x.imag) > 1.0))
-        self.sent_samples += x.size
+        self._counters.samples_sent += x.shape[1]
         self.air.schedule(self.node_id, x, int(at_sample))
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
@@ -165,6 +164,7 @@ class SimRadio(Radio):
             self._counters.late += 1
             raise StreamError(f"receive window at sample {at_sample} is already past "
                               f"(now={self.now()}); ask for a later window")
+        self._counters.samples_received += int(n_samples)
         return self.air.receive(n_samples, int(at_sample)).astype(np.complex64)
 
     def counters(self) -> StreamCounters:

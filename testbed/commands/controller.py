@@ -28,4 +28,5 @@ def run(args) -> int:
     run_dir = args.run_dir or make_run_dir("runs", f"controller-{bench.name}")
     return run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
                         run_dir, register_timeout_s=args.register_timeout,
-                        n_streams=args.streams, csi=args.csi, calibration=calibration)
+                        n_streams=args.streams, csi=args.csi, calibration=calibration,
+                        measure_error=args.measure_error)

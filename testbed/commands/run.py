@@ -13,8 +13,8 @@ from testbed.errors import ConfigError
 
 def add_run_args(p, job_required: bool = True) -> None:
     """Job, method and output flags shared by `run`, `up --then-run` and `controller`."""
-    from testbed.net.roles.controller_job import METHODS
-    p.add_argument("--method", default="exact", choices=METHODS, help="all-reduce method")
+    from testbed.methods import METHOD_NAMES
+    p.add_argument("--method", default="exact", choices=METHOD_NAMES, help="all-reduce method")
     p.add_argument("--prompt", help="prompt text (generation)")
     p.add_argument("--prompt-ids", help="prompt as comma-separated token ids")
     p.add_argument("--max-new-tokens", type=int, default=8)
@@ -23,10 +23,15 @@ def add_run_args(p, job_required: bool = True) -> None:
     p.add_argument("--eval-windows", type=int, default=2)
     p.add_argument("--eval-window", type=int, default=64, help="tokens per window")
     p.add_argument("--streams", type=int, default=None, help="AirComp streams L")
-    p.add_argument("--csi", choices=("perfect", "estimated"), default="perfect",
-                   help="AirComp channel knowledge: perfect (true channels from the simulated air) "
-                        "or estimated (LS from a pilot sounding frame sent over the air each "
-                        "channel realization)")
+    p.add_argument("--csi", choices=("estimated", "perfect"), default="estimated",
+                   help="channel knowledge of the analog methods: estimated (LS from a pilot "
+                        "sounding frame over the air each channel realization, noise from its "
+                        "silent samples; works on every bench) or perfect (the simulator's true "
+                        "channels and noise: simulated benches only, recorded in results.json)")
+    p.add_argument("--measure-error", action="store_true",
+                   help="measurement tap: nodes also copy their partials to a sink in the "
+                        "controller process (never read by the computation) so results.json "
+                        "can report the all-reduce error")
     p.add_argument("--run-dir", type=Path, help="output directory (default runs/bench-...)")
     p.add_argument("--register-timeout", type=float, default=120.0, help="seconds")
 
@@ -112,11 +117,13 @@ def run(args) -> int:
     run_dir = args.run_dir or make_run_dir("runs", f"bench-{bench.name}-{args.method}")
     if args.up:
         code = up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
-                          args.register_timeout, args.streams, csi=args.csi, calibration=cal)
+                          args.register_timeout, args.streams, csi=args.csi, calibration=cal,
+                          measure_error=args.measure_error)
     else:
         code = run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
                             run_dir, register_timeout_s=args.register_timeout,
-                            n_streams=args.streams, csi=args.csi, calibration=cal)
+                            n_streams=args.streams, csi=args.csi, calibration=cal,
+                            measure_error=args.measure_error)
     print_summary(Path(run_dir) / "results.json", model_dir)
     print(f"results: {Path(run_dir) / 'results.json'}", flush=True)
     return code
@@ -144,9 +151,18 @@ def print_summary(results_path: Path, model_dir) -> None:
     if res.get("calibration"):
         print(f"calibration: {res['calibration']['path']} (sha256 "
               f"{res['calibration']['sha256'][:12]})")
-    if "mse_tensor_mean" in air:
-        print(f"all-reduce MSE (tensor domain): measured {air['mse_tensor_mean']:.3e}, "
-              f"predicted {air['mse_tensor_predicted_mean']:.3e} over {air['rounds']} rounds")
+    tap = res.get("measurement_tap") or {}
+    if "mse_tensor_mean" in tap:
+        print(f"all-reduce MSE (tensor domain, measurement tap): measured "
+              f"{tap['mse_tensor_mean']:.3e}, predicted {air['mse_tensor_predicted_mean']:.3e} "
+              f"over {tap['rounds_measured']} rounds")
+    elif "mse_tensor_predicted_mean" in air:
+        print(f"all-reduce MSE (tensor domain): predicted {air['mse_tensor_predicted_mean']:.3e} "
+              f"over {air['rounds']} rounds (measure it with --measure-error)")
+    rows = res.get("traffic") or []
+    if rows:
+        got = sum(r["bytes"] for r in rows if r["process"] == "controller" and r["direction"] == "in")
+        print(f"traffic: the controller received {got / 1e3:.1f} kB in all")
     rss = res.get("process_rss_bytes") or {}
     if rss:
         print("memory (RSS, MiB): " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in rss.items()))

@@ -33,4 +33,5 @@ def run(args) -> int:
     cal = calibration_from_args(args, bench)
     run_dir = args.run_dir or make_run_dir("runs", f"up-{bench.name}")
     return up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
-                      args.register_timeout, args.streams, csi=args.csi, calibration=cal)
+                      args.register_timeout, args.streams, csi=args.csi, calibration=cal,
+                      measure_error=args.measure_error)

@@ -7,8 +7,9 @@ forced), greedy generation from a prompt (KV cache), the all-reduce MSE per (lay
 vs predicted, and the wall time. An SNR sweep gives MSE and perplexity vs SNR.
 
 Realistic normalization: the analog methods use ``scale_policy="calibrated"``: before measuring,
-a calibration pass over TRAINING text (never the held-out windows) records each (layer, site)'s
-partial-sum power with exact sums, so no per-round digital side information is exchanged.
+a statistics pass over TRAINING text (never the held-out windows) runs real rounds with a
+per-round scale from the nodes' symbol powers and records each (layer, site)'s largest power,
+so no per-round digital side information is exchanged afterwards (as on a bench).
 
 SNR is the signal-model SNR of `sim_backend.sim_allreduce` (sigma^2 = 10**(-snr_db/10) at
 precoder power P_n = 1 per channel use). A new Rayleigh block is drawn per all-reduce.
@@ -40,14 +41,12 @@ from tqdm.auto import tqdm
 from testbed.errors import ConfigError, TestbedError
 from testbed.llm.allreduce import AllReduce, ExactAllReduce
 from testbed.llm.perplexity import evaluate_perplexity
+from testbed.methods import ANALOG_METHODS as REGISTRY_ANALOG_METHODS
+from testbed.methods import METHOD_NAMES, get_method
 
-#: Method names accepted by the demo, in display order.
-METHODS = ("exact", "digital", "fdma", "aircomp-zf-sdr", "aircomp-mmse")
-#: Methods whose result depends on the SNR (the analog, over-the-air ones).
-ANALOG_METHODS = ("fdma", "aircomp-zf-sdr", "aircomp-mmse")
+#: Method names accepted by the demo (the registry's, in display order) and the analog ones.
+METHODS, ANALOG_METHODS = METHOD_NAMES, REGISTRY_ANALOG_METHODS
 DEFAULT_PROMPT = "Return the value of the expres"
-#: Options passed to the MMSE design (channel-inversion start: ~10x faster than "best").
-MMSE_OPTIONS = {"init": "channel-inversion"}
 #: Carrier and sample rate of the simulated bench (as firmware_configs/benches/sim_4node.yaml).
 SIM_CARRIER_HZ = 915.0e6
 SIM_SAMPLE_RATE_HZ = 1.0e6
@@ -276,30 +275,28 @@ def build_allreduce(method: str, *, n_nodes: int, n_rx: int, n_tx: int, snr_db: 
     with its CSI mode (see the module docstring)."""
     from sim_backend.sim_allreduce import build_sim_allreduce
 
-    if method == "exact":
+    try:
+        m = get_method(method)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if m.transport == "exact":
         return ExactAllReduce(), None
-    if method == "digital":
+    if m.transport == "quantized":
         from testbed.phy.allreduce_digital import DigitalAllReduce
         return DigitalAllReduce(bits=digital_bits), None
-    if method not in ANALOG_METHODS:
-        raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     setup = setup or BenchSetup()
     common = dict(n_nodes=n_nodes, n_rx=n_rx, n_tx=n_tx, snr_db=snr_db, seed=seed,
-                  scale_policy="calibrated")
+                  scale_policy=m.scale_policy)
+    if m.design is not None:
+        common.update(design_method=m.design, design_options=m.design_options)
     sessions: list = []
     if not setup.default:
-        from testbed.phy.link import LinkConfig
+        from testbed.phy.budget import LinkBudget
         common.update(csi=setup.csi, impairments=setup.impairments, settings=sim_settings(),
-                      block_seed=[seed, 1], link_config=LinkConfig(lead_samples=IMPAIRED_LEAD_SAMPLES))
+                      block_seed=[seed, 1], budget=LinkBudget(lead_samples=IMPAIRED_LEAD_SAMPLES))
         if setup.calibration != "none" and setup.impairments is not None:
             common["prepare"] = lambda bench: _calibrated_radios(bench, setup, sessions)
-    if method == "fdma":
-        ar = build_sim_allreduce("fdma", **common)[0]
-    elif method == "aircomp-zf-sdr":
-        ar = build_sim_allreduce("aircomp", design_method="zf-sdr", **common)[0]
-    else:
-        ar = build_sim_allreduce("aircomp", design_method="mmse", design_options=MMSE_OPTIONS,
-                                 **common)[0]
+    ar = build_sim_allreduce(m.transport, **common)[0]
     return ar, (sessions[0] if sessions else None)
 
 
@@ -324,10 +321,10 @@ def calibrate(sharded, allreduce: AllReduce, train_ids: torch.Tensor, *, window:
               decode_steps: int = 8) -> None:
     """Calibration pass of a calibrated-scale all-reduce on TRAINING tokens (1-D): forwards
     ``n_windows`` windows of ``window`` tokens plus ``decode_steps`` single-token KV-cache steps,
-    with exact sums, recording per-(layer, site) statistics. No-op for all-reduces without one."""
-    # AirCompAllReduce exposes `calibrating`; UncodedFDMAAllReduce only its ScaleKeeper
-    target = allreduce if hasattr(allreduce, "calibrating") else getattr(allreduce, "scales", None)
-    if target is None or not hasattr(target, "calibrating"):
+    over the air with a per-round scale from the nodes' symbol powers, recording per-(layer,
+    site) statistics (`testbed.phy.scale_policy`). No-op for all-reduces without one."""
+    target = allreduce
+    if not hasattr(target, "calibrating"):
         return
     previous = sharded.allreduce
     sharded.allreduce = allreduce
@@ -407,6 +404,8 @@ def evaluate_method(sharded, method: str, cfg: DemoConfig, *, snr_db: float, hel
                "failed": False, "perplexity": ppl, "nll_per_token": nll, "n_windows": n_windows,
                "scored_positions": int(argmax.numel()),
                "site_stats": stats, **summarize_stats(stats)}
+        if hasattr(ar, "truth_used"):   # which simulator truths the method's rounds read
+            out["simulator_truth_used"] = sorted(ar.truth_used)
         if reference_argmax is not None:
             out["argmax_agreement"] = float((argmax == reference_argmax).double().mean())
         out["_argmax"] = argmax
@@ -470,18 +469,19 @@ class _Recorder(ExactAllReduce):
 
 
 def constellation_round(sharded, cfg: DemoConfig, heldout: torch.Tensor, *, layer: int = 0,
-                        site: str = "mlp", method: str = "zf-sdr") -> dict:
-    """One AirComp round run directly through `AirCompLink` on real partials: node partials of
-    (layer, site) for the first held-out window, normalized by their common scale (unit mean
-    symbol power per node at most), sent over a fresh simulated bench at ``cfg.snr_db``.
-    Returns {"ideal": sum_n S_n, "received": S_hat} (complex (L, K)), design MSE and measured MSE
-    (per channel use, normalized units)."""
+                        site: str = "mlp", method: str = "aircomp-zf-sdr") -> dict:
+    """One AirComp round of the shared round code (`testbed.phy.round` through a
+    `LocalExecutor`) on real partials: the node partials of (layer, site) for the first held-out
+    window, normalized by their common scale (unit mean symbol power per node at most), sent
+    over a fresh ideal simulated bench at ``cfg.snr_db`` with a design on the true channels (a
+    simulator truth). Returns {"ideal": sum_n S_n, "received": S_hat} (complex (L, K)), design
+    MSE and measured MSE (per channel use, normalized units)."""
     from sim_backend.sim_allreduce import build_sim_bench
-    from testbed.optim.transceiver import design_transceiver
-    from testbed.phy.link import aircomp_round
+    from testbed.phy.analog_allreduce import LocalExecutor, design_round
     from testbed.phy.normalization import common_scale
-    from testbed.phy.packing import pack_reals, to_streams
+    from testbed.phy.round import RoundPlan, normalized_symbols
 
+    m = get_method(method)
     rec = _Recorder(layer, site)
     previous = sharded.allreduce
     sharded.allreduce = rec
@@ -491,14 +491,19 @@ def constellation_round(sharded, cfg: DemoConfig, heldout: torch.Tensor, *, laye
         sharded.allreduce = previous
     c = common_scale(rec.partials)
     bench = build_sim_bench(cfg.n_nodes, cfg.n_rx, cfg.n_tx, cfg.snr_db, cfg.seed + 7)
-    kw = MMSE_OPTIONS if method == "mmse" else {}
-    d = design_transceiver(bench.air.true_channels(), 1.0, bench.model_noise_var, method=method, **kw)
-    L = d.A.shape[1]
-    S = [to_streams(pack_reals(z / c), L) for z in rec.partials]
-    s_hat = aircomp_round(bench.tx_radios, bench.rx_radio, d, S)
-    ideal = np.sum(S, axis=0)
+    truth = bench.truth
+    d = design_round("aircomp", truth.channels(), np.ones(cfg.n_nodes),
+                     bench.budget.signal_noise_var(truth.air_noise_var()), method=m.design,
+                     options=m.design_options)
+    ex = LocalExecutor(bench.tx_radios, bench.rx_radio, bench.budget)
+    ex.stage(rec.partials)
+    shape = rec.partials[0].shape
+    plan = RoundPlan("aircomp", cfg.n_nodes, cfg.n_tx, d.n_streams, int(np.prod(shape)),
+                     ex.next_start(bench.budget))
+    s_hat = ex.payload(plan, d, c, shape).S_hat
+    ideal = np.sum([normalized_symbols(z, c, d.n_streams) for z in rec.partials], axis=0)
     k = ideal.shape[1]
-    return {"ideal": ideal, "received": s_hat, "layer": layer, "site": site, "method": method,
+    return {"ideal": ideal, "received": s_hat, "layer": layer, "site": site, "method": m.design,
             "snr_db": cfg.snr_db, "mse_predicted": float(d.mse),
             "mse_measured": float(np.sum(np.abs(s_hat - ideal) ** 2) / k), "channel_uses": k}
 
@@ -572,7 +577,7 @@ def run_demo(cfg: DemoConfig, model=None, tokenizer=None, log=print) -> dict:
                 "estimated": "LS estimate from a pilot frame before every payload frame (per-frame "
                              "pilots): needed on an impaired bench, whose LO phases and gain "
                              "errors are not in the air's true channels"}[setup.csi],
-        "scale_policy": "calibrated (calibration pass over training text with exact sums; "
+        "scale_policy": "calibrated (statistics pass over training text, per-round scale from the nodes' symbol powers; "
                         "no per-round digital exchange)",
         "heldout": {"window_tokens": cfg.window, "windows": cfg.eval_windows,
                     "sweep_windows": cfg.sweep_windows},

@@ -47,6 +47,28 @@ class GlooAllReduce(AllReduce):
         return [total]
 
 
+class QuantizedGlooAllReduce(GlooAllReduce):
+    """The ``digital`` method between node processes: quantize this node's partial with
+    ``bits`` bits (`testbed.phy.allreduce_digital.quantize_uniform`, as in-process), then
+    gloo-sum the dequantized values, so every node gets what the in-process digital all-reduce
+    gives. The OFDMA airtime of the quantized bits is modelled, not simulated
+    (`testbed.optim.latency`)."""
+
+    name = "digital-gloo"
+
+    def __init__(self, bits: int = 8, group=None):
+        super().__init__(group)
+        self.bits = int(bits)
+
+    def reduce(self, partials, *, layer, site):
+        from testbed.phy.allreduce_digital import quantize_uniform
+        if len(partials) != 1:
+            raise ValueError(f"QuantizedGlooAllReduce runs one node per process, got {len(partials)}")
+        zq, _ = quantize_uniform(partials[0].detach().double().numpy(), self.bits)
+        q = torch.as_tensor(zq, dtype=partials[0].dtype)
+        return super().reduce([q], layer=layer, site=site)
+
+
 @dataclass
 class RankResult:
     """What one rank measured. Bytes are of tensors actually held; RSS from the OS."""
@@ -71,10 +93,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_gloo(rank: int, world: int, port: int, timeout_s: float = 120.0) -> None:
-    """Join a gloo process group rendezvousing at tcp://127.0.0.1:port."""
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+def init_gloo(rank: int, world: int, port: int, timeout_s: float = 120.0,
+              host: str = "127.0.0.1") -> None:
+    """Join a gloo process group rendezvousing at tcp://host:port (rank 0 listens there)."""
+    if host in ("127.0.0.1", "localhost"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=timeout_s))
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: numpy dtypes an array field may have (names as in ``np.dtype(name).name``).
 ARRAY_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64")
@@ -133,45 +133,163 @@ class Assignment(Message):
         return v
 
 
-class Design(Message):
-    """Controller -> all: transceiver design for one channel realization.
+class PlanFields(_Model):
+    """A `testbed.phy.round.RoundPlan` on the wire (times in samples on the receiver clock)."""
 
-    ``a``: transmit precoders, complex, shape (n_nodes, n_tx, L) or as the phy layer defines;
-    ``b``: receive aggregation beamformer, complex, shape (n_rx_antennas, L).
-    ``node_order`` gives the node id of each leading index of ``a``.
-    """
-
-    type: Literal["design"] = "design"
-    realization_id: NonNegInt
-    node_order: list[NodeId] = Field(default_factory=list)
-    a: ComplexArray
-    b: ComplexArray
+    scheme: Literal["aircomp", "fdma"]
+    n_nodes: Annotated[int, Field(ge=1, le=1024)]
+    n_tx: Annotated[int, Field(ge=1, le=64)]
+    n_streams: Annotated[int, Field(ge=1, le=64)]
+    n_values: Annotated[int, Field(ge=0, le=2**31)]
+    start: Annotated[int, Field(ge=-(2**62), le=2**62)]
+    sounding: bool = False
 
 
-class ChannelEstimate(Message):
-    """Receiver -> controller: estimated channel of one node for one realization (complex)."""
+class Forward(Message):
+    """Controller -> node: run the model on ``ids`` (int64 ``(batch, tokens)``) until the next
+    all-reduce or the end. ``score``: the output node returns the log-probabilities of
+    ``ids[:, 1:]`` (perplexity) instead of logits; ``last_only``: only the last position's
+    logits; ``report_powers``: report each partial's symbol power (scale statistics pass)."""
 
-    type: Literal["channel_estimate"] = "channel_estimate"
-    node_id: NodeId
-    realization_id: NonNegInt
+    type: Literal["forward"] = "forward"
+    round_id: NonNegInt
+    ids: Array
+    reset: bool = True
+    use_cache: bool = True
+    last_only: bool = False
+    score: bool = False
+    report_powers: bool = False
+
+
+class NodeStep(Message):
+    """Node -> controller: where the node's forward pass stands. ``done`` False: it waits at
+    the all-reduce of (layer, site) with a partial of ``shape`` (and its symbol ``power`` when
+    asked); True: the pass finished and ``output`` holds the output node's logits or scores."""
+
+    type: Literal["node_step"] = "node_step"
+    round_id: NonNegInt
+    done: bool
+    layer: NonNegInt | None = None
+    site: str | None = Field(None, max_length=64)
+    shape: list[NonNegInt] | None = Field(None, max_length=8)
+    power: float | None = Field(None, ge=0)
+    output: Array | None = None
+
+
+class SoundCommand(Message):
+    """Controller -> nodes and receiver: a sounding frame (pilots + silence) at ``plan.start``."""
+
+    type: Literal["sound"] = "sound"
+    round_id: NonNegInt
+    plan: PlanFields
+
+
+class SoundingReport(Message):
+    """Receiver -> controller: LS channel estimates ``h`` ``(N, N_r, N_t)`` (signal model), the
+    noise estimate (signal model, linear), the detected offset (samples) and the receiver's
+    clock after the window (samples)."""
+
+    type: Literal["sounding_report"] = "sounding_report"
+    round_id: NonNegInt
     h: ComplexArray
+    noise_var: float = Field(gt=0)
+    offset: int
+    rx_clock: int
 
 
-class Slot(_Model):
-    """One node's transmit window: first sample on its radio's sample clock, and length."""
+class PayloadCommand(Message):
+    """Controller -> node: transmit the partial of (layer, site) normalized by ``scale`` and
+    precoded with ``precoder`` B_n ``(N_t, L)`` at ``plan.start``; then continue with the
+    receiver's estimate and reply with the next `NodeStep`."""
 
-    start_sample: NonNegInt
-    n_samples: Annotated[int, Field(ge=1)]
-
-
-class RoundSchedule(Message):
-    """Controller -> all: when each node transmits its partial for (layer, site, round)."""
-
-    type: Literal["round_schedule"] = "round_schedule"
+    type: Literal["payload"] = "payload"
     round_id: NonNegInt
     layer: NonNegInt
     site: str = Field(max_length=64)
-    slots: dict[NodeId, Slot]
+    plan: PlanFields
+    scale: float = Field(gt=0)
+    precoder: ComplexArray
+    tap: bool = False
+
+
+class AggregateCommand(Message):
+    """Controller -> receiver: receive the payload frame of ``plan``, aggregate with
+    ``beamformers`` A ``(n_slots, N_r, L)``, de-normalize with ``scale`` to ``shape`` and
+    broadcast the estimate to the nodes."""
+
+    type: Literal["aggregate_cmd"] = "aggregate_cmd"
+    round_id: NonNegInt
+    layer: NonNegInt
+    site: str = Field(max_length=64)
+    plan: PlanFields
+    scale: float = Field(gt=0)
+    shape: list[NonNegInt] = Field(max_length=8)
+    beamformers: ComplexArray
+
+
+class RoundReport(Message):
+    """Receiver -> controller: a payload round was received and its estimate broadcast."""
+
+    type: Literal["round_report"] = "round_report"
+    round_id: NonNegInt
+    offset: int
+    metric: float = Field(ge=0)
+    rx_clock: int
+    receive_wait_s: float = Field(0.0, ge=0)
+
+
+class ClockQuery(Message):
+    """Controller -> receiver: what is your radio's sample clock?"""
+
+    type: Literal["clock_query"] = "clock_query"
+
+
+class ClockReport(Message):
+    """Receiver -> controller: its radio's sample clock (samples)."""
+
+    type: Literal["clock_report"] = "clock_report"
+    rx_clock: int
+
+
+class NewRealization(Message):
+    """Controller -> channel agent (simulated benches): draw the next fading block."""
+
+    type: Literal["new_realization"] = "new_realization"
+
+
+class TruthQuery(Message):
+    """Controller -> channel agent: the simulator's truth (only for ``--csi perfect``)."""
+
+    type: Literal["truth_query"] = "truth_query"
+
+
+class TruthReport(Message):
+    """Channel agent -> controller: true channels ``(N, N_r, N_t)`` (signal model) and the air's
+    noise variance (full-scale units, linear)."""
+
+    type: Literal["truth_report"] = "truth_report"
+    h: ComplexArray
+    air_noise_var: float = Field(ge=0)
+
+
+class StatsQuery(Message):
+    """Controller -> any role: report your counters."""
+
+    type: Literal["stats_query"] = "stats_query"
+
+
+class StatsReport(Message):
+    """Role -> controller: memory, rounds, radio counters, traffic table (JSON-able)."""
+
+    type: Literal["stats_report"] = "stats_report"
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class Ack(Message):
+    """Any role -> controller: a command was carried out; ``info`` what it did."""
+
+    type: Literal["ack"] = "ack"
+    info: dict[str, Any] = Field(default_factory=dict)
 
 
 class _TensorMessage(Message):
@@ -182,15 +300,31 @@ class _TensorMessage(Message):
 
 
 class Partial(_TensorMessage):
-    """Node -> controller/receiver: this node's partial sum for (layer, site, round)."""
+    """Node -> controller: this node's partial sum for (layer, site, round); only the
+    ``exact`` reference method (a perfect digital network) sends partials to the controller."""
 
     type: Literal["partial"] = "partial"
 
 
 class Aggregate(_TensorMessage):
-    """Receiver/controller -> node: the aggregated (all-reduced) tensor."""
+    """Controller -> node: the exact sum (``exact`` method)."""
 
     type: Literal["aggregate"] = "aggregate"
+
+
+class Estimate(_TensorMessage):
+    """Receiver -> nodes (the receiver's own PUB socket): the de-normalized estimate of the sum
+    of one over-the-air round, float32."""
+
+    type: Literal["estimate"] = "estimate"
+
+
+class TapPartial(_TensorMessage):
+    """Node -> measurement sink (``--measure-error`` only): a copy of the partial the node sent
+    over the air, for measuring the all-reduce error. The computation never reads it."""
+
+    type: Literal["tap_partial"] = "tap_partial"
+    node: NonNegInt
 
 
 class Result(Message):
@@ -220,8 +354,11 @@ class Shutdown(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.model_fields["type"].default: cls
-    for cls in (Register, RegisterAck, RegisterReject, Heartbeat, Assignment, Design,
-                ChannelEstimate, RoundSchedule, Partial, Aggregate, Result, Error, Shutdown)
+    for cls in (Register, RegisterAck, RegisterReject, Heartbeat, Assignment, Forward, NodeStep,
+                SoundCommand, SoundingReport, PayloadCommand, AggregateCommand, RoundReport,
+                ClockQuery, ClockReport, NewRealization, TruthQuery, TruthReport, StatsQuery,
+                StatsReport, Ack, Partial, Aggregate, Estimate, TapPartial, Result, Error,
+                Shutdown)
 }
 
 AnyMessage = Annotated[Union[tuple(MESSAGE_TYPES.values())], Field(discriminator="type")]

@@ -30,6 +30,7 @@ from testbed.errors import ConfigError
 from testbed.net.codec import DEFAULT_CODEC, Codec
 from testbed.net.errors import MessageError
 from testbed.net.schema import Message
+from testbed.net.traffic import Traffic, frames_bytes
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class _Receiver:
     def __init__(self, codec: Codec):
         self.codec = codec
         self.rejections: collections.Counter[str] = collections.Counter()
+        #: messages and bytes per (socket, direction, type) (see `testbed.net.traffic`)
+        self.traffic = Traffic()
         self._poller = zmq.Poller()
         self._channels: dict[zmq.Socket, Literal["direct", "broadcast"]] = {}
 
@@ -155,8 +158,11 @@ class _Receiver:
             peer = frames[0].decode("utf-8", "surrogateescape")
             frames = frames[1:]
         try:
-            return Incoming(peer, channel, message=self.codec.decode(frames))
+            msg = self.codec.decode(frames)
+            self.traffic.add(channel, "in", msg.type, frames_bytes(frames))
+            return Incoming(peer, channel, message=msg)
         except MessageError as err:
+            self.traffic.add(channel, "in", "rejected", frames_bytes(frames))
             log.warning("rejected %s message from %s: %s", channel,
                         _printable(peer) if peer is not None else "controller", err)
             self.rejections[err.kind] += 1  # after logging: readers of the count see the log
@@ -211,7 +217,9 @@ class ControllerTransport(_Receiver):
     def send(self, peer: str, msg: Message, quiet: bool = False) -> bool:
         """Send ``msg`` to the agent with ZMQ identity ``peer``; False if it is unreachable
         (logged as a warning unless ``quiet``)."""
-        return self.send_frames(peer, self.codec.encode(msg), quiet=quiet)
+        frames = self.codec.encode(msg)
+        self.traffic.add("direct", "out", msg.type, frames_bytes(frames))
+        return self.send_frames(peer, frames, quiet=quiet)
 
     def send_frames(self, peer: str, frames: Sequence[bytes], quiet: bool = False) -> bool:
         """Send raw frames to ``peer`` (no validation; diagnostics and tests)."""
@@ -226,7 +234,9 @@ class ControllerTransport(_Receiver):
 
     def publish(self, msg: Message) -> None:
         """Broadcast ``msg`` to every subscribed agent (dropped for slow subscribers)."""
-        self.publish_frames(self.codec.encode(msg))
+        frames = self.codec.encode(msg)
+        self.traffic.add("broadcast", "out", msg.type, frames_bytes(frames))
+        self.publish_frames(frames)
 
     def publish_frames(self, frames: Sequence[bytes]) -> None:
         """Broadcast raw frames (no validation; diagnostics and tests)."""
@@ -282,7 +292,9 @@ class AgentTransport(_Receiver):
 
     def send(self, msg: Message) -> bool:
         """Send ``msg`` to the controller; False if the outgoing queue is full."""
-        return self.send_frames(self.codec.encode(msg))
+        frames = self.codec.encode(msg)
+        self.traffic.add("direct", "out", msg.type, frames_bytes(frames))
+        return self.send_frames(frames)
 
     def send_frames(self, frames: Sequence[bytes]) -> bool:
         """Send raw frames to the controller (no validation; diagnostics and tests)."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from testbed.llm.allreduce import AllReduce, register_allreduce
-from testbed.phy.allreduce_aircomp import RunningStats, partials_to_numpy
+from testbed.phy.analog_allreduce import RunningStats, partials_to_numpy
 
 
 def quantize_uniform(z: np.ndarray, bits: int) -> tuple[np.ndarray, float]:

@@ -2,7 +2,7 @@
 
 A frame on the air, in samples from the frame start::
 
-    [ preamble (preamble_len) | guard | pilots: n_nodes * n_tx slots of pilot_len | payload ]
+    [ preamble | guard | pilots: n_nodes * n_tx slots of pilot_len | silence (noise_len) | payload ]
 
 * Preamble: a Zadoff-Chu sequence (constant amplitude, ideal periodic autocorrelation), sent
   by every node on its antenna 0 at the same time; the receiver finds the frame start as the
@@ -10,6 +10,8 @@ A frame on the air, in samples from the frame start::
 * Pilots: time-orthogonal. Slot ``n * n_tx + t`` carries a ZC pilot from antenna t of node n;
   everything else is silent in that slot, so the LS estimate of column t of H_n is one
   correlation (`testbed.phy.estimation`). Pilots are optional (``n_pilot_slots = 0``).
+* Silence: ``noise_len`` samples where nobody transmits; the receiver estimates the noise
+  variance from them (`testbed.phy.round.estimate_noise_var`). Usually only in sounding frames.
 * Payload: ``payload_len`` samples (channel uses), layout decided by the caller.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ class FrameLayout:
     guard_len: int = 16
     pilot_len: int = 32
     with_pilots: bool = False
+    noise_len: int = 0
 
     @property
     def n_pilot_slots(self) -> int:
@@ -65,8 +68,14 @@ class FrameLayout:
         return slice(i, i + self.pilot_len)
 
     @property
+    def noise_slot(self) -> slice:
+        """Sample range of the silent segment (empty when ``noise_len`` is 0)."""
+        i = self.pilot_start + self.n_pilot_slots * self.pilot_len
+        return slice(i, i + self.noise_len)
+
+    @property
     def payload_start(self) -> int:
-        return self.pilot_start + self.n_pilot_slots * self.pilot_len
+        return self.noise_slot.stop
 
     @property
     def total_len(self) -> int:

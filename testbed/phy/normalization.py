@@ -30,7 +30,13 @@ def symbol_power(z: np.ndarray) -> float:
 
 def common_scale(partials: list[np.ndarray], floor: float = 1e-12) -> float:
     """c = sqrt(max_n symbol_power(z_n)) so that every z_n / c packs to mean power <= 1."""
-    return float(np.sqrt(max(max(symbol_power(z) for z in partials), floor)))
+    return scale_from_powers([symbol_power(z) for z in partials], floor)
+
+
+def scale_from_powers(powers, floor: float = 1e-12) -> float:
+    """c = sqrt(max_n p_n) from the nodes' symbol powers p_n (`symbol_power`, linear): what a
+    receiver can compute from N reported scalars instead of the partials themselves."""
+    return float(np.sqrt(max(max(float(p) for p in powers), floor)))
 
 
 def normalize(z: np.ndarray, scale: float) -> np.ndarray:
@@ -54,9 +60,9 @@ class SiteScale:
     sum_power: float = 0.0
     rounds: int = 0
 
-    def update(self, partials: list[np.ndarray]) -> None:
-        """Add one round of per-node partials (real arrays)."""
-        p = max(symbol_power(z) for z in partials)
+    def update(self, powers) -> None:
+        """Add one round of per-node symbol powers (`symbol_power` of each partial, linear)."""
+        p = max(float(x) for x in powers)
         self.max_power = max(self.max_power, p)
         self.sum_power += p
         self.rounds += 1
@@ -69,5 +75,5 @@ class SiteScale:
     def scale(self, headroom_db: float = 0.0) -> float:
         """Common scale c from the statistics; ValueError if nothing was gathered."""
         if self.rounds == 0 or self.max_power <= 0:
-            raise ValueError("no statistics gathered for this site; run a calibration pass first")
+            raise ValueError("no statistics gathered for this site; run the statistics pass first")
         return float(np.sqrt(self.max_power * 10.0 ** (headroom_db / 10.0)))

@@ -65,14 +65,18 @@ class StreamCounters:
     underflows: TX ran out of samples (Pluto: detected as a gap; USRP: async underflow msg).
     overflows: RX samples were dropped because nobody read them in time.
     late: a burst or receive window was scheduled for a sample time already past.
+    samples_sent / samples_received: samples (per channel) handed to / returned by the
+    radio; traffic, not errors.
     """
 
     underflows: int = 0
     overflows: int = 0
     late: int = 0
+    samples_sent: int = 0
+    samples_received: int = 0
 
     def total(self) -> int:
-        """Sum of every error counted so far."""
+        """Sum of every error counted so far (not the sample counts)."""
         return self.underflows + self.overflows + self.late
 
     def as_dict(self) -> dict[str, int]:
@@ -129,6 +133,11 @@ class Radio(abc.ABC):
     @abc.abstractmethod
     def counters(self) -> StreamCounters:
         """Underflow/overflow/late counts since the radio was opened."""
+
+    def done_until(self, sample: int) -> None:
+        """Declare that this transmitter sends nothing more before ``sample`` (samples on the
+        bench's reference clock: the receiver's). A lock-step simulated air needs it to release
+        the receiver's window; real radios stream continuously and ignore it (no-op here)."""
 
     def identity(self) -> RadioIdentity:
         """Driver kind, serial and firmware; overridden by drivers that can read them."""

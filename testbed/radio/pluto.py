@@ -451,6 +451,7 @@ class PlutoRadio(Radio):
                     f"stream already reached {self._tx_pos}; schedule at now() or later "
                     f"(now() = {self.now()})")
             burst = _Burst(at_sample, counts)
+            self._counters.samples_sent += counts.shape[1]
             bisect.insort(self._bursts, burst, key=lambda b: b.start)
             if not self._background:
                 self._advance(lambda: self._tx_pos >= burst.end, 0)
@@ -480,6 +481,7 @@ class PlutoRadio(Radio):
                 lo, hi = max(start, at), min(start + block.shape[1], at + n)
                 if lo < hi:
                     out[:, lo - at:hi - at] = block[:, lo - start:hi - start]
+            self._counters.samples_received += n
             return out
 
     @property

@@ -256,6 +256,7 @@ class UsrpRadio(Radio):
                 raise StreamError(f"node {self._node_id!r}: TX send timed out after {sent} of "
                                   f"{total} samples")
             sent += n
+        self._counters.samples_sent += total
         bad = [e for e in self._drain_async(ASYNC_POLL_S) if e != "ack"]
         if bad:
             raise StreamError(f"node {self._node_id!r}: burst at sample {at_sample}: "
@@ -309,6 +310,7 @@ class UsrpRadio(Radio):
             k = min(k, n - got)
             out[:, got:got + k] = tmp[:, :k]
             got += k
+        self._counters.samples_received += n
         return out
 
     def counters(self) -> StreamCounters:

@@ -49,7 +49,7 @@ def test_remote_windows_equal_inprocess_air(bench):
             for i, (t, b) in enumerate(zip(txs, bursts)):
                 t.transmit(b, start + i)
                 ref.tx_radios[i].transmit(b, start + i)
-                t.tx_until(start + 300)
+                t.done_until(start + 300)
             y = rx.receive(240, start - 10)
             y_ref = ref.rx_radio.receive(240, start - 10)
             np.testing.assert_array_equal(y, y_ref)  # same seed -> same channels and noise
@@ -73,12 +73,12 @@ def test_window_waits_for_every_transmitter(bench):
         x = np.full((1, 20), 0.5, dtype=np.complex64)
         for t in txs[:3]:
             t.transmit(x, 10)
-            t.tx_until(100)
+            t.done_until(100)
         time.sleep(0.3)
         assert "y" not in got  # node 3 has not declared yet: the window is held
         txs[3].transmit(x, 40)
         t_last = time.monotonic()
-        txs[3].tx_until(100)
+        txs[3].done_until(100)
         th.join(5)
         assert got["t"] >= t_last
         H = broker.true_channels()[0]
@@ -94,11 +94,11 @@ def test_window_timeout_names_silent_transmitters_and_late_burst(bench):
     with ChannelBroker(air_from_bench(bench), window_timeout_s=0.3) as broker:
         tx0 = RemoteSimRadio(broker.address, 0)
         rx = RemoteSimRadio(broker.address, receiver=True)
-        tx0.tx_until(1000)
+        tx0.done_until(1000)
         with pytest.raises(StreamError, match=r"\[1, 2, 3\]"):
             rx.receive(50, 0)
         for i in (1, 2, 3):
-            RemoteSimRadio(broker.address, i).tx_until(1000)
+            RemoteSimRadio(broker.address, i).done_until(1000)
         rx.receive(50, 0)  # clock now 50
         with pytest.raises(StreamError, match="late"):
             tx0.transmit(np.zeros((1, 4), np.complex64), 10)

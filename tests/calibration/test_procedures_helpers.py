@@ -8,8 +8,8 @@ import torch
 
 from sim_backend.impairment_presets import BenchImpairments, uncalibrated_pluto_bench
 from sim_backend.sim_allreduce import build_sim_bench
-from testbed.phy.allreduce_aircomp import AirCompAllReduce
-from testbed.phy.link import LinkConfig
+from testbed.phy.analog_allreduce import AnalogAllReduce
+from testbed.phy.budget import LinkBudget
 from testbed.radio.base import RadioSettings
 
 CARRIER = 915e6
@@ -64,8 +64,10 @@ def aircomp_mse(tx_radios, bench, rounds: int = 4, csi: str = "estimated", chann
         on_round = lambda: bench.air.set_channels(next(blocks))
     elif channels is None:
         on_round = bench.air.new_realization
-    ar = AirCompAllReduce(tx_radios, bench.rx_radio, src, noise_var=bench.model_noise_var,
-                          csi=csi, link_config=LinkConfig(lead_samples=lead), on_round=on_round)
+    truth = type("Truth", (), {"channels": staticmethod(src),
+                               "air_noise_var": staticmethod(lambda: bench.air.noise_var)})()
+    ar = AnalogAllReduce(tx_radios, bench.rx_radio, truth=truth, csi=csi,
+                         budget=LinkBudget(lead_samples=lead), on_round=on_round)
     g = torch.Generator().manual_seed(seed)
     for _ in range(rounds):
         ar([torch.randn(4, 32, generator=g, dtype=torch.float64) for _ in range(4)],

@@ -18,8 +18,8 @@ from calibration.session import (CalibrationExpiredError, CalibrationExpiredWarn
 from sim_backend.sim_allreduce import build_sim_bench, impairment_preset
 from testbed import errors
 from testbed.errors import ConfigError
-from testbed.phy.allreduce_aircomp import AirCompAllReduce
-from testbed.phy.link import LinkConfig
+from testbed.phy.analog_allreduce import AnalogAllReduce
+from testbed.phy.budget import LinkBudget
 from testbed.radio.base import RadioSettings
 
 CARRIER = 915e6
@@ -44,9 +44,8 @@ def drift(b, node: int = 0, ppm: float = DRIFT_PPM) -> None:
 def mse(session, b, rounds: int = 6, seed: int = 0) -> float:
     """Mean AirComp MSE per channel use over ``rounds`` rounds (per-frame pilots, fixed channel
     block), session.check() before each round."""
-    ar = AirCompAllReduce(session.radios, b.rx_radio, b.air.true_channels,
-                          noise_var=b.model_noise_var, csi="estimated",
-                          link_config=LinkConfig(lead_samples=512), on_round=session.check)
+    ar = AnalogAllReduce(session.radios, b.rx_radio, truth=b.truth, csi="estimated",
+                         budget=LinkBudget(lead_samples=512), on_round=session.check)
     g = torch.Generator().manual_seed(seed)
     for _ in range(rounds):
         ar([torch.randn(4, 32, generator=g, dtype=torch.float64) for _ in range(4)],

@@ -10,9 +10,12 @@ from hypothesis.extra import numpy as hnp
 
 from testbed.net.codec import encode
 from testbed.net.schema import (ARRAY_DTYPES, MESSAGE_TYPES, NODE_ID_PATTERN, PROTOCOL_VERSION,
-                                Aggregate, Assignment, Capabilities, ChannelEstimate, Design,
-                                Error, Heartbeat, Message, Partial, Register, RegisterAck,
-                                RegisterReject, Result, RoundSchedule, Shutdown, Slot)
+                                Ack, Aggregate, AggregateCommand, Assignment, Capabilities,
+                                ClockQuery, ClockReport, Error, Estimate, Forward, Heartbeat,
+                                Message, NewRealization, NodeStep, Partial, PayloadCommand,
+                                PlanFields, Register, RegisterAck, RegisterReject, Result,
+                                RoundReport, Shutdown, SoundCommand, SoundingReport, StatsQuery,
+                                StatsReport, TapPartial, TruthQuery, TruthReport)
 
 node_ids = st.from_regex(NODE_ID_PATTERN, fullmatch=True)
 texts = st.text(max_size=24)
@@ -48,7 +51,12 @@ common = dict(msg_id=small_ints, reply_to=st.none() | small_ints)
 tensor_kw = dict(layer=st.integers(0, 200), site=texts, round_id=small_ints, tensor=arrays(),
                  **common)
 
-messages: st.SearchStrategy[Message] = st.one_of(
+plans = st.builds(PlanFields, scheme=st.sampled_from(["aircomp", "fdma"]),
+                  n_nodes=st.integers(1, 16), n_tx=st.integers(1, 4), n_streams=st.integers(1, 4),
+                  n_values=st.integers(0, 10**6), start=st.integers(-10**6, 10**12),
+                  sounding=st.booleans())
+
+MESSAGE_STRATEGIES: list[st.SearchStrategy[Message]] = [
     st.builds(Register, node_id=node_ids, role=st.sampled_from(["node", "receiver", "channel"]),
               protocol_version=st.integers(-5, 5), model_fingerprint=texts,
               capabilities=capabilities, **common),
@@ -58,21 +66,45 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Heartbeat, seq=small_ints, timestamp=finite, status=texts, **common),
     st.builds(Assignment, ratios=ratios(), plan_summary=json_dicts, model_fingerprint=texts,
               **common),
-    st.builds(Design, realization_id=small_ints, node_order=st.lists(node_ids, max_size=4),
-              a=complex_arrays, b=complex_arrays, **common),
-    st.builds(ChannelEstimate, node_id=node_ids, realization_id=small_ints, h=complex_arrays,
+    st.builds(Forward, round_id=small_ints, ids=arrays(("int64",)), reset=st.booleans(),
+              use_cache=st.booleans(), last_only=st.booleans(), score=st.booleans(),
+              report_powers=st.booleans(), **common),
+    st.builds(NodeStep, round_id=small_ints, done=st.booleans(),
+              layer=st.none() | st.integers(0, 200), site=st.none() | texts,
+              shape=st.none() | st.lists(st.integers(0, 4096), max_size=4),
+              power=st.none() | st.floats(0, 1e6), output=st.none() | arrays(), **common),
+    st.builds(SoundCommand, round_id=small_ints, plan=plans, **common),
+    st.builds(SoundingReport, round_id=small_ints, h=complex_arrays,
+              noise_var=st.floats(1e-9, 10), offset=st.integers(-100, 100),
+              rx_clock=small_ints, **common),
+    st.builds(PayloadCommand, round_id=small_ints, layer=st.integers(0, 200), site=texts,
+              plan=plans, scale=st.floats(1e-6, 1e6), precoder=complex_arrays,
+              tap=st.booleans(), **common),
+    st.builds(AggregateCommand, round_id=small_ints, layer=st.integers(0, 200), site=texts,
+              plan=plans, scale=st.floats(1e-6, 1e6),
+              shape=st.lists(st.integers(0, 4096), max_size=4), beamformers=complex_arrays,
               **common),
-    st.builds(RoundSchedule, round_id=small_ints, layer=st.integers(0, 200), site=texts,
-              slots=st.dictionaries(node_ids, st.builds(Slot, start_sample=small_ints,
-                                                        n_samples=st.integers(1, 10**6)),
-                                    max_size=4), **common),
+    st.builds(RoundReport, round_id=small_ints, offset=st.integers(-100, 100),
+              metric=st.floats(0, 1), rx_clock=small_ints,
+              receive_wait_s=st.floats(0, 100), **common),
+    st.builds(ClockQuery, **common),
+    st.builds(ClockReport, rx_clock=small_ints, **common),
+    st.builds(NewRealization, **common),
+    st.builds(TruthQuery, **common),
+    st.builds(TruthReport, h=complex_arrays, air_noise_var=st.floats(0, 10), **common),
+    st.builds(StatsQuery, **common),
+    st.builds(StatsReport, info=json_dicts, **common),
+    st.builds(Ack, info=json_dicts, **common),
     st.builds(Partial, **tensor_kw),
     st.builds(Aggregate, **tensor_kw),
+    st.builds(Estimate, **tensor_kw),
+    st.builds(TapPartial, node=st.integers(0, 64), **tensor_kw),
     st.builds(Result, round_id=small_ints, info=json_dicts, tensor=st.none() | arrays(),
               **common),
     st.builds(Error, code=texts, message=texts, node_id=st.none() | node_ids, **common),
     st.builds(Shutdown, reason=texts, **common),
-)
+]
+messages: st.SearchStrategy[Message] = st.one_of(*MESSAGE_STRATEGIES)
 
 
 def canonical(value):

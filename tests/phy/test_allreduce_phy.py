@@ -6,6 +6,7 @@ import torch
 from sim_backend.sim_allreduce import build_sim_allreduce
 from testbed.llm.allreduce import make_allreduce
 from testbed.phy.allreduce_digital import DigitalAllReduce, quantize_uniform
+from testbed.phy.budget import DEFAULT_BUDGET
 from testbed.phy.fdma import single_node_zf
 from testbed.phy.normalization import symbol_power
 
@@ -47,7 +48,7 @@ def test_aircomp_estimated_csi_reports_channel_error():
     for r in range(10):
         ar(_partials(3, seed=r), layer=1, site="mlp")
     st = ar.stats()[(1, "mlp")]
-    theory = bench.model_noise_var / ar.link.config.pilot_len
+    theory = bench.model_noise_var / DEFAULT_BUDGET.pilot_len
     assert st["csi_mse"] == pytest.approx(theory, rel=0.35)
     assert st["mse_symbols"] > 0.9 * st["mse_predicted"]
 
@@ -56,11 +57,12 @@ def test_aircomp_calibrated_scale_policy():
     ar, _ = build_sim_allreduce("aircomp", n_nodes=2, n_rx=2, snr_db=25.0, seed=3,
                                 design_fn=zf_design, scale_policy="calibrated", headroom_db=1.0)
     parts = _partials(2)
-    with pytest.raises(ValueError, match="calibration pass"):
+    with pytest.raises(ValueError, match="statistics pass"):
         ar(parts, layer=0, site="mlp")
-    ar.calibrating = True
+    ar.calibrating = True          # the statistics pass: real rounds, per-round scale
     out = ar(parts, layer=0, site="mlp")
-    torch.testing.assert_close(out[0], parts[0] + parts[1])
+    assert torch.mean((out[0] - parts[0] - parts[1]) ** 2) < 0.05 * torch.mean(parts[1] ** 2)
+    assert ar.stats() == {}        # statistics-pass rounds are not run statistics
     ar.calibrating = False
     out = ar(parts, layer=0, site="mlp")
     powers = [symbol_power(p.double().numpy()) for p in parts]

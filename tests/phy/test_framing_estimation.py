@@ -5,7 +5,9 @@ import pytest
 from sim_backend.sim_allreduce import build_sim_bench
 from testbed.phy.estimation import ls_error_variance
 from testbed.phy.framing import DetectionError, FrameLayout, detect_frame_start, zadoff_chu
-from testbed.phy.link import AirCompLink
+from testbed.phy.analog_allreduce import LocalExecutor
+from testbed.phy.budget import DEFAULT_BUDGET
+from testbed.phy.round import RoundPlan
 
 
 def test_zadoff_chu_constant_amplitude_ideal_periodic_autocorrelation():
@@ -46,13 +48,14 @@ def test_layout_offsets():
 @pytest.mark.parametrize("n_tx", [1, 2])
 def test_ls_estimate_error_matches_theory(n_tx):
     bench = build_sim_bench(3, 4, n_tx, snr_db=10.0, seed=2)
-    link = AirCompLink(bench.tx_radios, bench.rx_radio)
+    ex = LocalExecutor(bench.tx_radios, bench.rx_radio)
     errs = []
     for _ in range(60):
         H = bench.air.new_realization()
-        H_hat, info = link.estimate_channels()
-        assert info.detected_offset == 0
-        errs.append(np.mean(np.abs(H_hat - H) ** 2))
-    theory = ls_error_variance(bench.model_noise_var, link.config.pilot_len)
+        plan = RoundPlan("aircomp", 3, n_tx, 1, 0, ex.next_start(DEFAULT_BUDGET), sounding=True)
+        s = ex.sound(plan)
+        assert s.offset == 0
+        errs.append(np.mean(np.abs(s.H - H) ** 2))
+    theory = ls_error_variance(bench.model_noise_var, DEFAULT_BUDGET.pilot_len)
     # mean of 60 x 12*n_tx exponential entries: relative std < 4 %
     assert np.mean(errs) == pytest.approx(theory, rel=0.15)

@@ -44,9 +44,9 @@ def test_site_scale_statistics():
     ss = SiteScale()
     rounds = [[rng.standard_normal(100) * a for a in (1.0, 2.0)] for _ in range(3)]
     for r in rounds:
-        ss.update(r)
+        ss.update([symbol_power(z) for z in r])
     top = max(symbol_power(z) for r in rounds for z in r)
     assert ss.scale() == pytest.approx(np.sqrt(top))
     assert ss.scale(headroom_db=10.0) == pytest.approx(np.sqrt(10 * top))
-    with pytest.raises(ValueError, match="calibration"):
+    with pytest.raises(ValueError, match="statistics"):
         SiteScale().scale()

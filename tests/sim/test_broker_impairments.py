@@ -54,7 +54,7 @@ def _arrivals(bench, cfo_hz):
         sends = [start, start + GAP]
         for t, s in zip(txs, sends):
             t.transmit(AMP * REF[None, :], s)
-            t.tx_until(start + WINDOW)
+            t.done_until(start + WINDOW)
         y = rx.receive(WINDOW, start)[0].astype(complex)
         m = start + np.arange(WINDOW)
         got = []
@@ -106,7 +106,7 @@ def test_remote_node_clock_late_check_and_common_now():
     with ChannelBroker(air_from_bench(bench)) as broker:
         txs, rx = _open(bench, broker)
         for t in txs:
-            t.tx_until(10 ** 5)
+            t.done_until(10 ** 5)
         rx.receive(10, 10 ** 5 - 10)                    # air clock -> 100000
         air = broker.air
         nows = [t.now() for t in txs]

@@ -3,9 +3,11 @@
 `serve_node` / `serve_receiver` / `serve_channel` build a role's agent from the bench and run it
 until SHUTDOWN. `start_bench` starts channel broker, receiver and nodes as supervised child
 processes on loopback (free ports, logs in ``<run_dir>/logs``). `run_on_bench` is the
-controller: registration, assignment, the job (generation or perplexity), results.json with
-per-process RSS, per-token latency, logits hash and the measured all-reduce MSE; on a lost
-peer it saves what it has and returns exit code 1 with a message naming the peer.
+controller: registration, assignment, the scale statistics pass, the job (generation or
+perplexity), results.json with per-process RSS, per-token latency, logits hash, the design's
+predicted all-reduce error, the traffic table of every socket and (``--measure-error``) the
+measurement tap's error; on a lost peer it saves what it has and returns exit code 1 with a
+message naming the peer.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from testbed.errors import ConfigError, TestbedError
 from testbed.net.controller import Controller, ControllerConfig
 from testbed.net.errors import PeerLostError
 from testbed.net.results import JsonlRecorder
-from testbed.net.roles.common import (CHANNEL_ID, KEYS_ENV, BenchAddresses, agent_config, model_fingerprint,
-                                      node_ids, rss_bytes)
+from testbed.net.roles.common import (CHANNEL_ID, KEYS_ENV, BenchAddresses, agent_config,
+                                      model_fingerprint, node_ids, rss_bytes)
 from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job)
 from testbed.net.supervisor import Supervisor
 
@@ -52,9 +54,11 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
         # fails at start with a message naming the node, its address and the check to run
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id)
-    cfg = agent_config(node_id, "node", addresses, model_fingerprint(model_dir), bench)
+    cfg = agent_config(node_id, "node", addresses, model_fingerprint(model_dir), bench,
+                       radio=radio)
     try:
-        return NodeAgent(cfg, model_dir, index, ids, radio=radio).run()
+        return NodeAgent(cfg, model_dir, index, ids, radio=radio,
+                         estimates_address=addresses.estimates).run()
     finally:
         if radio is not None:
             radio.close()
@@ -74,9 +78,10 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
         radio = open_radio(bench.receiver.primary_radio, role="receiver",
                            node_id=bench.receiver.id)
     cfg = agent_config(bench.receiver.id, "receiver", addresses, model_fingerprint(model_dir),
-                       bench)
+                       bench, radio=radio, n_antennas=bench.receiver.n_antennas)
     try:
-        return ReceiverAgent(cfg, radio=radio).run()
+        return ReceiverAgent(cfg, radio=radio,
+                             estimates_address=_bind_address(addresses.estimates)).run()
     finally:
         if radio is not None:
             radio.close()
@@ -90,6 +95,12 @@ def serve_channel(bench, addresses: BenchAddresses, model_dir) -> str:
         log.info("channel broker serving at %s", broker.address)
         cfg = agent_config(CHANNEL_ID, "channel", addresses, model_fingerprint(model_dir), bench)
         return ChannelAgent(cfg, broker).run()
+
+
+def _bind_address(address: str) -> str:
+    """A connect address made bindable: a host name other than an IP binds on all of that
+    host's interfaces is not what we want, so keep the host as given (ZMQ resolves it)."""
+    return address
 
 
 # ---------------------------------------------------------------------- local bench
@@ -109,8 +120,7 @@ def free_ports(n: int) -> list[int]:
 
 def loopback_addresses() -> BenchAddresses:
     """Fresh loopback addresses for a local bench (avoids clashes with other benches)."""
-    r, p, b = free_ports(3)
-    return BenchAddresses(f"tcp://127.0.0.1:{r}", f"tcp://127.0.0.1:{p}", f"tcp://127.0.0.1:{b}")
+    return BenchAddresses(*(f"tcp://127.0.0.1:{port}" for port in free_ports(5)))
 
 
 def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddresses,
@@ -156,13 +166,16 @@ class JobSpec:
 def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
                  run_dir: str | Path, *, supervisor: Supervisor | None = None,
                  register_timeout_s: float = 120.0, n_streams: int | None = None,
-                 csi: str = "perfect", calibration=None) -> int:
-    """Be the controller of a running bench: wait for every role, assign shards, run ``job``
-    with ``method``; write ``run_dir/steps.jsonl`` (each step at once) and
-    ``run_dir/results.json``. Returns 0 on success, 1 if a peer was lost (message printed).
-    calibration: a checked `testbed.net.roles.bench_calibration.BenchCalibration` (each node
-    transmits through its correction; results.json records the file) or None (raw radios)."""
+                 csi: str = "estimated", calibration=None, measure_error: bool = False) -> int:
+    """Be the controller of a running bench: wait for every role, assign shards, run the scale
+    statistics pass (analog methods), run ``job`` with ``method``; write
+    ``run_dir/steps.jsonl`` (each step at once) and ``run_dir/results.json``. Returns 0 on
+    success, 1 if a peer was lost (message printed). calibration: a checked
+    `testbed.net.roles.bench_calibration.BenchCalibration` (each node transmits through its
+    correction; results.json records the file) or None (raw radios). measure_error: nodes copy
+    their partials to a measurement sink in this process (results.json: ``measurement_tap``)."""
     from testbed.experiments.runs import write_json
+    from testbed.llm.textdata import train_tokens
     from testbed.llm.tp_gloo import free_port
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -171,8 +184,10 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     results: dict = {"bench": bench.name, "method": method, "csi": csi, "job": job.kind,
                      "model_fingerprint": fingerprint, "status": "running",
                      "addresses": dataclasses.asdict(addresses),
+                     "measure_error": measure_error,
                      "calibration": None if calibration is None else calibration.record}
     steps: list[dict] = []
+    sink = None
 
     def save(status: str, error: str | None = None, session: BenchSession | None = None,
              stats: dict | None = None) -> None:
@@ -199,14 +214,22 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             results["ppl"] = float(np.exp(nll / n)) if n else None
             results["per_window_latency_s"] = [s["latency_s"] for s in steps]
         if session is not None:
-            results["allreduce"] = session.mse_summary()
+            results["allreduce"] = session.summary()
+        traffic = {"controller": ctl.transport.traffic.table()}
+        if sink is not None:
+            results["measurement_tap"] = sink.summary()
+            traffic["measurement-sink"] = results["measurement_tap"].pop("traffic")
         results["controller_rss_bytes"] = rss_bytes()
         results["ended_unix"] = time.time()
         if job.save_logits and steps:
             np.save(run_dir / "logits.npy", np.stack([s["logits"] for s in steps]))
         if stats is not None:
             results["process_rss_bytes"] = {p: s.get("rss_bytes") for p, s in stats.items()}
+            for p, s in stats.items():
+                traffic[p] = s.pop("traffic", {})
+            results["radios"] = {p: s.pop("radio") for p, s in stats.items() if "radio" in s}
             results["process_stats"] = stats
+        results["traffic"] = traffic_table(traffic)
         write_json(run_dir / "results.json", results)
 
     def on_step(item: dict) -> None:
@@ -219,13 +242,24 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             t0 = time.perf_counter()
             ctl.wait_for_peers(timeout_s=register_timeout_s)
             results["registration_s"] = time.perf_counter() - t0
+            results["registered"] = {p: info.capabilities.model_dump()
+                                     for p, info in ctl.peers.items()}
+            if measure_error:
+                from testbed.net.roles.estimates import MeasurementSink
+                sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)))
             session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi,
                                    corrections=None if calibration is None
-                                   else calibration.corrections)
-            port = free_port() if method == "digital" else None
+                                   else calibration.corrections,
+                                   measure_error=measure_error,
+                                   tap_address=None if sink is None else sink.address)
+            port = free_port() if session.spec.transport == "quantized" else None
             t0 = time.perf_counter()
-            results["assignment"] = session.assign(gloo_port=port)
+            results["assignment"] = session.assign(gloo_port=port,
+                                                   gloo_host=bench.controller.host)
             results["load_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            results["scales"] = session.statistics_pass(train_tokens(), window=job.window)
+            results["statistics_pass_s"] = time.perf_counter() - t0
             if job.kind == "none":
                 print(f"bench {bench.name} is up ({len(ctl.peers)} peers registered); "
                       "Ctrl-C tears it down", flush=True)
@@ -257,12 +291,29 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             ctl.shutdown(f"run aborted: {type(exc).__name__}: {exc}")
             save("failed", error=f"{type(exc).__name__}: {exc}", session=session)
             raise
+        finally:
+            if sink is not None:
+                sink.close()
     return 0
+
+
+def traffic_table(per_process: dict) -> list[dict]:
+    """Flatten {process: {socket: rows}} into rows {process, socket, direction, type, count,
+    bytes, max_bytes} (results.json's ``traffic``)."""
+    rows = []
+    for proc, sockets in sorted(per_process.items()):
+        if isinstance(sockets, list):       # a bare table
+            sockets = {"": sockets}
+        for sock, table in sorted(sockets.items()):
+            for r in table:
+                rows.append({"process": proc, **r, "socket": r.get("socket") or sock})
+    return rows
 
 
 def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, run_dir,
                register_timeout_s: float = 120.0, n_streams: int | None = None,
-               sup_hook=None, csi: str = "perfect", calibration=None) -> int:
+               sup_hook=None, csi: str = "estimated", calibration=None,
+               measure_error: bool = False) -> int:
     """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
     or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
     processes started (tests use it to kill a node mid-run). calibration: as `run_on_bench`
@@ -283,7 +334,7 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
             sup_hook(sup)
         code = run_on_bench(bench, addresses, model_dir, method, job, run_dir, supervisor=sup,
                             register_timeout_s=register_timeout_s, n_streams=n_streams,
-                            csi=csi, calibration=calibration)
+                            csi=csi, calibration=calibration, measure_error=measure_error)
         for name in sup.alive():  # give agents a moment to act on SHUTDOWN
             sup.wait(name, 3.0)
     return code

@@ -1,13 +1,16 @@
-"""`testbed channel`: the channel broker process. It serves the simulated air to remote radios
-(`sim_backend.broker.ChannelBroker`, own thread) and is the control-plane agent of role
-``channel`` through which the controller draws fading blocks and reads true channels."""
+"""`testbed channel`: the channel broker process of a simulated bench. It serves the simulated
+air to remote radios (`sim_backend.broker.ChannelBroker`, own thread) and is the control-plane
+agent of role ``channel``: the controller draws the next fading block through it
+(`NewRealization`, the simulated stand-in for a channel that changes by itself) and, only for
+``--csi perfect``, reads the simulator's truth (`TruthQuery`)."""
 from __future__ import annotations
 
 import numpy as np
 
 from testbed.net.agent import Agent
 from testbed.net.roles.common import rss_bytes
-from testbed.net.schema import Message, Result
+from testbed.net.schema import (Ack, Message, NewRealization, StatsQuery, StatsReport, TruthQuery,
+                                TruthReport)
 
 
 class ChannelAgent(Agent):
@@ -18,21 +21,18 @@ class ChannelAgent(Agent):
         self.broker = broker
 
     def handle(self, message: Message) -> Message | None:
-        """RESULT(op=new_realization | true_channels) -> RESULT(H complex128, info now);
-        RESULT(op=stats) -> broker counters."""
-        if isinstance(message, Result):
-            op = message.info.get("op")
-            if op in ("new_realization", "true_channels"):
-                H, now = (self.broker.new_realization() if op == "new_realization"
-                          else self.broker.true_channels())
-                return Result(round_id=message.round_id,
-                              info={"now": int(now), "noise_var": self.broker.air.noise_var},
-                              tensor=np.ascontiguousarray(H, dtype=np.complex128))
-            if op == "stats":
-                s = self.broker.stats
-                return Result(round_id=message.round_id,
-                              info={"rss_bytes": rss_bytes(), "windows": s.windows,
-                                    "waited_windows": s.waited_windows,
-                                    "requests": dict(s.requests)})
-            raise ValueError(f"unknown op {op!r} for the channel agent")
+        """NEW_REALIZATION -> ack; TRUTH_QUERY -> true channels and noise; STATS_QUERY."""
+        if isinstance(message, NewRealization):
+            self.broker.new_realization()
+            return Ack(info={"realization": "new"})
+        if isinstance(message, TruthQuery):
+            H, _ = self.broker.true_channels()
+            return TruthReport(h=np.ascontiguousarray(H, dtype=np.complex128),
+                               air_noise_var=float(self.broker.air.noise_var))
+        if isinstance(message, StatsQuery):
+            s = self.broker.stats
+            return StatsReport(info={"rss_bytes": rss_bytes(), "windows": s.windows,
+                                     "waited_windows": s.waited_windows,
+                                     "requests": dict(s.requests),
+                                     "traffic": {"controller": self.transport.traffic.table()}})
         return super().handle(message)

@@ -1,23 +1,12 @@
 """What every role process shares: bench addresses, the model fingerprint, the node order,
-agent configs, and the RESULT-carried command names of the role protocol.
+agent configs and radio stats.
 
-Role protocol (on top of `testbed.net.schema`): the controller drives everything with
-requests; commands without a dedicated message type travel as RESULT with ``info["op"]``:
-
-* ``forward`` (to nodes; tensor = input ids int64 ``(batch, tokens)``; info ``reset``,
-  ``use_cache``, ``last_only``) -> the node starts a forward pass and replies with its first
-  PARTIAL (controller-side all-reduce) or, when the all-reduce is node-to-node (gloo), a RESULT
-  ``done`` carrying the logits (output node only).
-* AGGREGATE (to nodes) -> the node continues the layer and replies with the next PARTIAL or
-  the final RESULT ``done``.
-* ``aircomp_tx`` (to nodes; tensor = B_n ``(N_t, L)``) -> transmit the last partial over the
-  air at ``start``, then declare ``tx_until``; reply RESULT.
-* ``aircomp_rx`` (to the receiver; tensor = A ``(N_r, L)``) -> receive, aggregate, reply
-  RESULT with the de-normalized sum (float64).
-* ``new_realization`` / ``true_channels`` (to the channel agent) -> RESULT with H ``(N, N_r,
-  N_t)`` complex128 and the bench clock (`ChannelBroker.common_now`: the latest of the air
-  clock and every node clock, so ``now + lead`` is in the future for every radio).
-* ``stats`` (to anyone) -> RESULT with ``rss_bytes`` and role-specific counters.
+Role protocol: every command is a typed message of `testbed.net.schema` (FORWARD, NODE_STEP,
+SOUND, SOUNDING_REPORT, PAYLOAD, AGGREGATE_CMD, ROUND_REPORT, CLOCK_QUERY, NEW_REALIZATION,
+TRUTH_QUERY, STATS_QUERY, ...); the controller drives everything with requests
+(`testbed.net.roles.controller_job`). Besides the controller's sockets a bench has the
+receiver's estimates PUB socket (``estimates``) and, with ``--measure-error``, the measurement
+sink (``tap``) in the controller process.
 """
 from __future__ import annotations
 
@@ -38,15 +27,19 @@ KEYS_ENV = "TESTBED_KEYS_DIR"
 
 @dataclass(frozen=True)
 class BenchAddresses:
-    """ZMQ addresses of one running bench: controller ROUTER/PUB and the channel broker."""
+    """ZMQ addresses of one running bench: controller ROUTER/PUB, the channel broker, the
+    receiver's estimates PUB socket and the measurement sink (``--measure-error``)."""
 
     router: str
     pub: str
     broker: str
+    estimates: str
+    tap: str
 
     def as_args(self) -> list[str]:
         """Command-line flags that pass these addresses to a role process."""
-        return ["--router", self.router, "--pub", self.pub, "--broker", self.broker]
+        return ["--router", self.router, "--pub", self.pub, "--broker", self.broker,
+                "--estimates", self.estimates, "--tap", self.tap]
 
 
 def resolve_bench(spec: str):
@@ -55,19 +48,22 @@ def resolve_bench(spec: str):
 
 
 def default_addresses(bench) -> BenchAddresses:
-    """Addresses from the bench's controller section; the broker listens on pub_port + 1."""
+    """Addresses from the bench: the controller section's ports; the broker listens on
+    pub_port + 1 (controller host), the receiver's estimates on pub_port + 2 (receiver host),
+    the measurement sink on pub_port + 3 (controller host)."""
     c = bench.controller
     return BenchAddresses(router=f"tcp://{c.host}:{c.router_port}",
                           pub=f"tcp://{c.host}:{c.pub_port}",
-                          broker=f"tcp://{c.host}:{c.pub_port + 1}")
+                          broker=f"tcp://{c.host}:{c.pub_port + 1}",
+                          estimates=f"tcp://{bench.receiver.host}:{c.pub_port + 2}",
+                          tap=f"tcp://{c.host}:{c.pub_port + 3}")
 
 
 def addresses_from_args(bench, args) -> BenchAddresses:
-    """Bench defaults overridden by ``--router/--pub/--broker`` flags when given."""
+    """Bench defaults overridden by ``--router/--pub/--broker/--estimates/--tap`` when given."""
     d = default_addresses(bench)
-    return BenchAddresses(router=getattr(args, "router", None) or d.router,
-                          pub=getattr(args, "pub", None) or d.pub,
-                          broker=getattr(args, "broker", None) or d.broker)
+    return BenchAddresses(**{k: getattr(args, k, None) or getattr(d, k)
+                             for k in ("router", "pub", "broker", "estimates", "tap")})
 
 
 def add_address_args(parser) -> None:
@@ -76,6 +72,10 @@ def add_address_args(parser) -> None:
     parser.add_argument("--router", help="controller ROUTER address (default: from the bench)")
     parser.add_argument("--pub", help="controller PUB address (default: from the bench)")
     parser.add_argument("--broker", help="channel broker address (default: bench pub_port+1)")
+    parser.add_argument("--estimates", help="receiver's estimates PUB address (default: "
+                        "receiver host, bench pub_port+2)")
+    parser.add_argument("--tap", help="measurement sink address for --measure-error (default: "
+                        "controller host, bench pub_port+3)")
     parser.add_argument("--model", default="default",
                         help="checkpoint directory or 'default' (the cached default model)")
 
@@ -127,6 +127,23 @@ def bench_ratios(bench) -> dict[str, float]:
         raise ConfigError("assignment 'ssca' needs the optimizer's output; run the assignment "
                           "command and put the ratios into the bench (assignment: given)")
     return {i: 1.0 / len(ids) for i in ids}
+
+
+def radio_stats(radio) -> dict:
+    """A radio's identity and stream counters (JSON-able), for STATS and results.json."""
+    ident = radio.identity()
+    return {"kind": ident.kind, "serial": ident.serial, "address": ident.address,
+            "counters": radio.counters().as_dict()}
+
+
+def radio_capabilities(radio, n_antennas: int = 1):
+    """`Capabilities` a role registers with: its radio's real kind and serial."""
+    from testbed.net.schema import Capabilities
+    if radio is None:
+        return Capabilities(radio_kind="none", n_antennas=max(1, n_antennas))
+    ident = radio.identity()
+    return Capabilities(radio_kind=str(ident.kind)[:64], radio_serial=str(ident.serial)[:128],
+                        n_antennas=max(1, n_antennas))
 
 
 def rss_bytes() -> int:
@@ -181,13 +198,13 @@ def server_curve_keys(bench):
 
 
 def agent_config(node_id: str, role: str, addresses: BenchAddresses, fingerprint: str,
-                 bench=None, **overrides):
-    """An `AgentConfig` for a role process (controller timeout from the bench's dead_after)."""
+                 bench=None, radio=None, n_antennas: int = 1, **overrides):
+    """An `AgentConfig` for a role process (controller timeout from the bench's dead_after;
+    capabilities from ``radio``'s identity)."""
     from testbed.net.agent import AgentConfig
-    from testbed.net.schema import Capabilities
     kw = dict(node_id=node_id, role=role, router_address=addresses.router,
               pub_address=addresses.pub, model_fingerprint=fingerprint,
-              capabilities=Capabilities(radio_kind="sim"))
+              capabilities=radio_capabilities(radio, n_antennas))
     if bench is not None:
         kw["heartbeat_interval_s"] = bench.controller.heartbeat_s
         kw["controller_timeout_s"] = bench.controller.dead_after_s

@@ -1,15 +1,23 @@
-"""The controller's side of a bench run: shard assignment, the per-layer all-reduce rounds
-(exact sum at the controller, AirComp over the channel broker, or gloo between the nodes),
-and the jobs (greedy generation, perplexity) as generators for `Controller.run`.
+"""The controller's side of a bench run: shard assignment, the scale statistics pass, the
+per-layer all-reduces and the jobs (greedy generation, perplexity) as generators for
+`Controller.run`.
 
-AirComp round (per layer and site), mirroring `AirCompAllReduce.reduce` in-process:
-the nodes' partials reach the controller (they give the common scale c -- the "oracle" policy
-of `testbed.phy.scale_policy`, N scalars of side information -- and the exact sum the measured
-MSE is computed against); the channel agent draws a new fading block and reports the true
-channels (perfect CSI) and the bench clock (latest of air and node clocks); the controller designs (A, B) with
-`testbed.optim.transceiver.design_transceiver`, schedules the frame at ``now + lead``, sends
-B_n to every node and A to the receiver in one gather; the nodes transmit, the receiver
-returns the de-normalized sum, which goes back to every node as AGGREGATE.
+Per all-reduce, by method (`testbed.methods`):
+
+* analog (``aircomp-*``, ``fdma``): the same round driver as in-process
+  (`testbed.phy.analog_allreduce.AnalogRoundDriver`) on a `BenchExecutor`: a new fading block
+  (simulated benches), sounding over the air (CSI and noise from the receiver; or the
+  simulator's truth with ``--csi perfect``), the design, then the payload round: nodes transmit,
+  the receiver broadcasts the estimate to them. The controller carries control only.
+* ``exact``: the nodes' partials come to the controller, which returns the exact sum (the
+  digital reference; the one method that moves partials through the controller).
+* ``digital``: the nodes all-reduce their 8-bit quantized partials over gloo among themselves;
+  a forward pass needs no controller round trip.
+
+Scales: before the job, a statistics pass (training text; the demo's `calibrate` windows and
+decode steps) runs real rounds in which the nodes report their partials' symbol powers (N
+scalars per round, never the partials) and the controller records each site's scale; the job's
+rounds then use those scales without any per-round exchange.
 """
 from __future__ import annotations
 
@@ -23,88 +31,121 @@ import numpy as np
 import torch
 
 from testbed.errors import ConfigError
+from testbed.methods import Method, get_method
 from testbed.net.controller import Controller
-from testbed.net.roles.aircomp_phy import RoundPlan
+from testbed.net.roles.bench_round import BenchExecutor, BenchTruth
 from testbed.net.roles.common import CHANNEL_ID, bench_ratios, node_ids
-from testbed.net.schema import Aggregate, Assignment, Partial, Result
-from testbed.phy.link import TX_REF_POWER, LinkConfig
-from testbed.phy.normalization import common_scale
+from testbed.net.schema import (Aggregate, Assignment, Forward, NewRealization, NodeStep, Partial,
+                                StatsQuery, StatsReport)
+from testbed.phy.analog_allreduce import AnalogRoundDriver
+from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
+from testbed.phy.scale_policy import ScaleKeeper
 
 log = logging.getLogger(__name__)
 
-#: --method values: exact sum at the controller, AirComp designs, gloo between the nodes.
-METHODS = ("exact", "aircomp-zf-sdr", "aircomp-mmse", "digital")
+#: --method values (the registry's).
+from testbed.methods import METHOD_NAMES as METHODS  # noqa: E402
 
 
 @dataclass
 class RoundRecord:
-    """One all-reduce round: where, how long (s), and (AirComp) measured/predicted errors."""
+    """One all-reduce round: where, how long (s), and (analog) the design's prediction, the
+    scale, the detection offset (samples) and the receiver's wait (s)."""
 
     layer: int
     site: str
     seconds: float
-    mse_tensor: float | None = None
     mse_tensor_predicted: float | None = None
     scale: float | None = None
     detected_offset: int | None = None
+    design_s: float | None = None
+    noise_var_design: float | None = None
 
 
 @dataclass
 class BenchSession:
     """Drives the bench's role processes through a registered `Controller`.
 
-    method: one of `METHODS`; n_streams: L for AirComp (None: the design's default);
-    request_timeout_s: per request (s); link: frame parameters shared with the roles;
-    corrections: {node id: NodeCorrection dict} sent in each node's ASSIGNMENT (calibration)."""
+    method: a registry name; n_streams: L for AirComp (None: the design's default); csi:
+    "estimated" (pilots; the product) or "perfect" (simulator truth through the channel agent);
+    request_timeout_s: per request (s); budget: the link budget shared with the roles;
+    corrections: {node id: NodeCorrection dict} sent in each node's ASSIGNMENT (calibration);
+    measure_error: nodes copy their partials to the measurement sink at ``tap_address``."""
 
     ctl: Controller
     bench: object
     fingerprint: str
     method: str = "exact"
     n_streams: int | None = None
-    csi: str = "perfect"
+    csi: str = "estimated"
     request_timeout_s: float = 60.0
-    link: LinkConfig = field(default_factory=LinkConfig)
+    budget: LinkBudget = DEFAULT_BUDGET
     rounds: list[RoundRecord] = field(default_factory=list)
-    realization_id: int = 0
-    #: per node id, the `NodeCorrection` dict its transmit path applies (None: raw radios)
     corrections: dict[str, dict] | None = None
+    measure_error: bool = False
+    tap_address: str | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"--method {self.method!r}: choose one of {METHODS}")
-        if self.method.startswith("aircomp") and self.bench.channel is None:
-            raise ConfigError(f"bench {self.bench.name!r} has no channel section; AirComp over "
-                              "the broker needs a simulated bench (hardware: not wired yet)")
+        try:
+            self.spec: Method = get_method(self.method)
+        except ValueError as exc:
+            raise ConfigError(f"--method: {exc}") from None
+        self.method = self.spec.name
         if self.csi not in ("perfect", "estimated"):
-            raise ConfigError(f"--csi {self.csi!r}: choose 'perfect' (true channels from the "
-                              "simulated air) or 'estimated' (pilot sounding over the air)")
+            raise ConfigError(f"--csi {self.csi!r}: choose 'estimated' (pilot sounding over the "
+                              "air) or 'perfect' (true channels of the simulated air)")
+        simulated = self.bench.channel is not None
+        if self.spec.analog and self.csi == "perfect" and not simulated:
+            raise ConfigError(f"--csi perfect needs a simulated bench (the simulator's true "
+                              f"channels); bench {self.bench.name!r} has radios: use "
+                              "--csi estimated")
+        if self.measure_error and not self.spec.analog:
+            raise ConfigError("--measure-error measures over-the-air rounds; method "
+                              f"{self.method!r} has none")
         self.nodes = node_ids(self.bench)
         self.receiver = self.bench.receiver.id
         # a corrected node starts its burst CORRECTION_HALF_TAPS node samples early (the
         # band-limited precursor), and a simulated impaired radio's own fractional-delay
-        # filter (sim_backend `node_sample_at`, <= that many taps) moves its clock further:
-        # schedule twice the margin (+ slack for the correction's error) further ahead
+        # filter moves its clock further: schedule twice the margin (+ slack) further ahead
         from testbed.net.roles.node import CORRECTION_HALF_TAPS
-        self.lead = self.link.lead_samples + (0 if self.corrections is None
-                                              else 2 * CORRECTION_HALF_TAPS + 16)
+        extra = 0 if self.corrections is None else 2 * CORRECTION_HALF_TAPS + 16
         self.round_id = 0
+        self.driver: AnalogRoundDriver | None = None
+        self.executor: BenchExecutor | None = None
+        self.truth: BenchTruth | None = None
+        if self.spec.analog:
+            self.executor = BenchExecutor(self.ctl, self.nodes, self.receiver, self.budget,
+                                          extra_lead=extra, timeout_s=self.request_timeout_s)
+            self.executor.tap = self.measure_error
+            self.truth = BenchTruth(self.ctl, CHANNEL_ID) if self.csi == "perfect" else None
+            n_tx = 1
+            self.driver = AnalogRoundDriver(
+                self.executor, scheme=self.spec.transport, n_nodes=len(self.nodes), n_tx=n_tx,
+                design_method=self.spec.design or "zf-sdr", budget=self.budget, csi=self.csi,
+                truth=self.truth, scales=ScaleKeeper(self.spec.scale_policy or "calibrated"),
+                n_streams=self.n_streams, design_options=self.spec.design_options,
+                on_round=self._new_realization if simulated else None)
+
+    def _new_realization(self) -> None:
+        self.ctl.request(CHANNEL_ID, NewRealization(), timeout_s=self.request_timeout_s)
 
     # ------------------------------------------------------------------ setup
-    def assign(self, gloo_port: int | None = None, threads: int = 1) -> dict:
-        """Send ASSIGNMENT (bench ratios) to every node; they load their shards. Returns each
-        node's reply info (bytes held, RSS)."""
-        summary = {"method": "digital" if self.method == "digital" else "relay",
-                   "threads": threads}
-        if self.method == "digital":
+    def assign(self, gloo_port: int | None = None, gloo_host: str = "127.0.0.1",
+               threads: int = 1) -> dict:
+        """Send ASSIGNMENT (bench ratios, method) to every node; they load their shards.
+        Returns each node's reply info (bytes held, RSS)."""
+        summary = {"method": self.method, "threads": threads}
+        if self.spec.transport == "quantized":
             if gloo_port is None:
                 raise ConfigError("the digital method needs a gloo rendezvous port")
-            summary["gloo_port"] = gloo_port
+            summary.update(gloo_port=gloo_port, gloo_host=gloo_host)
+        if self.measure_error:
+            summary["tap"] = self.tap_address
         if self.corrections is not None:
             missing = [n for n in self.nodes if n not in self.corrections]
             if missing:
                 raise ConfigError(f"the calibration has no correction for node(s) {missing}; "
-                                  "re-run `testbed calibrate` for this bench")
+                                  "re-run `testbed calibrate`")
 
         def node_summary(n: str) -> dict:
             if self.corrections is None:
@@ -114,126 +155,119 @@ class BenchSession:
         msg = {n: Assignment(ratios=bench_ratios(self.bench), plan_summary=node_summary(n),
                              model_fingerprint=self.fingerprint) for n in self.nodes}
         replies = self.ctl.gather(msg, timeout_s=max(self.request_timeout_s, 120.0))
-        return {n: r.info for n, r in replies.items()}
+        return {n: getattr(r, "info", {}) for n, r in replies.items()}
+
+    def statistics_pass(self, train_ids: torch.Tensor, *, window: int, n_windows: int = 4,
+                        decode_steps: int = 8) -> dict:
+        """The scale statistics pass (analog methods; no-op otherwise) on training token ids
+        (1-D): ``n_windows`` windows of ``window`` tokens spread over the text, then
+        ``decode_steps`` KV-cache steps from its first 16 tokens -- the in-process demo's
+        `testbed.experiments.demo.calibrate`. Returns the site scales {"layer/site": c}."""
+        if self.driver is None:
+            return {}
+        scales = self.driver.scales
+        scales.calibrating = True
+        self.executor.tap = False            # the tap measures the job's rounds only
+        n_rounds = len(self.rounds)
+        try:
+            n = min(n_windows, train_ids.numel() // window)
+            for s in np.linspace(0, train_ids.numel() - window, n).astype(int):
+                self.forward(train_ids[s:s + window].unsqueeze(0), reset=True, use_cache=False,
+                             last_only=True)
+            if decode_steps:
+                tokens = train_ids[:16].unsqueeze(0)
+                for step in range(decode_steps):
+                    logits = self.forward(tokens, reset=step == 0, use_cache=True, last_only=True)
+                    tokens = torch.tensor([[int(np.argmax(logits[0]))]], dtype=torch.int64)
+        finally:
+            scales.calibrating = False
+            self.executor.tap = self.measure_error
+        del self.rounds[n_rounds:]   # statistics-pass rounds are not the job's
+        return scales.table()
 
     def stats(self, peers: Sequence[str] | None = None) -> dict:
-        """RESULT(op=stats) from ``peers`` (default: every registered peer)."""
+        """STATS from ``peers`` (default: every registered peer)."""
         peers = list(peers or self.ctl.peers)
-        replies = self.ctl.gather({p: Result(round_id=0, info={"op": "stats"}) for p in peers},
-                                  timeout_s=10.0)
-        return {p: r.info for p, r in replies.items()}
+        replies = self.ctl.gather({p: StatsQuery() for p in peers}, timeout_s=10.0)
+        return {p: (r.info if isinstance(r, StatsReport) else {}) for p, r in replies.items()}
 
     # ------------------------------------------------------------------ one forward pass
     def forward(self, input_ids: torch.Tensor, *, reset: bool, use_cache: bool,
-                last_only: bool) -> np.ndarray:
-        """Run the model over the bench on ``input_ids`` ``(batch, tokens)``; returns the logits
-        of the first node, float32 ``(batch, vocab)`` (``last_only``) or ``(batch, tokens, vocab)``."""
+                last_only: bool, score: bool = False) -> np.ndarray:
+        """Run the model over the bench on ``input_ids`` ``(batch, tokens)``; returns the first
+        node's output: logits float32 ``(batch, vocab)`` (``last_only``) or ``(batch, tokens,
+        vocab)``, or with ``score`` the log-probabilities of ``input_ids[:, 1:]``."""
         ids = np.ascontiguousarray(input_ids.numpy(), dtype=np.int64)
-        info = {"op": "forward", "reset": reset, "use_cache": use_cache, "last_only": last_only}
-        replies = self.ctl.gather({n: Result(round_id=self.round_id, info=info, tensor=ids)
+        report = self.driver is not None and self.driver.scales.needs_powers
+        replies = self.ctl.gather({n: Forward(round_id=self.round_id, ids=ids, reset=reset,
+                                              use_cache=use_cache, last_only=last_only,
+                                              score=score, report_powers=report)
                                    for n in self.nodes}, timeout_s=self.request_timeout_s)
         while True:
-            kinds = {type(r) for r in replies.values()}
-            if kinds == {Result}:
-                logits = replies[self.nodes[0]].tensor
-                if logits is None:
-                    raise RuntimeError(f"{self.nodes[0]} returned no logits")
-                return logits
-            if kinds != {Partial}:
-                raise RuntimeError(f"nodes are out of step: replies {sorted(k.__name__ for k in kinds)}")
-            parts = [replies[n] for n in self.nodes]
-            layer, site = parts[0].layer, parts[0].site
-            if any((p.layer, p.site) != (layer, site) for p in parts):
-                raise RuntimeError(f"nodes are out of step at layer {layer} site {site}")
-            t0 = time.perf_counter()
-            if self.method == "exact":
-                total = self._exact([p.tensor for p in parts])
-                rec = RoundRecord(layer, site, 0.0)
-            else:
-                total, rec = self._aircomp([p.tensor for p in parts], layer, site)
+            steps = [replies[n] for n in self.nodes]
+            kinds = {type(r) for r in steps}
+            if kinds == {NodeStep} and all(r.done for r in steps):
+                out = steps[0].output
+                if out is None:
+                    raise RuntimeError(f"{self.nodes[0]} returned no output")
+                return np.asarray(out)
             self.round_id += 1
-            replies = self.ctl.gather({n: Aggregate(layer=layer, site=site,
-                                                    round_id=self.round_id, tensor=total)
-                                       for n in self.nodes}, timeout_s=self.request_timeout_s)
+            t0 = time.perf_counter()
+            if kinds == {Partial}:
+                replies, rec = self._exact(steps)
+            elif kinds == {NodeStep} and not any(r.done for r in steps):
+                replies, rec = self._analog(steps)
+            else:
+                raise RuntimeError(f"nodes are out of step: replies "
+                                   f"{sorted(type(r).__name__ for r in steps)}")
             rec.seconds = time.perf_counter() - t0
             self.rounds.append(rec)
 
-    @staticmethod
-    def _exact(tensors: list[np.ndarray]) -> np.ndarray:
+    def _site(self, steps) -> tuple[int, str]:
+        layer, site = steps[0].layer, steps[0].site
+        if any((s.layer, s.site) != (layer, site) for s in steps):
+            raise RuntimeError(f"nodes are out of step at layer {layer} site {site}")
+        return layer, site
+
+    def _exact(self, parts: list[Partial]):
+        layer, site = self._site(parts)
         # same operation order and dtype as testbed.llm.allreduce.ExactAllReduce
-        total = torch.from_numpy(np.array(tensors[0]))
-        for t in tensors[1:]:
-            total = total + torch.from_numpy(np.array(t))
-        return total.numpy()
+        total = torch.from_numpy(np.array(parts[0].tensor))
+        for p in parts[1:]:
+            total = total + torch.from_numpy(np.array(p.tensor))
+        replies = self.ctl.gather({n: Aggregate(layer=layer, site=site, round_id=self.round_id,
+                                                tensor=total.numpy()) for n in self.nodes},
+                                  timeout_s=self.request_timeout_s)
+        return replies, RoundRecord(layer, site, 0.0)
 
-    def _aircomp(self, tensors: list[np.ndarray], layer: int, site: str):
-        from testbed.optim.transceiver import design_transceiver
-        zs = [np.asarray(t, dtype=np.float64) for t in tensors]
-        exact = np.sum(zs, axis=0)
-        ch = self.ctl.request(CHANNEL_ID, Result(round_id=self.round_id,
-                                                 info={"op": "new_realization"}),
-                              timeout_s=self.request_timeout_s)
-        self.realization_id += 1
-        H = np.asarray(ch.tensor)
-        now = int(ch.info["now"])
-        noise_var = float(ch.info["noise_var"]) / TX_REF_POWER
-        if self.csi == "estimated":
-            H, now = self._sound(H.shape, now)
-        c = common_scale(zs)
-        kw = {} if self.n_streams is None else {"n_streams": self.n_streams}
-        d = design_transceiver(H, np.ones(len(zs)), noise_var,
-                               method=self.method.removeprefix("aircomp-"), **kw)
-        L = d.A.shape[1]
-        plan = RoundPlan(len(zs), H.shape[2], L, zs[0].size, now + self.lead, c)
-        info = plan.as_info()
-        msgs = {n: Result(round_id=self.round_id, info={"op": "aircomp_tx", **info},
-                          tensor=np.ascontiguousarray(d.B[i], dtype=np.complex128))
-                for i, n in enumerate(self.nodes)}
-        msgs[self.receiver] = Result(round_id=self.round_id,
-                                     info={"op": "aircomp_rx", "shape": list(zs[0].shape), **info},
-                                     tensor=np.ascontiguousarray(d.A, dtype=np.complex128))
-        replies = self.ctl.gather(msgs, timeout_s=self.request_timeout_s)
-        rx = replies[self.receiver]
-        z_hat = np.asarray(rx.tensor)
-        rec = RoundRecord(layer, site, 0.0, mse_tensor=float(np.mean((z_hat - exact) ** 2)),
-                          mse_tensor_predicted=float(d.mse) * c * c / (2 * L), scale=c,
-                          detected_offset=int(rx.info["detected_offset"]))
-        return z_hat.astype(np.float32), rec
+    def _analog(self, steps: list[NodeStep]):
+        layer, site = self._site(steps)
+        ex = self.executor
+        ex.round_id, ex.layer, ex.site = self.round_id, layer, site
+        powers = [s.power for s in steps] if steps[0].power is not None else None
+        out, rec = self.driver.round(layer, site, tuple(steps[0].shape), powers=powers)
+        return ex.node_replies, RoundRecord(
+            layer, site, 0.0, mse_tensor_predicted=rec["mse_tensor_predicted"],
+            scale=rec["scale"], detected_offset=out.offset, design_s=rec["design_s"],
+            noise_var_design=rec["noise_var_design"])
 
-    def _sound(self, shape: tuple[int, ...], now: int) -> tuple[np.ndarray, int]:
-        """Channel sounding over the air: every node sends its time-orthogonal pilots, the
-        receiver LS-estimates each H_n; returns the estimates ``(N, N_r, N_t)`` and the air
-        sample after the sounding window (where the payload round may start)."""
-        from testbed.net.roles.aircomp_phy import sounding_layout, sounding_window
-        n_nodes, _, n_tx = shape
-        layout = sounding_layout(n_nodes, n_tx, self.link)
-        start = now + self.lead
-        info = {"start": start, "n_nodes": n_nodes, "n_tx": n_tx}
-        msgs = {n: Result(round_id=self.round_id, info={"op": "sound", **info})
-                for n in self.nodes}
-        msgs[self.receiver] = Result(round_id=self.round_id, info={"op": "sound_rx", **info})
-        replies = self.ctl.gather(msgs, timeout_s=self.request_timeout_s)
-        first, n = sounding_window(start, layout, self.link)
-        return np.asarray(replies[self.receiver].tensor), first + n
-
-    def mse_summary(self) -> dict:
-        """Mean measured / predicted tensor MSE over AirComp rounds and the round timing."""
-        out: dict = {"rounds": len(self.rounds)}
+    def summary(self) -> dict:
+        """Round timing and the design's predicted error over the job's rounds."""
+        out: dict = {"rounds": len(self.rounds), "method": self.method,
+                     "transport": self.spec.transport}
         if self.rounds:
             secs = np.array([r.seconds for r in self.rounds])
             out["round_ms_median"] = float(np.median(secs) * 1e3)
             out["round_ms_mean"] = float(np.mean(secs) * 1e3)
-        air = [r for r in self.rounds if r.mse_tensor is not None]
+        air = [r for r in self.rounds if r.mse_tensor_predicted is not None]
         if air:
-            out["mse_tensor_mean"] = float(np.mean([r.mse_tensor for r in air]))
             out["mse_tensor_predicted_mean"] = float(np.mean([r.mse_tensor_predicted for r in air]))
-            out["per_round_mse_tensor"] = [r.mse_tensor for r in air]
+            out["design_ms_median"] = float(np.median([r.design_s for r in air]) * 1e3)
+            out["detected_offsets"] = sorted({int(r.detected_offset) for r in air})
+        if self.driver is not None:
+            out["scales"] = self.driver.scales.table()
+            out["simulator_truth_used"] = sorted(self.driver.truth_used)
         return out
-
-
-def logits_digest(h, logits: np.ndarray) -> None:
-    """Feed float32 logits into a running hash ``h`` (hashlib object)."""
-    h.update(np.ascontiguousarray(logits, dtype=np.float32).tobytes())
 
 
 def generate_job(session: BenchSession, prompt_ids: torch.Tensor, max_new_tokens: int,
@@ -259,8 +293,9 @@ def generate_job(session: BenchSession, prompt_ids: torch.Tensor, max_new_tokens
 def perplexity_job(session: BenchSession, token_ids: torch.Tensor, window: int,
                    n_windows: int):
     """Perplexity over the bench: non-overlapping windows of ``window`` tokens (the first
-    token of each is context only, as in `testbed.llm.perplexity` with stride = window);
-    yields one dict per window (nll_sum in nats, n_tokens, latency_s)."""
+    token of each is context only, as in `testbed.llm.perplexity` with stride = window); the
+    output node scores the window itself (log-probabilities, not logits, come back); yields one
+    dict per window (nll_sum in nats, n_tokens, latency_s)."""
     ids = torch.as_tensor(token_ids, dtype=torch.int64).reshape(-1)
 
     def job(ctl) -> Iterator[dict]:
@@ -269,10 +304,8 @@ def perplexity_job(session: BenchSession, token_ids: torch.Tensor, window: int,
             if chunk.numel() < 2:
                 break
             t0 = time.perf_counter()
-            logits = session.forward(chunk.unsqueeze(0), reset=True, use_cache=False,
-                                     last_only=False)
-            logp = torch.log_softmax(torch.from_numpy(np.asarray(logits[0])).double(), -1)
-            nll = float(-logp[:-1].gather(1, chunk[1:, None]).sum())
-            yield {"window": w, "nll_sum": nll, "n_tokens": int(chunk.numel() - 1),
+            logp = session.forward(chunk.unsqueeze(0), reset=True, use_cache=False,
+                                   last_only=False, score=True)
+            yield {"window": w, "nll_sum": float(-np.sum(logp)), "n_tokens": int(chunk.numel() - 1),
                    "latency_s": time.perf_counter() - t0}
     return job

@@ -1,12 +1,19 @@
-"""`testbed node`: an agent holding one shard of the model, computing its partial sums layer
-by layer, transmitting them (over the air on AirComp rounds) and continuing with the
-aggregate it receives back.
+"""`testbed node`: an agent holding one shard of the model. It computes its partial sums layer
+by layer and, per all-reduce, either transmits its partial over the air and continues with the
+receiver's broadcast estimate (AirComp, FDMA: the partial never crosses the network), or hands
+it to the controller (``exact``, the digital reference), or all-reduces it with the other
+nodes over gloo (``digital``: 8-bit quantized values).
 
-The node runs the unchanged `testbed.llm.sharding.ShardedModel` (with itself as the only local
-node) in a worker thread whose all-reduce hands each partial to the agent and blocks until the
-aggregate arrives (`RelayAllReduce`); the agent replies to the controller's requests with the
-next partial. With the ``digital`` method the all-reduce is gloo between the node processes
-(`testbed.llm.tp_gloo.GlooAllReduce`) and a forward pass needs no controller round trips.
+The node runs the unchanged `testbed.llm.sharding.ShardedModel` (itself as the only local node)
+in a worker thread whose all-reduce posts each partial to the agent and blocks until the result
+arrives (`RelayAllReduce`). The agent answers each controller command with where the forward
+pass stands next (`NodeStep`, or `Partial` for ``exact``).
+
+Over-the-air round on this node: `PayloadCommand` -> `testbed.phy.round.node_frame` (its
+partial normalized by the site scale, precoded with B_n) transmitted at the plan's start on the
+receiver clock (through `CorrectedRadio` when calibrated), ``done_until`` the window end, then
+the `Estimate` the receiver publishes on its own PUB socket. With ``--measure-error`` a copy of
+the partial goes to the measurement sink (`TapPartial`), which the computation never reads.
 """
 from __future__ import annotations
 
@@ -19,11 +26,15 @@ import numpy as np
 import torch
 
 from testbed.llm.allreduce import AllReduce
+from testbed.methods import get_method
 from testbed.net.agent import Agent
-from testbed.net.roles.aircomp_phy import RoundPlan, node_burst
-from testbed.net.roles.common import rss_bytes
-from testbed.net.schema import Aggregate, Assignment, Message, Partial, Result
-from testbed.phy.link import LinkConfig
+from testbed.net.roles.common import radio_stats, rss_bytes
+from testbed.net.roles.estimates import EstimateListener, TapSender
+from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, NodeStep, Partial,
+                                PayloadCommand, SoundCommand, StatsQuery, StatsReport)
+from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
+from testbed.phy.normalization import symbol_power
+from testbed.phy.round import RoundPlan, node_frame
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +48,7 @@ class _Abort(Exception):
 
 class RelayAllReduce(AllReduce):
     """All-reduce whose `reduce` posts the single local partial to ``outbox`` and blocks until
-    the aggregate is put into ``inbox`` (by the agent thread)."""
+    the result is put into ``inbox`` (by the agent thread)."""
 
     name = "relay"
 
@@ -59,62 +70,72 @@ class NodeAgent(Agent):
     """Agent of one bench node (see module docstring).
 
     model_dir: checkpoint directory; index: this node's position in the bench (shard index);
-    node_order: all node ids in bench order; radio: a transmitting `Radio` with ``tx_until``
-    (RemoteSimRadio) or None when AirComp is not used; link: frame parameters;
-    step_timeout_s: longest wait for the worker thread (s). An ASSIGNMENT whose plan_summary
-    has a ``correction`` (a `calibration.corrections.NodeCorrection` dict) makes the AirComp and
-    sounding bursts go through `CorrectedRadio` (times on the receiver clock)."""
+    node_order: all node ids in bench order; radio: this node's transmitting `Radio` (any
+    driver) or None when no over-the-air method is used; estimates_address: the receiver's
+    PUB socket for `Estimate` broadcasts; budget: the link budget; step_timeout_s: longest wait
+    for the worker thread or an estimate (s). An ASSIGNMENT whose plan_summary has a
+    ``correction`` (a `calibration.corrections.NodeCorrection` dict) makes the bursts go
+    through `CorrectedRadio` (times on the receiver clock)."""
 
     def __init__(self, config, model_dir, index: int, node_order: list[str], radio=None,
-                 link: LinkConfig | None = None, step_timeout_s: float = 60.0):
+                 estimates_address: str | None = None, budget: LinkBudget = DEFAULT_BUDGET,
+                 step_timeout_s: float = 60.0):
         super().__init__(config)
         self.model_dir = model_dir
         self.index = index
         self.node_order = list(node_order)
         self.radio = radio
-        self.link = link or LinkConfig()
+        self.estimates_address = estimates_address
+        self.budget = budget
         self.step_timeout_s = step_timeout_s
         self.model = None
+        self.method = None
         self.relay: RelayAllReduce | None = None
         self.worker: threading.Thread | None = None
         self.last_partial: np.ndarray | None = None
         self.tx_radio = radio  # the radio bursts go through (CorrectedRadio with a calibration)
+        self.estimates: EstimateListener | None = None
+        self.tap: TapSender | None = None
         self.rss_after_load = 0
         self.rounds = 0
         self.compute_s = 0.0
+        self.estimate_wait_s = 0.0
+        self._report_powers = False
+        self._score_ids: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> Message | None:
-        """ASSIGNMENT -> load shard; RESULT(op) -> forward / aircomp_tx / stats; AGGREGATE ->
-        continue the forward pass."""
+        """ASSIGNMENT -> load shard; FORWARD -> start a pass; PAYLOAD -> transmit, continue
+        with the estimate; AGGREGATE (exact) -> continue; SOUND -> pilots; STATS -> counters."""
         if isinstance(message, Assignment):
             return self._assign(message)
+        if isinstance(message, Forward):
+            return self._forward(message)
+        if isinstance(message, PayloadCommand):
+            return self._payload(message)
         if isinstance(message, Aggregate):
-            if self.worker is None or not self.worker.is_alive():
-                raise RuntimeError("AGGREGATE received but no forward pass is running")
-            self.relay.inbox.put(torch.from_numpy(np.array(message.tensor, dtype=np.float32)))
+            self._continue(torch.from_numpy(np.array(message.tensor, dtype=np.float32)))
             return self._next_event(message.round_id)
-        if isinstance(message, Result):
-            op = message.info.get("op")
-            if op == "forward":
-                return self._forward(message)
-            if op == "aircomp_tx":
-                return self._aircomp_tx(message)
-            if op == "sound":
-                return self._sound(message)
-            if op == "stats":
-                return Result(round_id=message.round_id, info=self._stats())
-            raise ValueError(f"unknown op {op!r} for a node")
+        if isinstance(message, SoundCommand):
+            return self._sound(message)
+        if isinstance(message, StatsQuery):
+            return StatsReport(info=self._stats())
         return super().handle(message)
 
     def _stats(self) -> dict:
         out = {"rss_bytes": rss_bytes(), "rss_after_load_bytes": self.rss_after_load,
-               "rounds": self.rounds, "compute_s": self.compute_s}
+               "rounds": self.rounds, "compute_s": self.compute_s,
+               "estimate_wait_s": self.estimate_wait_s,
+               "traffic": {"controller": self.transport.traffic.table() if self.transport else []}}
+        if self.estimates is not None:
+            out["traffic"]["estimates"] = self.estimates.traffic.table()
+        if self.tap is not None:
+            out["traffic"]["tap"] = self.tap.traffic.table()
         if self.model is not None:
             out["shard_param_bytes"] = self.model.nodes[0].param_bytes()
             out["replicated_param_bytes"] = self.model.replicated.param_bytes()
         if self.radio is not None:
-            out["sent_samples"] = self.radio.sent_samples
+            out["radio"] = radio_stats(self.radio)
         return out
 
     # ------------------------------------------------------------------ assignment
@@ -123,24 +144,37 @@ class NodeAgent(Agent):
         if msg.model_fingerprint != self.config.model_fingerprint:
             raise ValueError("assignment is for another model fingerprint")
         ratios = [msg.ratios[n] for n in self.node_order]
-        method = msg.plan_summary.get("method", "exact")
-        if method == "digital":
-            from testbed.llm.tp_gloo import GlooAllReduce, init_gloo
+        self.method = get_method(msg.plan_summary.get("method", "exact"))
+        if self.method.transport == "quantized":
+            from testbed.llm.tp_gloo import QuantizedGlooAllReduce, init_gloo
             import torch.distributed as dist
             if not dist.is_initialized():
-                init_gloo(self.index, len(self.node_order), int(msg.plan_summary["gloo_port"]))
-            allreduce: AllReduce = GlooAllReduce()
+                init_gloo(self.index, len(self.node_order), int(msg.plan_summary["gloo_port"]),
+                          host=msg.plan_summary.get("gloo_host", "127.0.0.1"))
+            allreduce: AllReduce = QuantizedGlooAllReduce(self.method.bits)
             self.relay = None
         else:
             self.relay = RelayAllReduce()
             allreduce = self.relay
+        if self.method.analog:
+            if self.radio is None:
+                raise RuntimeError(f"{self.config.node_id}: method {self.method.name} needs a "
+                                   "radio; this node has none")
+            if self.estimates is None:
+                if not self.estimates_address:
+                    raise RuntimeError(f"{self.config.node_id}: no --estimates address of the "
+                                       "receiver's broadcast")
+                self.estimates = EstimateListener(self.estimates_address)
+            tap = msg.plan_summary.get("tap")
+            if tap and self.tap is None:
+                self.tap = TapSender(tap)
         self._apply_correction(msg.plan_summary.get("correction"))
         torch.set_num_threads(int(msg.plan_summary.get("threads", 1)))
         self.model = shard_checkpoint(self.model_dir, ratios, allreduce, nodes=[self.index])
         self.rss_after_load = rss_bytes()
         log.info("%s: loaded shard %d (%d bytes), method %s", self.config.node_id, self.index,
-                 self.model.nodes[0].param_bytes(), method)
-        return Result(round_id=0, info=self._stats())
+                 self.model.nodes[0].param_bytes(), self.method.name)
+        return Ack(info=self._stats())
 
     def _apply_correction(self, correction: dict | None) -> None:
         """Wrap the radio in `CorrectedRadio` for ``correction`` (a `NodeCorrection` dict from
@@ -163,42 +197,45 @@ class NodeAgent(Agent):
         return self.tx_radio.correction if self.tx_radio is not self.radio else None
 
     def _send(self, x: np.ndarray, start: int, until: int) -> None:
-        """Burst ``x`` (n_tx, K) to arrive at air sample ``start``, then declare this node done
-        up to air sample ``until`` (later by the corrected burst's margin when corrected)."""
+        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start``, then declare this node
+        done up to receiver sample ``until`` (later by the corrected burst's margin)."""
         self.tx_radio.transmit(x, start)
         if self.correction is not None:
             # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited
             # tail past the end (plus the timing advance's rounding): declare past them
             until = max(until, start + x.shape[1] + CORRECTION_HALF_TAPS + 2)
-        self.radio.tx_until(until)
+        self.tx_radio.done_until(until)
 
     # ------------------------------------------------------------------ forward pass
-    def _forward(self, msg: Result) -> Message:
+    def _forward(self, msg: Forward) -> Message:
         if self.model is None:
             raise RuntimeError("no shard loaded yet (ASSIGNMENT first)")
         self._abort_worker()
-        info = msg.info
-        ids = torch.from_numpy(np.array(msg.tensor, dtype=np.int64))
-        use_cache = bool(info.get("use_cache", True))
-        if info.get("reset", True):
+        ids = torch.from_numpy(np.array(msg.ids, dtype=np.int64))
+        if msg.reset:
             self.model.reset_cache()
-        past = self.model.past_len if use_cache else 0
+        past = self.model.past_len if msg.use_cache else 0
         batch, n = ids.shape
         mask = torch.ones(batch, past + n, dtype=torch.long)
         positions = torch.arange(past, past + n).unsqueeze(0).expand(batch, n)
-        last_only = bool(info.get("last_only", False))
-        want_logits = self.index == 0
+        want_output = self.index == 0
+        self._report_powers = msg.report_powers
         self._events: queue.Queue = self.relay.outbox if self.relay else queue.Queue()
         events = self._events
 
         def work():
             try:
                 t0 = time.perf_counter()
-                logits = self.model.forward(ids, mask, positions, use_cache=use_cache)
+                logits = self.model.forward(ids, mask, positions, use_cache=msg.use_cache)
                 self.compute_s += time.perf_counter() - t0
-                if last_only:
-                    logits = logits[:, -1]
-                events.put(("done", logits.numpy() if want_logits else None))
+                out = None
+                if want_output:
+                    if msg.score:   # log p(ids[t+1] | ids[..t]) in float64, (batch, tokens-1)
+                        logp = torch.log_softmax(logits[:, :-1].double(), -1)
+                        out = logp.gather(2, ids[:, 1:, None])[..., 0].numpy()
+                    else:
+                        out = (logits[:, -1] if msg.last_only else logits).numpy()
+                events.put(("done", out))
             except _Abort:
                 pass
             except BaseException as exc:  # reported to the controller as handler_failed
@@ -208,6 +245,11 @@ class NodeAgent(Agent):
         self.worker.start()
         return self._next_event(msg.round_id)
 
+    def _continue(self, result: torch.Tensor) -> None:
+        if self.worker is None or not self.worker.is_alive():
+            raise RuntimeError("an all-reduce result arrived but no forward pass is running")
+        self.relay.inbox.put(result)
+
     def _next_event(self, round_id: int) -> Message:
         try:
             kind, *rest = self._events.get(timeout=self.step_timeout_s)
@@ -216,14 +258,18 @@ class NodeAgent(Agent):
         if kind == "error":
             raise rest[0]
         if kind == "done":
-            logits = rest[0]
-            return Result(round_id=round_id, info={"done": True},
-                          tensor=None if logits is None else np.ascontiguousarray(logits))
+            out = rest[0]
+            return NodeStep(round_id=round_id, done=True,
+                            output=None if out is None else np.ascontiguousarray(out))
         layer, site, partial = rest
         self.rounds += 1
         self.last_partial = partial.detach().to(torch.float32).numpy()
-        return Partial(layer=layer, site=site, round_id=round_id,
-                       tensor=np.ascontiguousarray(self.last_partial))
+        if self.method.transport == "exact":
+            return Partial(layer=layer, site=site, round_id=round_id,
+                           tensor=np.ascontiguousarray(self.last_partial))
+        power = symbol_power(self.last_partial) if self._report_powers else None
+        return NodeStep(round_id=round_id, done=False, layer=layer, site=site,
+                        shape=list(self.last_partial.shape), power=power)
 
     def _abort_worker(self) -> None:
         if self.worker is not None and self.worker.is_alive() and self.relay is not None:
@@ -236,25 +282,40 @@ class NodeAgent(Agent):
                 self.relay.inbox.get_nowait()
 
     # ------------------------------------------------------------------ over the air
-    def _sound(self, msg: Result) -> Message:
-        """Send this node's pilots in a sounding frame at ``info["start"]`` (air samples)."""
-        from testbed.net.roles.aircomp_phy import (node_sounding_burst, sounding_layout,
-                                                   sounding_window)
+    def _need_radio(self) -> None:
         if self.radio is None:
-            raise RuntimeError(f"{self.config.node_id} has no radio; start it with a broker")
-        layout = sounding_layout(int(msg.info["n_nodes"]), int(msg.info["n_tx"]), self.link)
-        start = int(msg.info["start"])
-        x = node_sounding_burst(self.index, layout, self.link)
-        first, n = sounding_window(start, layout, self.link)
-        self._send(x, start, first + n)
-        return Result(round_id=msg.round_id, info={"sent": int(x.shape[1])})
+            raise RuntimeError(f"{self.config.node_id} has no radio; start it with its radio "
+                               "(simulated benches: with the broker address)")
 
-    def _aircomp_tx(self, msg: Result) -> Message:
-        if self.radio is None:
-            raise RuntimeError(f"{self.config.node_id} has no radio; start it with a broker")
+    def _sound(self, msg: SoundCommand) -> Message:
+        """Send this node's preamble and pilots in the sounding frame of ``msg.plan``."""
+        self._need_radio()
+        plan = RoundPlan.from_dict(msg.plan.model_dump())
+        x = node_frame(self.index, plan, self.budget)
+        self._send(x, plan.start, plan.end(self.budget))
+        return Ack(info={"sent": int(x.shape[1])})
+
+    def _payload(self, msg: PayloadCommand) -> Message:
+        """Transmit the last partial over the air, then continue with the receiver's estimate."""
+        self._need_radio()
         if self.last_partial is None:
-            raise RuntimeError("aircomp_tx before any partial was computed")
-        plan = RoundPlan.from_info(msg.info)
-        x = node_burst(self.last_partial, np.asarray(msg.tensor), plan, self.link)
-        self._send(x, plan.start, plan.tx_done_until(self.link))
-        return Result(round_id=msg.round_id, info={"sent": int(x.shape[1])})
+            raise RuntimeError("payload command before any partial was computed")
+        plan = RoundPlan.from_dict(msg.plan.model_dump())
+        x = node_frame(self.index, plan, self.budget, partial=self.last_partial,
+                       B_n=np.asarray(msg.precoder), scale=msg.scale)
+        self._send(x, plan.start, plan.end(self.budget))
+        if msg.tap and self.tap is not None:
+            self.tap.copy(msg.round_id, msg.layer, msg.site, self.index, self.last_partial)
+        t0 = time.perf_counter()
+        est = self.estimates.wait(msg.round_id, self.step_timeout_s)
+        self.estimate_wait_s += time.perf_counter() - t0
+        self._continue(torch.from_numpy(np.array(est, dtype=np.float32)))
+        return self._next_event(msg.round_id)
+
+    def run(self) -> str:
+        try:
+            return super().run()
+        finally:
+            for part in (self.estimates, self.tap):
+                if part is not None:
+                    part.close()

@@ -1,7 +1,12 @@
-"""`testbed receiver`: the agent owning the multi-antenna receive radio. Per AirComp round it
-receives the scheduled window (the broker holds it until every node has transmitted), applies
-the aggregation beamformer A from the current design, de-normalizes, and returns the sum to
-the controller, which broadcasts it to the nodes."""
+"""`testbed receiver`: the agent owning the multi-antenna receive radio.
+
+Sounding (`SoundCommand`): receive the scheduled window, cut the frame, LS channel estimates and
+the noise estimate from its silent samples (`testbed.phy.round`), report them with the radio's
+clock. Payload (`AggregateCommand`): receive the window, aggregate with the beamformers A,
+de-normalize with the site scale and publish the estimate to the nodes on the receiver's own
+PUB socket (`EstimatePublisher`); the controller gets only a `RoundReport`. Nothing here needs
+the simulator: channel, noise and clock all come from the radio.
+"""
 from __future__ import annotations
 
 import time
@@ -9,63 +14,86 @@ import time
 import numpy as np
 
 from testbed.net.agent import Agent
-from testbed.net.roles.aircomp_phy import RoundPlan, receiver_estimate
-from testbed.net.roles.common import rss_bytes
-from testbed.net.schema import Message, Result
-from testbed.phy.link import LinkConfig
+from testbed.net.roles.common import radio_stats, rss_bytes
+from testbed.net.roles.estimates import EstimatePublisher
+from testbed.net.schema import (AggregateCommand, ClockQuery, ClockReport, Message, RoundReport,
+                                SoundCommand, SoundingReport, StatsQuery, StatsReport)
+from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
+from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate_channels,
+                               estimate_noise_var)
 
 
 class ReceiverAgent(Agent):
-    """Receiver role. radio: a receiving `Radio` (RemoteSimRadio on simulated benches), or None
-    on benches/methods without over-the-air rounds; link: frame parameters."""
+    """Receiver role. radio: the receiving `Radio` (any driver), or None on benches/methods
+    without over-the-air rounds; estimates_address: where to bind the estimates PUB socket
+    (None: no over-the-air rounds); budget: the link budget."""
 
-    def __init__(self, config, radio=None, link: LinkConfig | None = None):
+    def __init__(self, config, radio=None, estimates_address: str | None = None,
+                 budget: LinkBudget = DEFAULT_BUDGET):
         super().__init__(config)
         self.radio = radio
-        self.link = link or LinkConfig()
+        self.budget = budget
+        self.publisher = EstimatePublisher(estimates_address) if estimates_address else None
         self.rounds = 0
         self.wait_s = 0.0
 
     def handle(self, message: Message) -> Message | None:
-        """RESULT(op=aircomp_rx) -> receive and aggregate; RESULT(op=stats) -> counters."""
-        if isinstance(message, Result):
-            op = message.info.get("op")
-            if op == "aircomp_rx":
-                return self._aircomp_rx(message)
-            if op == "sound_rx":
-                return self._sound_rx(message)
-            if op == "stats":
-                return Result(round_id=message.round_id,
-                              info={"rss_bytes": rss_bytes(), "rounds": self.rounds,
-                                    "receive_wait_s": self.wait_s})
-            raise ValueError(f"unknown op {op!r} for the receiver")
+        """SOUND -> estimates; AGGREGATE_CMD -> aggregate and broadcast; CLOCK_QUERY -> clock;
+        STATS_QUERY -> counters."""
+        if isinstance(message, SoundCommand):
+            return self._sound(message)
+        if isinstance(message, AggregateCommand):
+            return self._aggregate(message)
+        if isinstance(message, ClockQuery):
+            self._need_radio()
+            return ClockReport(rx_clock=int(self.radio.now()))
+        if isinstance(message, StatsQuery):
+            info = {"rss_bytes": rss_bytes(), "rounds": self.rounds, "receive_wait_s": self.wait_s,
+                    "traffic": {"controller": self.transport.traffic.table()}}
+            if self.publisher is not None:
+                info["traffic"]["estimates"] = self.publisher.traffic.table()
+            if self.radio is not None:
+                info["radio"] = radio_stats(self.radio)
+            return StatsReport(info=info)
         return super().handle(message)
 
-    def _sound_rx(self, msg: Result) -> Message:
-        """Receive a sounding frame and reply with the LS channel estimates ``(N, N_r, N_t)``."""
-        from testbed.net.roles.aircomp_phy import (receiver_channel_estimate, sounding_layout,
-                                                   sounding_window)
+    def _need_radio(self) -> None:
         if self.radio is None:
-            raise RuntimeError("the receiver has no radio; start it with a broker address")
-        layout = sounding_layout(int(msg.info["n_nodes"]), int(msg.info["n_tx"]), self.link)
-        first, n = sounding_window(int(msg.info["start"]), layout, self.link)
-        window = self.radio.receive(n, first)
-        H_hat, offset = receiver_channel_estimate(window, layout, self.link)
-        return Result(round_id=msg.round_id, info={"detected_offset": offset},
-                      tensor=np.ascontiguousarray(H_hat, dtype=np.complex128))
+            raise RuntimeError("the receiver has no radio; start it with its radio "
+                               "(simulated benches: with the broker address)")
 
-    def _aircomp_rx(self, msg: Result) -> Message:
-        if self.radio is None:
-            raise RuntimeError("the receiver has no radio; start it with a broker address")
-        plan = RoundPlan.from_info(msg.info)
-        first, n = plan.window(self.link)
+    def _window(self, plan: RoundPlan) -> np.ndarray:
+        self._need_radio()
+        first, n = plan.window(self.budget)
         t0 = time.perf_counter()
         window = self.radio.receive(n, first)
         self.wait_s += time.perf_counter() - t0
-        out = receiver_estimate(window, np.asarray(msg.tensor), plan, self.link,
-                                tuple(msg.info["shape"]))
+        return window
+
+    def _sound(self, msg: SoundCommand) -> Message:
+        plan = RoundPlan.from_dict(msg.plan.model_dump())
+        frame = cut_frame(self._window(plan), plan, self.budget)
+        return SoundingReport(round_id=msg.round_id,
+                              h=np.ascontiguousarray(estimate_channels(frame, plan, self.budget)),
+                              noise_var=max(estimate_noise_var(frame, plan, self.budget), 1e-30),
+                              offset=frame.offset, rx_clock=int(self.radio.now()))
+
+    def _aggregate(self, msg: AggregateCommand) -> Message:
+        if self.publisher is None:
+            raise RuntimeError("the receiver has no --estimates address to broadcast on")
+        plan = RoundPlan.from_dict(msg.plan.model_dump())
+        t0 = self.wait_s
+        frame = cut_frame(self._window(plan), plan, self.budget)
+        z_hat = aggregate_payload(frame, plan, self.budget, np.asarray(msg.beamformers),
+                                  msg.scale, tuple(msg.shape))
+        self.publisher.publish(msg.round_id, msg.layer, msg.site, z_hat)
         self.rounds += 1
-        return Result(round_id=msg.round_id,
-                      info={"detected_offset": out.detected_offset,
-                            "detection_metric": out.detection_metric},
-                      tensor=np.ascontiguousarray(out.z_hat, dtype=np.float64))
+        return RoundReport(round_id=msg.round_id, offset=frame.offset, metric=frame.metric,
+                           rx_clock=int(self.radio.now()), receive_wait_s=self.wait_s - t0)
+
+    def run(self) -> str:
+        try:
+            return super().run()
+        finally:
+            if self.publisher is not None:
+                self.publisher.close()

@@ -1,0 +1,29 @@
+"""The one handle through which code may read what only the simulator knows.
+
+On a radio bench there are no true channels, no true noise variance and no common clock: CSI
+comes from pilots, noise from silent samples, time from the receiver radio. `SimTruth` is how
+simulator features (``--csi perfect``, reporting the CSI error, the channel agent's reference
+channels) get them; whoever holds one is visibly a simulator-only path, and the run records
+which truths it used (`AnalogRoundDriver.truth_used`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sim_backend.air import SimAir
+
+
+class SimTruth:
+    """Truth of a `SimAir`: the current channels and the air's noise variance."""
+
+    def __init__(self, air: SimAir) -> None:
+        self._air = air
+
+    def channels(self) -> np.ndarray:
+        """True channels of the current fading block, complex ``(N, N_r, N_t)`` (the signal
+        model's H: no LO phases or gains of impaired radios)."""
+        return np.asarray(self._air.true_channels())
+
+    def air_noise_var(self) -> float:
+        """Complex AWGN variance per receive antenna per sample, full-scale units (linear)."""
+        return float(self._air.noise_var)

@@ -1,0 +1,112 @@
+"""The analog round over the control plane: the controller-side `RoundExecutor` of a bench.
+
+The controller sends control only: the plan (`PlanFields`) and, per payload round, each node its
+precoder B_n and the receiver its beamformers A (`PayloadCommand`, `AggregateCommand`). Nodes
+build and transmit their frames, the receiver cuts, aggregates, de-normalizes and broadcasts
+the estimate itself; the controller sees a `RoundReport` and the nodes' next `NodeStep`. The
+schedule is computed from the receiver radio's clock (reported after every window).
+
+`BenchTruth` reads the simulator's truth through the channel agent (``--csi perfect`` on a
+simulated bench only).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from testbed.net.schema import (AggregateCommand, ClockQuery, ClockReport, PayloadCommand,
+                                PlanFields, RoundReport, SoundCommand, SoundingReport, TruthQuery,
+                                TruthReport)
+from testbed.phy.analog_allreduce import PayloadResult, RoundExecutor, SoundingResult
+from testbed.phy.budget import LinkBudget
+from testbed.phy.round import RoundDesign, RoundPlan
+
+
+def plan_fields(plan: RoundPlan) -> PlanFields:
+    """The wire form of a `RoundPlan`."""
+    return PlanFields(**plan.as_dict())
+
+
+def _expect(reply, cls, who: str):
+    if not isinstance(reply, cls):
+        raise RuntimeError(f"{who} answered {type(reply).__name__} where {cls.__name__} was "
+                           "expected: the roles are out of step")
+    return reply
+
+
+class BenchExecutor(RoundExecutor):
+    """Runs rounds through the bench's role processes.
+
+    ctl: the registered `Controller`; nodes: node ids in bench order; receiver: its id;
+    budget: the link budget; extra_lead: samples added to the budget's lead (e.g. the margin
+    of calibrated bursts); timeout_s: per request. ``round_id`` is the current all-reduce's id
+    (set by the session); after a payload round ``node_replies`` holds each node's next step."""
+
+    def __init__(self, ctl, nodes: Sequence[str], receiver: str, budget: LinkBudget,
+                 extra_lead: int = 0, timeout_s: float = 60.0) -> None:
+        self.ctl = ctl
+        self.nodes = list(nodes)
+        self.receiver = receiver
+        self.budget = budget
+        self.extra_lead = int(extra_lead)
+        self.timeout_s = timeout_s
+        self.rx_clock: int | None = None
+        self.round_id = 0
+        self.layer, self.site = 0, "attn"
+        self.tap = False
+        self.node_replies: dict = {}
+
+    def next_start(self, budget: LinkBudget) -> int:
+        if self.rx_clock is None:
+            rep = self.ctl.request(self.receiver, ClockQuery(), timeout_s=self.timeout_s)
+            self.rx_clock = _expect(rep, ClockReport, self.receiver).rx_clock
+        return self.rx_clock + budget.lead_samples + self.extra_lead
+
+    def sound(self, plan: RoundPlan) -> SoundingResult:
+        fields = plan_fields(plan)
+        replies = self.ctl.gather({p: SoundCommand(round_id=self.round_id, plan=fields)
+                                   for p in [*self.nodes, self.receiver]},
+                                  timeout_s=self.timeout_s)
+        rep = _expect(replies[self.receiver], SoundingReport, self.receiver)
+        self.rx_clock = rep.rx_clock
+        return SoundingResult(np.asarray(rep.h), float(rep.noise_var), rep.offset)
+
+    def payload(self, plan: RoundPlan, design: RoundDesign, scale: float,
+                shape: tuple[int, ...]) -> PayloadResult:
+        fields = plan_fields(plan)
+        msgs = {n: PayloadCommand(round_id=self.round_id, layer=self.layer, site=self.site,
+                                  plan=fields, scale=scale, tap=self.tap,
+                                  precoder=np.ascontiguousarray(design.B[i], dtype=np.complex128))
+                for i, n in enumerate(self.nodes)}
+        msgs[self.receiver] = AggregateCommand(
+            round_id=self.round_id, layer=self.layer, site=self.site, plan=fields, scale=scale,
+            shape=list(shape), beamformers=np.ascontiguousarray(design.A, dtype=np.complex128))
+        replies = self.ctl.gather(msgs, timeout_s=self.timeout_s)
+        rep = _expect(replies.pop(self.receiver), RoundReport, self.receiver)
+        self.rx_clock = rep.rx_clock
+        self.node_replies = replies
+        return PayloadResult(z_hat=None, offset=rep.offset, metric=rep.metric,
+                             extra={"receive_wait_s": rep.receive_wait_s})
+
+
+class BenchTruth:
+    """The simulator's truth of a simulated bench, through its channel agent (a simulator
+    feature: only for ``--csi perfect``)."""
+
+    def __init__(self, ctl, channel_id: str, timeout_s: float = 30.0) -> None:
+        self.ctl, self.channel_id, self.timeout_s = ctl, channel_id, timeout_s
+        self._last: TruthReport | None = None
+
+    def _query(self) -> TruthReport:
+        rep = self.ctl.request(self.channel_id, TruthQuery(), timeout_s=self.timeout_s)
+        self._last = _expect(rep, TruthReport, self.channel_id)
+        return self._last
+
+    def channels(self) -> np.ndarray:
+        """True channels ``(N, N_r, N_t)`` of the current block."""
+        return np.asarray(self._query().h)
+
+    def air_noise_var(self) -> float:
+        """The air's noise variance (full-scale units)."""
+        return float((self._last or self._query()).air_noise_var)

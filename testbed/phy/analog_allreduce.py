@@ -1,0 +1,401 @@
+"""The analog all-reduce (AirComp and uncoded FDMA): one round driver, two executors.
+
+`AnalogRoundDriver` is the round logic every transport shares, per all-reduce of one
+(layer, site):
+
+1. ``on_round`` (e.g. a new fading block, a calibration check);
+2. the common scale c of the site (`testbed.phy.scale_policy.ScaleKeeper`: calibrated
+   statistics, or the per-round "oracle" from the nodes' symbol powers while a statistics pass
+   gathers them);
+3. channel state: with ``csi="estimated"`` (the product) a sounding frame (pilots + silence)
+   through the executor gives the LS channel estimates and the receiver's noise estimate; with
+   ``csi="perfect"`` the simulator's `truth` handle gives the true channels and noise (a
+   simulator feature: no radio bench has it, and the run records that it was used);
+4. the design (`design_round`: `testbed.optim.design_transceiver` for AirComp, the closed-form
+   single-node ZF per node for FDMA);
+5. the payload round through the executor: nodes send `testbed.phy.round.node_frame`, the
+   receiver returns `aggregate_payload`.
+
+Executors move frames only. `LocalExecutor` has every radio in one process (demo, sweeps,
+tests); the bench's executor (`testbed.net.roles.bench_round`) sends the same plan to node and
+receiver processes, whose roles call the same `testbed.phy.round` functions.
+`AnalogAllReduce` is the in-process `AllReduce` on a `LocalExecutor`.
+"""
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from testbed.llm.allreduce import AllReduce
+from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
+from testbed.phy.fdma import single_node_zf
+from testbed.phy.normalization import symbol_power
+from testbed.phy.round import (SCHEMES, ReceivedFrame, RoundDesign, RoundPlan, aggregate_symbols,
+                               cut_frame, denormalize_sum, estimate_channels, estimate_noise_var,
+                               node_frame, normalized_symbols)
+from testbed.phy.scale_policy import ScaleKeeper
+from testbed.radio.base import Radio
+
+CSI_MODES = ("perfect", "estimated")
+FAIRNESS = ("energy", "power")
+
+
+class Truth(Protocol):
+    """What only a simulator knows (`sim_backend.truth.SimTruth`): the true channels
+    ``(N, N_r, N_t)`` in signal-model units and the air's noise variance (full-scale units,
+    per receive antenna per sample). Code that calls it is a simulator feature."""
+
+    def channels(self) -> np.ndarray: ...
+
+    def air_noise_var(self) -> float: ...
+
+
+# ---------------------------------------------------------------------- design
+def design_round(scheme: str, H: np.ndarray, power: np.ndarray, noise_var: float, *,
+                 method: str = "zf-sdr", n_streams: int | None = None,
+                 fairness: str = "energy", options: dict | None = None,
+                 design_fn: Callable | None = None) -> RoundDesign:
+    """Transceiver of one round for channels ``H`` ``(N, N_r, N_t)``, power budgets ``power``
+    ``(N,)`` (linear, per channel use) and signal-model ``noise_var`` (linear).
+
+    aircomp: ``design_fn`` (default `testbed.optim.transceiver.design_transceiver`) with
+    ``method``; fdma: `single_node_zf` per node with L = ``n_streams`` (default min(N_t, N_r));
+    ``fairness="power"`` gives each node N times the power (equal power per sub-band, see
+    `testbed.phy.allreduce_fdma` in the docs)."""
+    if scheme == "fdma":
+        if fairness not in FAIRNESS:
+            raise ValueError(f"fairness must be one of {FAIRNESS}, got {fairness!r}")
+        n = H.shape[0]
+        p = power * (n if fairness == "power" else 1)
+        L = n_streams or min(H.shape[1], H.shape[2])
+        parts = [single_node_zf(H[i], p[i], noise_var, L) for i in range(n)]
+        return RoundDesign(A=np.stack([a for a, _, _ in parts]),
+                           B=np.stack([b for _, b, _ in parts]),
+                           mse=float(sum(m for _, _, m in parts)))
+    if scheme != "aircomp":
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    if design_fn is None:
+        from testbed.optim.transceiver import design_transceiver as design_fn
+    kw = dict(options or {})
+    if n_streams is not None:
+        kw["n_streams"] = n_streams
+    d = design_fn(H, power, noise_var, method=method, **kw)
+    return RoundDesign(A=np.asarray(d.A)[None], B=np.asarray(d.B), mse=float(d.mse),
+                       bound=getattr(d, "lower_bound", None))
+
+
+def power_vector(power: float | Sequence[float], n_nodes: int) -> np.ndarray:
+    """Per-node power budget per channel use (linear), shape (N,); ValueError if not > 0."""
+    p = np.broadcast_to(np.asarray(power, dtype=float), (n_nodes,)).copy()
+    if np.any(p <= 0):
+        raise ValueError(f"power budgets must be > 0 (linear), got {p}")
+    return p
+
+
+# ---------------------------------------------------------------------- executors
+@dataclass
+class SoundingResult:
+    """Channel estimates ``(N, N_r, N_t)``, noise estimate (signal model, linear) and the
+    detected frame offset (samples) of one sounding frame."""
+
+    H: np.ndarray
+    noise_var: float
+    offset: int
+
+
+@dataclass
+class PayloadResult:
+    """The receiver's estimate of the sum (float64, the partials' shape; None where it stays at
+    the receiver, as on a bench), the normalized sum S_hat ``(L, K)`` when the executor has it,
+    the detected offset (samples), the detection metric and what the executor measured (peak
+    |I|/|Q| and clipped fraction of the transmitters, the receiver's wait)."""
+
+    z_hat: np.ndarray | None
+    offset: int
+    metric: float
+    S_hat: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class RoundExecutor(abc.ABC):
+    """Moves one round's frames: every node transmits its `node_frame` at ``plan.start`` and
+    the receiver cuts, estimates or aggregates the window. Times on the receiver's clock."""
+
+    @abc.abstractmethod
+    def next_start(self, budget: LinkBudget) -> int:
+        """Earliest frame start (receiver clock, samples) every radio can still meet."""
+
+    @abc.abstractmethod
+    def sound(self, plan: RoundPlan) -> SoundingResult:
+        """Run a sounding frame (pilots + silence)."""
+
+    @abc.abstractmethod
+    def payload(self, plan: RoundPlan, design: RoundDesign, scale: float,
+                shape: tuple[int, ...]) -> PayloadResult:
+        """Run a payload round: node n sends its partial with B_n; the receiver aggregates with
+        A and de-normalizes with ``scale``."""
+
+
+class LocalExecutor(RoundExecutor):
+    """All radios in one process. ``stage(partials)`` gives it the nodes' partials of the next
+    payload round. tx_advance_samples: per-node integer advance subtracted from the burst time
+    (e.g. calibration's timing offsets)."""
+
+    def __init__(self, tx_radios: Sequence[Radio], rx_radio: Radio,
+                 budget: LinkBudget = DEFAULT_BUDGET,
+                 tx_advance_samples: Sequence[int] | None = None) -> None:
+        if not tx_radios:
+            raise ValueError("need at least one transmitting radio")
+        self.tx_radios = list(tx_radios)
+        self.rx_radio = rx_radio
+        self.budget = budget
+        self.tx_advance = list(tx_advance_samples or [0] * len(self.tx_radios))
+        n_tx = {r.settings.n_tx_channels for r in self.tx_radios}
+        if len(n_tx) != 1:
+            raise ValueError(f"all transmitters must have the same number of antennas, got {n_tx}")
+        self.n_tx = n_tx.pop()
+        self.n_rx = rx_radio.settings.n_rx_channels
+        self._partials: list[np.ndarray] | None = None
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.tx_radios)
+
+    def stage(self, partials: Sequence[np.ndarray]) -> None:
+        """The nodes' partials (node order) for the next `payload`."""
+        self._partials = list(partials)
+
+    def next_start(self, budget: LinkBudget) -> int:
+        # every radio's own clock must be past: the latest of them, plus the lead
+        return max([self.rx_radio.now()] + [r.now() for r in self.tx_radios]) + budget.lead_samples
+
+    def exchange(self, plan: RoundPlan, frames: Sequence[np.ndarray]) -> tuple[ReceivedFrame, dict]:
+        """Transmit ``frames[n]`` from node n at ``plan.start`` and cut the received frame;
+        also returns the transmitters' peak component and clipped fraction (full scale 1)."""
+        peak, clipped, sent = 0.0, 0, 0
+        for n, (radio, x) in enumerate(zip(self.tx_radios, frames)):
+            comps = np.abs(np.asarray(x).view(np.float32))
+            peak = max(peak, float(comps.max()) if comps.size else 0.0)
+            clipped += int(np.count_nonzero(comps > 1.0))
+            sent += comps.size
+            radio.transmit(x, plan.start - self.tx_advance[n])
+        first, n_samples = plan.window(self.budget)
+        window = self.rx_radio.receive(n_samples, first)
+        return cut_frame(window, plan, self.budget), {"peak_component": peak,
+                                                      "clipped_fraction": clipped / max(sent, 1)}
+
+    def sound(self, plan: RoundPlan) -> SoundingResult:
+        frames = [node_frame(n, plan, self.budget) for n in range(self.n_nodes)]
+        frame, _ = self.exchange(plan, frames)
+        return SoundingResult(estimate_channels(frame, plan, self.budget),
+                              estimate_noise_var(frame, plan, self.budget), frame.offset)
+
+    def payload(self, plan, design, scale, shape):
+        if self._partials is None or len(self._partials) != self.n_nodes:
+            raise RuntimeError("stage() the nodes' partials before a payload round")
+        frames = [node_frame(n, plan, self.budget, partial=z, B_n=design.B[n], scale=scale)
+                  for n, z in enumerate(self._partials)]
+        frame, extra = self.exchange(plan, frames)
+        S_hat = aggregate_symbols(frame, plan, self.budget, design.A)
+        return PayloadResult(denormalize_sum(S_hat, plan, scale, shape), frame.offset,
+                             frame.metric, S_hat, extra)
+
+
+# ---------------------------------------------------------------------- the round driver
+class AnalogRoundDriver:
+    """The round logic shared by every transport (see the module docstring).
+
+    executor: a `RoundExecutor`; scheme: "aircomp" | "fdma"; design_method: for AirComp
+    (`testbed.optim.transceiver.METHODS`); power: P_n (scalar or (N,), linear); n_nodes,
+    n_tx, n_rx: the bench's shape; csi: "estimated" (pilots + noise estimate, the product) or
+    "perfect" (needs ``truth``, simulator only); scales: the site scales; n_streams: L (None:
+    the design's default); fairness: FDMA's; design_options: passed to the design;
+    on_round: called at the start of each round.
+    """
+
+    def __init__(self, executor: RoundExecutor, *, scheme: str, n_nodes: int, n_tx: int,
+                 design_method: str = "zf-sdr", power: float | Sequence[float] = 1.0,
+                 budget: LinkBudget = DEFAULT_BUDGET, csi: str = "estimated",
+                 truth: Truth | None = None, scales: ScaleKeeper | None = None,
+                 n_streams: int | None = None, fairness: str = "energy",
+                 design_options: dict | None = None, design_fn: Callable | None = None,
+                 on_round: Callable[[], object] | None = None) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if csi not in CSI_MODES:
+            raise ValueError(f"csi must be one of {CSI_MODES}, got {csi!r}")
+        if csi == "perfect" and truth is None:
+            raise ValueError("csi='perfect' needs the simulator's truth handle "
+                             "(sim_backend.truth.SimTruth); a radio bench has none: use 'estimated'")
+        if fairness not in FAIRNESS:
+            raise ValueError(f"fairness must be one of {FAIRNESS}, got {fairness!r}")
+        self.executor = executor
+        self.scheme = scheme
+        self.n_nodes, self.n_tx = int(n_nodes), int(n_tx)
+        self.design_method = design_method
+        self.power = power_vector(power, self.n_nodes)
+        self.budget = budget
+        self.csi = csi
+        self.truth = truth
+        self.scales = scales or ScaleKeeper("calibrated")
+        self.n_streams = n_streams
+        self.fairness = fairness
+        self.design_options = dict(design_options or {})
+        self.design_fn = design_fn
+        self.on_round = on_round
+        self.last_design: RoundDesign | None = None
+        #: which simulator truths this driver used (recorded in results)
+        self.truth_used: set[str] = set()
+
+    def channel_state(self) -> tuple[np.ndarray, float, dict]:
+        """(H ``(N, N_r, N_t)``, signal-model sigma^2, record) for this round: sounding
+        (estimated) or the truth handle (perfect)."""
+        if self.csi == "perfect":
+            self.truth_used.update(("channels", "noise_var"))
+            return (np.asarray(self.truth.channels()),
+                    self.budget.signal_noise_var(self.truth.air_noise_var()), {})
+        plan = RoundPlan(self.scheme, self.n_nodes, self.n_tx, 1, 0,
+                         self.executor.next_start(self.budget), sounding=True)
+        s = self.executor.sound(plan)
+        return s.H, s.noise_var, {"detected_offset_pilots": s.offset,
+                                  "noise_var_estimated": s.noise_var}
+
+    def design(self, H: np.ndarray, noise_var: float) -> RoundDesign:
+        """The design of this round (see `design_round`)."""
+        return design_round(self.scheme, H, self.power, noise_var, method=self.design_method,
+                            n_streams=self.n_streams, fairness=self.fairness,
+                            options=self.design_options, design_fn=self.design_fn)
+
+    def round(self, layer: int, site: str, shape: tuple[int, ...],
+              powers: Sequence[float] | None = None) -> tuple[PayloadResult, dict]:
+        """One all-reduce of a (layer, site) tensor of ``shape``. ``powers``: the nodes' symbol
+        powers this round (only needed while the scales are being gathered or with the
+        "oracle" policy). Returns the executor's result and a record of the round."""
+        if self.on_round is not None:
+            self.on_round()
+        c = self.scales.scale_for((layer, site), powers)
+        H, noise_var, rec = self.channel_state()
+        t0 = time.perf_counter()
+        d = self.design(H, noise_var)
+        rec["design_s"] = time.perf_counter() - t0
+        self.last_design = d
+        n_values = int(np.prod(shape))
+        plan = RoundPlan(self.scheme, self.n_nodes, self.n_tx, d.n_streams, n_values,
+                         self.executor.next_start(self.budget))
+        out = self.executor.payload(plan, d, c, tuple(shape))
+        rec.update(mse_predicted=d.mse,
+                   mse_tensor_predicted=d.mse * c * c / (2 * d.n_streams),
+                   scale=c, channel_uses=plan.n_slots * plan.channel_uses,
+                   detected_offset=out.offset, detection_metric=out.metric,
+                   noise_var_design=noise_var, **out.extra)
+        if self.truth is not None and self.csi == "estimated":
+            rec["csi_mse"] = float(np.mean(np.abs(H - np.asarray(self.truth.channels())) ** 2))
+            self.truth_used.add("channels (reported only)")
+        return out, rec
+
+
+# ---------------------------------------------------------------------- in process
+def partials_to_numpy(partials: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Detach partial tensors to float64 numpy arrays; ValueError if shapes differ."""
+    shapes = {tuple(p.shape) for p in partials}
+    if len(shapes) != 1:
+        raise ValueError(f"all partials must have the same shape, got {shapes}")
+    return [p.detach().to(torch.float64).cpu().numpy() for p in partials]
+
+
+class RunningStats:
+    """Per-(layer, site) means of per-round records (dicts of floats)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[int, str], dict[str, float]] = {}
+        self._n: dict[tuple[int, str], int] = {}
+
+    def add(self, key: tuple[int, str], record: dict[str, float]) -> None:
+        s = self._sums.setdefault(key, {})
+        for k, v in record.items():
+            if isinstance(v, (int, float, np.floating, np.integer)):
+                s[k] = s.get(k, 0.0) + float(v)
+        self._n[key] = self._n.get(key, 0) + 1
+
+    def as_dict(self) -> dict:
+        return {key: {**{k: v / self._n[key] for k, v in s.items()}, "rounds": self._n[key]}
+                for key, s in self._sums.items()}
+
+
+class AnalogAllReduce(AllReduce):
+    """In-process analog all-reduce: an `AnalogRoundDriver` on a `LocalExecutor`.
+
+    tx_radios / rx_radio: node transmitters (node order) and the receiver. scheme: "aircomp"
+    or "fdma". truth: the simulator's handle (needed for csi="perfect"; with "estimated" only
+    used to report the CSI error). scale_policy / headroom_db: `ScaleKeeper`. Other keywords
+    go to `AnalogRoundDriver`. While ``calibrating`` is True, rounds use the per-round scale
+    from the nodes' symbol powers and gather the site statistics (the statistics pass a bench
+    runs at assignment). The measured errors (``mse_tensor``) come from the partials this
+    process holds anyway: the measurement tap of an in-process run.
+    """
+
+    name = "analog"
+
+    def __init__(self, tx_radios: Sequence[Radio], rx_radio: Radio, *, scheme: str = "aircomp",
+                 truth: Truth | None = None, csi: str = "perfect",
+                 scale_policy: str | float = "oracle", headroom_db: float = 0.0,
+                 budget: LinkBudget = DEFAULT_BUDGET,
+                 tx_advance_samples: Sequence[int] | None = None, **driver_kw) -> None:
+        self.executor = LocalExecutor(tx_radios, rx_radio, budget, tx_advance_samples)
+        self.scales = ScaleKeeper(scale_policy, headroom_db)
+        self.driver = AnalogRoundDriver(self.executor, scheme=scheme,
+                                        n_nodes=self.executor.n_nodes, n_tx=self.executor.n_tx,
+                                        budget=budget, csi=csi, truth=truth, scales=self.scales,
+                                        **driver_kw)
+        self.name = scheme
+        self._stats = RunningStats()
+
+    @property
+    def calibrating(self) -> bool:
+        """While True, rounds gather the scale statistics (see the class docstring)."""
+        return self.scales.calibrating
+
+    @calibrating.setter
+    def calibrating(self, value: bool) -> None:
+        self.scales.calibrating = bool(value)
+
+    @property
+    def last_design(self) -> RoundDesign | None:
+        return self.driver.last_design
+
+    @property
+    def truth_used(self) -> set[str]:
+        return self.driver.truth_used
+
+    def reduce(self, partials, *, layer, site):
+        zs = partials_to_numpy(partials)
+        if len(zs) != self.executor.n_nodes:
+            raise ValueError(f"got {len(zs)} partials for {self.executor.n_nodes} transmitting radios")
+        self.executor.stage(zs)
+        out, rec = self.driver.round(layer, site, zs[0].shape,
+                                     powers=[symbol_power(z) for z in zs])
+        if not self.calibrating:
+            exact = np.sum(zs, axis=0)
+            S = np.sum([normalized_symbols(z, rec["scale"], out.S_hat.shape[0]) for z in zs], axis=0)
+            rec.update(mse_tensor=float(np.mean((out.z_hat - exact) ** 2)),
+                       mse_symbols=float(np.sum(np.abs(out.S_hat - S) ** 2) / S.shape[1]),
+                       signal_power=float(np.mean([symbol_power(z) / rec["scale"] ** 2
+                                                   for z in zs])))
+            self._stats.add((layer, site), rec)
+        result = torch.as_tensor(out.z_hat, dtype=partials[0].dtype, device=partials[0].device)
+        return [result] * len(partials)
+
+    def stats(self) -> dict:
+        """{(layer, site): means over rounds of mse_symbols (per channel use, normalized
+        domain), mse_predicted (design), mse_tensor (per real value), mse_tensor_predicted
+        (c^2 mse / 2L), signal_power, scale, channel_uses, clipped_fraction, csi_mse
+        (estimated CSI on a simulator), 'rounds'}."""
+        return self._stats.as_dict()
+
+    def reset_stats(self) -> None:
+        self._stats = RunningStats()

@@ -1,0 +1,235 @@
+"""One analog all-reduce round, written once: the plan, a node's frame, the receiver's cut,
+estimates and aggregation (pure numpy; no radio, no socket, no simulator).
+
+A round is a `RoundPlan` (who sends what, when, with which layout) plus a `RoundDesign`
+(precoders B_n and aggregation beamformers A). Every party computes its part with the
+functions here:
+
+* a node: `node_frame` (its preamble, its pilots when the plan carries them, and its
+  normalized, packed, precoded partial in its payload slot) -- transmitted at ``plan.start``;
+* the receiver: `cut_frame` (find the preamble in the window `plan.window` asked for, cut
+  and scale the frame to signal-model units), then `estimate_channels` / `estimate_noise_var`
+  (sounding) or `aggregate_payload` (payload: S_hat = sum_slots A_j^H Y_j, unpack, times the
+  common scale c).
+
+AirComp and uncoded FDMA are the same round with a different number of payload *slots*:
+AirComp puts every node in slot 0 (the air adds them; one beamformer A), FDMA gives node n its
+own slot n (time-orthogonal, standing in for an orthogonal sub-band; one single-node receiver
+A_n per slot, the receiver sums the N estimates). Executors (all radios in one process,
+`testbed.phy.analog_allreduce.LocalExecutor`; or the bench roles over the control plane) only
+move these frames and windows.
+
+Units: samples for times and lengths; frames in full-scale units on the radios (``amplitude``
+from `testbed.phy.budget.LinkBudget`) and in signal-model units after `cut_frame`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from testbed.phy.budget import LinkBudget
+from testbed.phy.estimation import ls_channel_estimate
+from testbed.phy.framing import FrameLayout, detect_frame_start
+from testbed.phy.packing import from_streams, n_complex, pack_reals, to_streams, unpack_reals
+from testbed.phy.precoding import aggregate, precode
+
+SCHEMES = ("aircomp", "fdma")
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What one round sends, and when.
+
+    scheme: "aircomp" (one shared payload slot) or "fdma" (one slot per node).
+    n_nodes, n_tx (antennas per node), n_streams (L), n_values (reals per partial; 0 for a
+    sounding-only frame), start (frame start on the receiver's sample clock, samples),
+    sounding: the frame carries pilots and a silent noise segment before any payload.
+    """
+
+    scheme: str
+    n_nodes: int
+    n_tx: int
+    n_streams: int
+    n_values: int
+    start: int
+    sounding: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
+        if self.n_nodes < 1 or self.n_tx < 1 or self.n_streams < 1 or self.n_values < 0:
+            raise ValueError(f"bad round plan {self}: need n_nodes, n_tx, n_streams >= 1 and "
+                             "n_values >= 0")
+        if self.n_values == 0 and not self.sounding:
+            raise ValueError("a round without payload must be a sounding frame")
+
+    @property
+    def n_slots(self) -> int:
+        """Payload slots: 1 for AirComp, one per node for FDMA."""
+        return self.n_nodes if self.scheme == "fdma" else 1
+
+    @property
+    def channel_uses(self) -> int:
+        """K: channel uses per slot, ceil(ceil(D/2) / L) (0 without payload)."""
+        if self.n_values == 0:
+            return 0
+        return -(-n_complex(self.n_values) // self.n_streams)
+
+    def slot_of(self, node: int) -> int:
+        """Payload slot of node ``node`` (0-based)."""
+        return node if self.scheme == "fdma" else 0
+
+    def layout(self, budget: LinkBudget) -> FrameLayout:
+        """The frame: preamble, guard, [pilots, silence], n_slots * K payload samples."""
+        return FrameLayout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses,
+                           budget.preamble_len, budget.guard_len, budget.pilot_len,
+                           self.sounding, budget.noise_len if self.sounding else 0)
+
+    def window(self, budget: LinkBudget) -> tuple[int, int]:
+        """Receive window (first sample, length in samples): the frame plus the search margin
+        each side, on the receiver's clock."""
+        m = budget.search_margin
+        return self.start - m, self.layout(budget).total_len + 2 * m
+
+    def end(self, budget: LinkBudget) -> int:
+        """First sample after the receive window (receiver clock): transmitters are done
+        with this round once their clocks pass it."""
+        first, n = self.window(budget)
+        return first + n
+
+    def as_dict(self) -> dict:
+        """JSON-able fields (for a control message)."""
+        return dict(scheme=self.scheme, n_nodes=self.n_nodes, n_tx=self.n_tx,
+                    n_streams=self.n_streams, n_values=self.n_values, start=self.start,
+                    sounding=self.sounding)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RoundPlan":
+        """Inverse of `as_dict`."""
+        return cls(str(d["scheme"]), int(d["n_nodes"]), int(d["n_tx"]), int(d["n_streams"]),
+                   int(d["n_values"]), int(d["start"]), bool(d.get("sounding", False)))
+
+
+@dataclass(frozen=True)
+class RoundDesign:
+    """Transceiver of one round (signal-model units).
+
+    A: aggregation beamformers, complex ``(n_slots, N_r, L)`` (AirComp: one; FDMA: one per node).
+    B: precoders, complex ``(N, N_t, L)``, tr(B_n B_n^H) <= P_n.
+    mse: predicted error of the normalized sum per channel use (linear).
+    bound: a lower bound on that error where the design gives one, else None.
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    mse: float
+    bound: float | None = None
+
+    @property
+    def n_streams(self) -> int:
+        return int(self.A.shape[-1])
+
+
+def normalized_symbols(partial: np.ndarray, scale: float, n_streams: int) -> np.ndarray:
+    """Node-side pre-processing: ``to_streams(pack_reals(partial / scale), L)``, complex
+    ``(L, K)``. ``scale``: the common scale c of this (layer, site), same units as the partial."""
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    return to_streams(pack_reals(np.asarray(partial, dtype=np.float64) / scale), n_streams)
+
+
+def node_frame(node: int, plan: RoundPlan, budget: LinkBudget, *,
+               partial: np.ndarray | None = None, B_n: np.ndarray | None = None,
+               scale: float | None = None) -> np.ndarray:
+    """Node ``node``'s transmitted frame, complex64 ``(N_t, total_len)`` in full-scale units:
+    the preamble on antenna 0, its pilots (sounding plans), and, with a payload,
+    ``B_n @ normalized_symbols(partial, scale, L)`` in its slot. ``partial``: real, D values."""
+    layout = plan.layout(budget)
+    x = np.zeros((plan.n_tx, layout.total_len), dtype=np.complex128)
+    x[0, :layout.preamble_len] = layout.preamble()
+    if plan.sounding:
+        pilot = layout.pilot()
+        for t in range(plan.n_tx):
+            x[t, layout.pilot_slot(node, t)] = pilot
+    if plan.n_values:
+        if partial is None or B_n is None or scale is None:
+            raise ValueError("a payload round needs the node's partial, B_n and the scale")
+        z = np.asarray(partial)
+        if z.size != plan.n_values:
+            raise ValueError(f"partial has {z.size} values, the round plan says {plan.n_values}")
+        B_n = np.asarray(B_n)
+        if B_n.shape != (plan.n_tx, plan.n_streams):
+            raise ValueError(f"B_n has shape {B_n.shape}, expected ({plan.n_tx}, {plan.n_streams})")
+        S = normalized_symbols(z, scale, plan.n_streams)
+        i = layout.payload_start + plan.slot_of(node) * plan.channel_uses
+        x[:, i:i + S.shape[1]] = precode(B_n, S)
+    x *= budget.amplitude
+    return x.astype(np.complex64)
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """A frame cut out of a receive window: samples ``(N_r, total_len)`` in signal-model units,
+    offset of the detected start from the schedule (samples, 0 = on time) and the detection
+    metric (normalized preamble correlation, 0..1)."""
+
+    samples: np.ndarray
+    offset: int
+    metric: float
+
+
+def cut_frame(window: np.ndarray, plan: RoundPlan, budget: LinkBudget) -> ReceivedFrame:
+    """Find the preamble in a window that starts ``search_margin`` samples before the scheduled
+    start (`RoundPlan.window`), cut the frame and divide by the transmit amplitude. Raises
+    `testbed.phy.framing.DetectionError` when no preamble is found."""
+    layout = plan.layout(budget)
+    m = budget.search_margin
+    d, metric = detect_frame_start(window, layout.preamble(), 2 * m + 1, budget.detect_threshold)
+    samples = np.asarray(window)[:, d:d + layout.total_len].astype(np.complex128) / budget.amplitude
+    return ReceivedFrame(samples, d - m, metric)
+
+
+def estimate_channels(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget) -> np.ndarray:
+    """LS estimate of every node's channel from a sounding frame: complex ``(N, N_r, N_t)`` in
+    signal-model units (error per entry sigma^2 / pilot_len)."""
+    if not plan.sounding:
+        raise ValueError("channel estimation needs a sounding plan (pilots)")
+    return ls_channel_estimate(frame.samples, plan.layout(budget))
+
+
+def estimate_noise_var(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget) -> float:
+    """sigma^2 (signal model, linear) from the frame's silent segment: mean |y|^2 over the
+    receive antennas and ``noise_len`` samples (unbiased; relative std 1/sqrt(N_r noise_len))."""
+    layout = plan.layout(budget)
+    if layout.noise_len == 0:
+        raise ValueError("this frame has no silent segment; use a sounding plan with noise_len > 0")
+    y = frame.samples[:, layout.noise_slot]
+    return float(np.mean(np.abs(y) ** 2))
+
+
+def aggregate_symbols(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget,
+                      A: np.ndarray) -> np.ndarray:
+    """S_hat = sum_j A_j^H Y_j over the payload slots, complex ``(L, K)`` (normalized sum)."""
+    A = np.asarray(A)
+    if A.ndim == 2:
+        A = A[None]
+    if A.shape[0] != plan.n_slots:
+        raise ValueError(f"{A.shape[0]} beamformers for {plan.n_slots} payload slot(s)")
+    layout = plan.layout(budget)
+    k = plan.channel_uses
+    y = frame.samples[:, layout.payload_start:]
+    return sum(aggregate(A[j], y[:, j * k:(j + 1) * k]) for j in range(plan.n_slots))
+
+
+def denormalize_sum(S_hat: np.ndarray, plan: RoundPlan, scale: float,
+                    shape: tuple[int, ...]) -> np.ndarray:
+    """Unpack the normalized sum ``(L, K)`` to reals of ``shape`` and multiply by the scale c."""
+    return unpack_reals(from_streams(S_hat, n_complex(plan.n_values)), shape) * scale
+
+
+def aggregate_payload(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget, A: np.ndarray,
+                      scale: float, shape: tuple[int, ...]) -> np.ndarray:
+    """The receiver's estimate of sum_n partial_n, float64 of ``shape``: `aggregate_symbols`
+    then `denormalize_sum`."""
+    return denormalize_sum(aggregate_symbols(frame, plan, budget, A), plan, scale, shape)
