@@ -3,7 +3,9 @@
 
 Setting (defaults): N identical Jetson Orin Nano nodes with the equal split, decode of one token,
 LM head included, uplink SNR 20 dB per node, 8-bit digital quantization, digital downlink
-broadcast at 20 dB, L = 1 stream, no framing overhead. Shapes: Llama-2-7B, TinyLlama-1.1B and
+broadcast at 20 dB, L = 1 stream, and the frame the link really sends on every transmission phase:
+preamble + guard (79 symbols), a 32-symbol pilot per transmitting antenna, a 64-sample pipeline
+lead (`testbed.optim.latency.LinkConfig`; set them to 0 for airtime alone). Shapes: Llama-2-7B, TinyLlama-1.1B and
 Llama-3.2-1B (`testbed.optim.latency_shapes`).
 
 Sweeps: (1) N = 2..16 at B = 1 MHz; (2) B = 10 kHz..1 GHz at N = 4; (3) uplink SNR 0..120 dB at
@@ -27,7 +29,9 @@ SCHEMES = ("aircomp", "digital-star", "digital-ring", "fdma")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options: --max-nodes, --bandwidth-mhz, --snr-db, --bits, --downlink, --overhead-symbols."""
+    """Options: --max-nodes, --bandwidth-mhz, --snr-db, --bits, --downlink, --overhead-symbols,
+    --pilot-symbols, --pipeline-samples."""
+    from testbed.optim.latency import FRAME_OVERHEAD_SYMBOLS, PILOT_SYMBOLS, PIPELINE_SAMPLES
     parser.add_argument("--max-nodes", type=int, default=16, help="largest N of the node sweep (default 16)")
     parser.add_argument("--bandwidth-mhz", type=float, default=1.0,
                         help="bandwidth of the node sweep, MHz (default 1)")
@@ -36,8 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, default=8, help="digital quantization bits (default 8)")
     parser.add_argument("--downlink", choices=("digital", "analog", "none"), default="digital",
                         help="downlink broadcast of the aggregate (default digital)")
-    parser.add_argument("--overhead-symbols", type=float, default=0.0,
-                        help="preamble/pilot/guard symbols per transmission phase (default 0)")
+    parser.add_argument("--overhead-symbols", type=float, default=FRAME_OVERHEAD_SYMBOLS,
+                        help=f"preamble + guard symbols per transmission phase (default {FRAME_OVERHEAD_SYMBOLS:g})")
+    parser.add_argument("--pilot-symbols", type=float, default=PILOT_SYMBOLS,
+                        help=f"pilot symbols per transmitting antenna per phase (default {PILOT_SYMBOLS:g}; 0: none)")
+    parser.add_argument("--pipeline-samples", type=float, default=PIPELINE_SAMPLES,
+                        help=f"radio pipeline latency per phase, samples at rate B (default {PIPELINE_SAMPLES:g})")
 
 
 def scheme_latencies(n: int, shapes, link) -> dict[str, float]:
@@ -78,7 +86,8 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict:
     if args.max_nodes < 2 or args.sweep_nodes < 1 or args.bandwidth_mhz <= 0:
         raise ConfigError("need --max-nodes >= 2, --sweep-nodes >= 1 and --bandwidth-mhz > 0")
     link = LinkConfig(bandwidth_hz=args.bandwidth_mhz * 1e6, snr_db=args.snr_db, downlink_snr_db=args.snr_db,
-                      bits=args.bits, downlink=args.downlink, overhead_symbols=args.overhead_symbols)
+                      bits=args.bits, downlink=args.downlink, overhead_symbols=args.overhead_symbols,
+                      pilot_symbols=args.pilot_symbols, pipeline_samples=args.pipeline_samples)
     ns = np.arange(2, (8 if args.quick else args.max_nodes) + 1)
     bws = np.geomspace(1e4, 1e9, 11 if args.quick else 51)
     snrs = np.arange(0.0, 121.0, 20.0 if args.quick else 2.0)

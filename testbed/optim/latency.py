@@ -10,9 +10,15 @@ Model (one forward pass over `tokens` tokens; decode = 1 token):
 - D = tokens x hidden real values per all-reduce; 2 all-reduces per layer (attention output and
   MLP down projection).
 - Air interface: bandwidth B Hz carries B complex symbols per second (1 symbol/s/Hz, no roll-off);
-  digital links carry B_sub * log2(1 + SNR) bits/s on a sub-band of width B_sub (Shannon rate);
-  every transmission phase (an uplink, a downlink, one ring step) pays `overhead_symbols`
-  (preamble, pilots, guard) at the full-band symbol rate, i.e. overhead_symbols / B seconds.
+  digital links carry B_sub * log2(1 + SNR) bits/s on a sub-band of width B_sub (Shannon rate).
+- Frame overhead: every transmission phase (an uplink, a downlink, one ring step) sends the frame
+  the code really sends (`testbed.phy.framing`, `testbed.phy.link.LinkConfig`): a preamble and a
+  guard (`overhead_symbols` = 63 + 16) and, with per-frame CSI, one pilot slot of `pilot_symbols`
+  (32) per transmitting antenna, all at the symbol rate of the band the transmitter uses (B for
+  AirComp and the broadcast, B/N for a node's OFDMA/FDMA sub-band, so N x longer there). AirComp:
+  N x N_t pilot slots share the band (time-orthogonal); a sub-band node sends its own N_t. Plus
+  the radio pipeline latency, `pipeline_samples` / B seconds per phase (default 64 samples: the
+  lead with which the round schedules a frame ahead of the radios' clock, LinkConfig.lead_samples).
 
 All-reduce schemes (`scheme=`):
 - ``"aircomp"``: all N nodes send D/2 complex symbols on L streams at once on the full band:
@@ -44,6 +50,12 @@ from testbed.optim.latency_shapes import LayerShapes
 from testbed.optim.nodes import NodeModel
 
 SCHEMES = ("aircomp", "digital", "fdma")
+#: Preamble (Zadoff-Chu, 63) + guard (16) symbols of the frame the link sends (testbed.phy.link.LinkConfig).
+FRAME_OVERHEAD_SYMBOLS = 63.0 + 16.0
+#: Pilot symbols per transmitting antenna per frame (testbed.phy.link.LinkConfig.pilot_len).
+PILOT_SYMBOLS = 32.0
+#: Radio pipeline latency per transmission phase, samples (testbed.phy.link.LinkConfig.lead_samples).
+PIPELINE_SAMPLES = 64.0
 PATTERNS = ("star", "ring")
 DOWNLINKS = ("digital", "analog", "none")
 
@@ -61,7 +73,12 @@ class LinkConfig:
         pattern: digital all-reduce pattern, "star" (through the receiver) or "ring".
         downlink: "digital", "analog" or "none" (see module docstring).
         downlink_streams: streams of an analog downlink broadcast.
-        overhead_symbols: preamble + pilots + guard per transmission phase, full-band symbols.
+        overhead_symbols: preamble + guard per transmission phase, symbols (default 63 + 16, the
+            real frame's).
+        pilot_symbols: pilot symbols per transmitting antenna per phase (default 32, per-frame
+            CSI as a hardware bench needs; 0 for no pilots).
+        n_tx: transmit antennas per node N_t (pilot slots per node).
+        pipeline_samples: radio pipeline latency per phase, samples at rate B (default 64).
     """
 
     bandwidth_hz: float = 1e6
@@ -72,7 +89,10 @@ class LinkConfig:
     pattern: str = "star"
     downlink: str = "digital"
     downlink_streams: int = 1
-    overhead_symbols: float = 0.0
+    overhead_symbols: float = FRAME_OVERHEAD_SYMBOLS
+    pilot_symbols: float = PILOT_SYMBOLS
+    n_tx: int = 1
+    pipeline_samples: float = PIPELINE_SAMPLES
 
     def __post_init__(self) -> None:
         if not self.bandwidth_hz > 0:
@@ -83,8 +103,11 @@ class LinkConfig:
             raise ValueError(f"pattern must be one of {PATTERNS}, got {self.pattern!r}")
         if self.downlink not in DOWNLINKS:
             raise ValueError(f"downlink must be one of {DOWNLINKS}, got {self.downlink!r}")
-        if self.overhead_symbols < 0:
-            raise ValueError(f"overhead_symbols must be >= 0, got {self.overhead_symbols}")
+        if self.overhead_symbols < 0 or self.pilot_symbols < 0 or self.pipeline_samples < 0:
+            raise ValueError("overhead_symbols, pilot_symbols and pipeline_samples must be >= 0, got "
+                             f"{self.overhead_symbols}, {self.pilot_symbols}, {self.pipeline_samples}")
+        if self.n_tx < 1:
+            raise ValueError(f"n_tx must be >= 1, got {self.n_tx}")
 
     def snr_per_node_db(self, n_nodes: int) -> np.ndarray:
         """Uplink SNR per node, dB, shape (n_nodes,)."""
@@ -101,37 +124,50 @@ def spectral_efficiency(snr_db: float | np.ndarray) -> np.ndarray | float:
     return np.log2(1.0 + 10.0 ** (np.asarray(snr_db, dtype=float) / 10.0))
 
 
+def phase_overhead_time(link: LinkConfig, band_hz: float, pilot_antennas: int) -> float:
+    """Seconds one transmission phase adds to its payload: preamble + guard + pilot slots of
+    ``pilot_antennas`` antennas at the symbol rate ``band_hz`` of the band used, plus the radio
+    pipeline latency (pipeline_samples / B)."""
+    frame = link.overhead_symbols + link.pilot_symbols * pilot_antennas
+    return frame / band_hz + link.pipeline_samples / link.bandwidth_hz
+
+
 def downlink_time(n_reals: float, link: LinkConfig) -> float:
-    """Seconds for the receiver to broadcast `n_reals` aggregated reals (mode `link.downlink`)."""
+    """Seconds for the receiver to broadcast `n_reals` aggregated reals (mode `link.downlink`),
+    frame overhead included (pilots: one per broadcast stream)."""
     b = link.bandwidth_hz
     if link.downlink == "none":
         return 0.0
-    overhead = link.overhead_symbols / b
     if link.downlink == "analog":
-        return n_reals / (2.0 * link.downlink_streams * b) + overhead
-    return n_reals * link.bits / (b * float(spectral_efficiency(link.downlink_snr_db))) + overhead
+        return n_reals / (2.0 * link.downlink_streams * b) + phase_overhead_time(link, b, link.downlink_streams)
+    return n_reals * link.bits / (b * float(spectral_efficiency(link.downlink_snr_db))) + \
+        phase_overhead_time(link, b, 1)
 
 
-def aircomp_uplink_time(n_reals: float, link: LinkConfig) -> float:
-    """AirComp uplink airtime D / (2 L B) + overhead, seconds (all nodes transmit together)."""
-    return n_reals / (2.0 * link.n_streams * link.bandwidth_hz) + link.overhead_symbols / link.bandwidth_hz
+def aircomp_uplink_time(n_reals: float, link: LinkConfig, n_nodes: int = 1) -> float:
+    """AirComp uplink airtime D / (2 L B) + frame overhead (N x N_t pilot slots), seconds."""
+    return n_reals / (2.0 * link.n_streams * link.bandwidth_hz) + \
+        phase_overhead_time(link, link.bandwidth_hz, n_nodes * link.n_tx)
 
 
 def digital_node_uplink_times(n_reals: float, n_nodes: int, link: LinkConfig) -> np.ndarray:
     """Star pattern: seconds node n needs for D b bits on B/N Hz at log2(1+SNR_n); shape (N,)."""
     rates = (link.bandwidth_hz / n_nodes) * spectral_efficiency(link.snr_per_node_db(n_nodes))
-    return n_reals * link.bits / rates + link.overhead_symbols / link.bandwidth_hz
+    return n_reals * link.bits / rates + phase_overhead_time(link, link.bandwidth_hz / n_nodes, link.n_tx)
 
 
 def ring_step_times(n_reals: float, n_nodes: int, link: LinkConfig) -> np.ndarray:
     """Ring pattern: seconds node n needs per step for D/N values of b bits on B/N Hz; shape (N,)."""
     rates = (link.bandwidth_hz / n_nodes) * spectral_efficiency(link.snr_per_node_db(n_nodes))
-    return (n_reals / n_nodes) * link.bits / rates + link.overhead_symbols / link.bandwidth_hz
+    return (n_reals / n_nodes) * link.bits / rates + \
+        phase_overhead_time(link, link.bandwidth_hz / n_nodes, link.n_tx)
 
 
 def fdma_uplink_time(n_reals: float, n_nodes: int, link: LinkConfig) -> float:
-    """Uncoded analog FDMA uplink: D/2 symbols on L streams over B/N Hz = N D / (2 L B) + overhead, s."""
-    return n_nodes * n_reals / (2.0 * link.n_streams * link.bandwidth_hz) + link.overhead_symbols / link.bandwidth_hz
+    """Uncoded analog FDMA uplink: D/2 symbols on L streams over B/N Hz = N D / (2 L B) + frame
+    overhead on the sub-band, s."""
+    return n_nodes * n_reals / (2.0 * link.n_streams * link.bandwidth_hz) + \
+        phase_overhead_time(link, link.bandwidth_hz / n_nodes, link.n_tx)
 
 
 def allreduce_time(scheme: str, n_reals: float, n_nodes: int, link: LinkConfig = LinkConfig()) -> float:
@@ -139,7 +175,7 @@ def allreduce_time(scheme: str, n_reals: float, n_nodes: int, link: LinkConfig =
     if n_nodes < 1 or n_reals < 0:
         raise ValueError(f"need n_nodes >= 1 and n_reals >= 0, got {n_nodes}, {n_reals}")
     if scheme == "aircomp":
-        return aircomp_uplink_time(n_reals, link) + downlink_time(n_reals, link)
+        return aircomp_uplink_time(n_reals, link, n_nodes) + downlink_time(n_reals, link)
     if scheme == "fdma":
         return fdma_uplink_time(n_reals, n_nodes, link) + downlink_time(n_reals, link)
     if scheme == "digital":
