@@ -134,6 +134,7 @@ class PlutoRadio(Radio):
         self._thread_error: BaseException | None = None
         self.adc_clipped_samples = 0
         self.tx_clipped_samples = 0
+        self.time_scale = 1.0       # wall seconds per radio second (emulated radios: k)
 
     # ---------------------------------------------------------------- life cycle
     def open(self) -> "PlutoRadio":
@@ -141,9 +142,18 @@ class PlutoRadio(Radio):
         settings and start streaming. Returns self."""
         if self._dev is None:
             self._dev = self._factory(self._cfg.uri, self._cfg.mode, self._node_id)
+        self.time_scale = self._context_time_scale()
         self._check_firmware_mode()
         self.configure(self._cfg.to_settings())
         return self
+
+    def _context_time_scale(self) -> float:
+        # an emulated Pluto (`testbed emulate`) runs k times slower than the wall clock and
+        # says so in its context; the wall-clock checks below must stretch by k
+        try:
+            return float(dict(self._dev.ctx.attrs).get("emulated,time_scale", 1.0))
+        except Exception:  # a fake or xml context without attrs: real time
+            return 1.0
 
     def close(self) -> None:
         """Stop the streams and release the IIO buffers and context. Idempotent."""
@@ -361,7 +371,7 @@ class PlutoRadio(Radio):
         arr = arr[: self._n_rx]
         if self._timing_checks and self._last_refill is not None:
             can_buffer_s = (self._cfg.kernel_buffers * self._cfg.rx_buffer_size
-                            / self.settings.sample_rate_hz)
+                            / self.settings.sample_rate_hz * self.time_scale)
             if now - self._last_refill > can_buffer_s:
                 self._record_overflow("RX refill gap %.3f s > %.3f s of kernel buffering"
                                       % (now - self._last_refill, can_buffer_s))
@@ -412,7 +422,7 @@ class PlutoRadio(Radio):
             while not until():
                 self._tick()
             return
-        timeout = max(horizon_samples, 0) / self.settings.sample_rate_hz + 2.0
+        timeout = (max(horizon_samples, 0) / self.settings.sample_rate_hz + 2.0) * self.time_scale
         deadline = self._clock() + timeout
         while not until():
             self._raise_if_broken()
