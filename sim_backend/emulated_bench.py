@@ -8,7 +8,7 @@ A bench's emulated twin differs from the hardware file only in addresses: its Pl
   section, one fading draw (``fading``, ``k_factor_db``; ``rician`` with ``k_factor_db: .inf``
   is a fixed line-of-sight/cabled path) times the path loss (``path_loss_db`` per node), times
   a cable loss that puts a node sending at the AirComp reference power
-  (`testbed.phy.link.TX_REF_POWER`) with its configured TX gain at the receiver's configured
+  (`LinkBudget.ref_power`, `testbed.phy.budget`) with its configured TX gain at the receiver's configured
   RX gain ``rx_full_scale(N)`` below the ADC's full scale (the presets' level plan, 12 dB of
   headroom for all N nodes); the air's noise is set so that the first node with 0 dB path
   loss sees ``snr_db`` per receive antenna (the simulator's SNR definition,
@@ -31,7 +31,7 @@ from sim_backend.impairment_presets import preset_by_name, rx_full_scale
 from sim_backend.pluto_emu import EmulatedPluto, Faults, IIODServer
 from sim_backend.realtime_air import LOParams, RealtimeAir
 from testbed.errors import ConfigError
-from testbed.phy.link import TX_REF_POWER
+from testbed.phy.budget import DEFAULT_BUDGET
 
 URI_RE = re.compile(r"^ip:(?P<host>[^:]+):(?P<port>\d+)$")
 
@@ -137,6 +137,6 @@ class EmulatedBench:
                 self.air.connect(srv.device.port, 0, rsrv.device.port, rch, h=h)
                 self.air.connect(rsrv.device.port, rch, srv.device.port, 0, h=h)  # reciprocal
             if n == 0:     # noise so that this node at the reference power sees snr_db
-                p_rx = TX_REF_POWER * 10 ** ((node.radio.tx_gain_db + loss_db) / 10)
+                p_rx = DEFAULT_BUDGET.ref_power * 10 ** ((node.radio.tx_gain_db + loss_db) / 10)
                 self.air.noise_dbm_hz = (10 * math.log10(p_rx / fs) - snr_db
                                          + self.air.full_scale_dbm)

@@ -149,7 +149,7 @@ def validate_bench_options(cfg: DemoConfig) -> None:
     """Check the impaired-bench options of a `DemoConfig`; ConfigError saying what to change."""
     from calibration.session import EXPIRY_POLICIES
     from sim_backend.sim_allreduce import IMPAIRMENT_PRESETS
-    from testbed.phy.allreduce_aircomp import CSI_MODES
+    from testbed.phy.analog_allreduce import CSI_MODES
 
     if cfg.impairments not in IMPAIRMENT_PRESETS:
         raise ConfigError(f"--impairments {cfg.impairments!r}: choose one of {', '.join(IMPAIRMENT_PRESETS)}")

@@ -6,7 +6,7 @@ sum per channel use (linear) averaged over ``--draws`` channel draws, the same d
 scheme.
 
 AirComp: `design_transceiver` MSE of zf-sdr, mmse and channel-inversion (K channel uses).
-Uncoded FDMA (`testbed.phy.allreduce_fdma`, each node alone on its own resource with the
+Uncoded FDMA (`testbed.phy.round` with one slot per node, each node alone on its own resource with the
 single-node ZF transceiver, errors of the N nodes add):
 
 * fairness "energy" (the phy's default): every node spends the same energy as in AirComp; FDMA

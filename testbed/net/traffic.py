@@ -32,6 +32,22 @@ class Traffic:
             row.bytes += int(n_bytes)
             row.max_bytes = max(row.max_bytes, int(n_bytes))
 
+    def snapshot(self) -> dict:
+        """The counters now, for `since`."""
+        with self._lock:
+            return {k: (r.count, r.bytes) for k, r in self._rows.items()}
+
+    def since(self, snapshot: dict) -> list[dict]:
+        """Rows {socket, direction, type, count, bytes} counted after ``snapshot``."""
+        with self._lock:
+            rows = []
+            for (s, d, t), r in sorted(self._rows.items()):
+                c0, b0 = snapshot.get((s, d, t), (0, 0))
+                if r.count > c0:
+                    rows.append({"socket": s, "direction": d, "type": t, "count": r.count - c0,
+                                 "bytes": r.bytes - b0})
+            return rows
+
     def table(self) -> list[dict]:
         """Rows {socket, direction, type, count, bytes, max_bytes}, sorted (JSON-able)."""
         with self._lock:

@@ -66,7 +66,7 @@ def design_round(scheme: str, H: np.ndarray, power: np.ndarray, noise_var: float
     aircomp: ``design_fn`` (default `testbed.optim.transceiver.design_transceiver`) with
     ``method``; fdma: `single_node_zf` per node with L = ``n_streams`` (default min(N_t, N_r));
     ``fairness="power"`` gives each node N times the power (equal power per sub-band, see
-    `testbed.phy.allreduce_fdma` in the docs)."""
+    module docstring of `testbed.phy.round`)."""
     if scheme == "fdma":
         if fairness not in FAIRNESS:
             raise ValueError(f"fairness must be one of {FAIRNESS}, got {fairness!r}")

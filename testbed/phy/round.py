@@ -15,7 +15,14 @@ functions here:
 AirComp and uncoded FDMA are the same round with a different number of payload *slots*:
 AirComp puts every node in slot 0 (the air adds them; one beamformer A), FDMA gives node n its
 own slot n (time-orthogonal, standing in for an orthogonal sub-band; one single-node receiver
-A_n per slot, the receiver sums the N estimates). Executors (all radios in one process,
+A_n per slot, the receiver sums the N estimates). For the error, time-orthogonal slots are
+equivalent to orthogonal sub-bands: each symbol is sent once through its own channel with the
+same per-symbol noise. Fair comparison with AirComp (bandwidth B, N nodes, K channel uses per
+node): with ``fairness="energy"`` (default) every node spends AirComp's energy (P per channel
+use for K uses) and FDMA needs N K channel uses (N times the airtime), its N errors adding up:
+MSE = sum_n sigma^2 (sum_i 1/s_{n,i})^2 / P_n; with ``fairness="power"`` (equal power, equal
+latency) a 1/N sub-band has noise sigma^2 / N per symbol, the same for the error as P_n -> N P_n.
+Executors (all radios in one process,
 `testbed.phy.analog_allreduce.LocalExecutor`; or the bench roles over the control plane) only
 move these frames and windows.
 

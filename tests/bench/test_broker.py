@@ -13,8 +13,6 @@ from sim_backend.remote_radio import RemoteSimRadio
 from sim_backend.sim_allreduce import build_sim_bench
 from testbed.config.loader import find_config, load_bench
 from testbed.errors import ConfigError, StreamError
-from testbed.net.roles.aircomp_phy import RoundPlan, node_burst, receiver_estimate
-from testbed.phy.link import LinkConfig
 from testbed.radio.factory import open_radio
 
 
@@ -128,22 +126,3 @@ def test_open_radio_sim_kind_inprocess_and_remote(bench):
         assert isinstance(r, RemoteSimRadio) and r.settings.n_rx_channels == 4
         r.close()
     assert ref.air.n_rx == 4
-
-
-def test_role_phy_roundtrip_matches_link_math():
-    """node_burst + receiver_estimate over a noiseless identity channel return the sum."""
-    link = LinkConfig()
-    rng = np.random.default_rng(1)
-    zs = [rng.standard_normal((1, 3, 16)) for _ in range(2)]
-    from testbed.phy.normalization import common_scale
-    plan = RoundPlan(2, 1, 1, zs[0].size, 40, common_scale(zs))
-    B = np.ones((2, 1, 1), complex)
-    A = np.ones((1, 1), complex)
-    first, n = plan.window(link)
-    y = np.zeros((1, n), complex)
-    for i, z in enumerate(zs):
-        x = node_burst(z, B[i], plan, link)
-        y[:, plan.start - first:plan.start - first + x.shape[1]] += x
-    out = receiver_estimate(y.astype(np.complex64), A, plan, link, zs[0].shape)
-    assert out.detected_offset == 0
-    np.testing.assert_allclose(out.z_hat, zs[0] + zs[1], atol=1e-5)

@@ -272,10 +272,13 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                 fn = perplexity_job(session, torch.tensor(job.eval_ids), job.window,
                                     job.n_windows)
             run_t0 = time.perf_counter()
+            before = ctl.transport.traffic.snapshot()
             gen = fn(ctl)
             for item in gen:
                 on_step(item)
             results["run_s"] = time.perf_counter() - run_t0
+            # what the controller exchanged during the job alone (no set-up, no stats pass)
+            results["controller_traffic_job"] = ctl.transport.traffic.since(before)
             stats = session.stats()
             ctl.shutdown("run finished")
             save("ok", session=session, stats=stats)
