@@ -12,13 +12,13 @@ Model (one forward pass over `tokens` tokens; decode = 1 token):
 - Air interface: bandwidth B Hz carries B complex symbols per second (1 symbol/s/Hz, no roll-off);
   digital links carry B_sub * log2(1 + SNR) bits/s on a sub-band of width B_sub (Shannon rate).
 - Frame overhead: every transmission phase (an uplink, a downlink, one ring step) sends the frame
-  the code really sends (`testbed.phy.framing`, `testbed.phy.link.LinkConfig`): a preamble and a
+  the code really sends (`testbed.phy.framing`, `testbed.phy.budget.LinkBudget`): a preamble and a
   guard (`overhead_symbols` = 63 + 16) and, with per-frame CSI, one pilot slot of `pilot_symbols`
   (32) per transmitting antenna, all at the symbol rate of the band the transmitter uses (B for
   AirComp and the broadcast, B/N for a node's OFDMA/FDMA sub-band, so N x longer there). AirComp:
   N x N_t pilot slots share the band (time-orthogonal); a sub-band node sends its own N_t. Plus
   the radio pipeline latency, `pipeline_samples` / B seconds per phase (default 64 samples: the
-  lead with which the round schedules a frame ahead of the radios' clock, LinkConfig.lead_samples).
+  lead with which the round schedules a frame ahead of the radios' clock, LinkBudget.lead_samples).
 
 All-reduce schemes (`scheme=`):
 - ``"aircomp"``: all N nodes send D/2 complex symbols on L streams at once on the full band:
@@ -50,11 +50,11 @@ from testbed.optim.latency_shapes import LayerShapes
 from testbed.optim.nodes import NodeModel
 
 SCHEMES = ("aircomp", "digital", "fdma")
-#: Preamble (Zadoff-Chu, 63) + guard (16) symbols of the frame the link sends (testbed.phy.link.LinkConfig).
+#: Preamble (Zadoff-Chu, 63) + guard (16) symbols of the frame the link sends (testbed.phy.budget.LinkBudget).
 FRAME_OVERHEAD_SYMBOLS = 63.0 + 16.0
-#: Pilot symbols per transmitting antenna per frame (testbed.phy.link.LinkConfig.pilot_len).
+#: Pilot symbols per transmitting antenna per frame (testbed.phy.budget.LinkBudget.pilot_len).
 PILOT_SYMBOLS = 32.0
-#: Radio pipeline latency per transmission phase, samples (testbed.phy.link.LinkConfig.lead_samples).
+#: Radio pipeline latency per transmission phase, samples (testbed.phy.link.LinkBudget.lead_samples).
 PIPELINE_SAMPLES = 64.0
 PATTERNS = ("star", "ring")
 DOWNLINKS = ("digital", "analog", "none")

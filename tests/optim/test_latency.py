@@ -145,8 +145,8 @@ def test_parameter_counts_match_the_hugging_face_model(shapes, tied):
 
 
 def test_frame_overhead_defaults_are_the_frame_the_link_sends():
-    """Defaults: preamble + guard, 32-symbol pilots per antenna, scheduling lead (testbed.phy.link)."""
-    from testbed.phy.link import LinkConfig as PhyLink
+    """Defaults: preamble + guard, 32-symbol pilots per antenna, scheduling lead (testbed.phy.budget.LinkBudget)."""
+    from testbed.phy.budget import LinkBudget as PhyLink
     phy, link = PhyLink(), LinkConfig()
     assert link.overhead_symbols == phy.preamble_len + phy.guard_len == 79
     assert link.pilot_symbols == phy.pilot_len
