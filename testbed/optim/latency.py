@@ -54,7 +54,7 @@ SCHEMES = ("aircomp", "digital", "fdma")
 FRAME_OVERHEAD_SYMBOLS = 63.0 + 16.0
 #: Pilot symbols per transmitting antenna per frame (testbed.phy.budget.LinkBudget.pilot_len).
 PILOT_SYMBOLS = 32.0
-#: Radio pipeline latency per transmission phase, samples (testbed.phy.link.LinkBudget.lead_samples).
+#: Radio pipeline latency per transmission phase, samples (testbed.phy.budget.LinkBudget.lead_samples).
 PIPELINE_SAMPLES = 64.0
 PATTERNS = ("star", "ring")
 DOWNLINKS = ("digital", "analog", "none")
