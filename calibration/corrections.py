@@ -152,6 +152,14 @@ class CorrectedRadio(Radio):
         """Delegated unchanged (the wrapped radio's own clock)."""
         return self.radio.receive(n_samples, at_sample)
 
+    @property
+    def realtime(self) -> bool:
+        return self.radio.realtime
+
+    def schedule_latency_samples(self) -> int:
+        """The wrapped radio's, plus the correction's precursor margin (samples)."""
+        return self.radio.schedule_latency_samples() + self.half_taps + 1
+
     def done_until(self, sample: int) -> None:
         """Delegated (``sample`` is on the receiver clock, as the corrected bursts' times)."""
         self.radio.done_until(sample)

@@ -245,10 +245,15 @@ class ClockQuery(Message):
 
 
 class ClockReport(Message):
-    """Receiver -> controller: its radio's sample clock (samples)."""
+    """Receiver -> controller: its radio's sample clock (samples), whether that clock runs with
+    the wall clock (hardware, emulated radios) or lock-step (simulator), its sample rate (Hz)
+    and its scheduling latency (samples)."""
 
     type: Literal["clock_report"] = "clock_report"
     rx_clock: int
+    realtime: bool = False
+    sample_rate_hz: float = Field(1.0e6, gt=0)
+    latency_samples: NonNegInt = 0
 
 
 class NewRealization(Message):

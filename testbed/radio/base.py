@@ -100,6 +100,15 @@ class Radio(abc.ABC):
     #: True when the hardware timestamps bursts itself (USRP); False when the driver keeps a
     #: continuous stream and counts samples (Pluto, which has no hardware timestamps).
     has_hardware_timestamps: bool = False
+    #: True when the clock runs with the wall clock (hardware, emulated radios); False for the
+    #: lock-step simulator, whose clock advances only when every party has spoken.
+    realtime: bool = False
+
+    def schedule_latency_samples(self) -> int:
+        """How far past `now` (samples) a burst or window must be scheduled so that this radio
+        can still meet it: its own pipeline (TX buffers queued ahead, RX buffer fill). The
+        control plane adds the host and network latency it measures. 0 for the simulator."""
+        return 0
 
     @abc.abstractmethod
     def configure(self, settings: RadioSettings) -> None:

@@ -105,6 +105,7 @@ class PlutoRadio(Radio):
     """
 
     has_hardware_timestamps = False
+    realtime = True
 
     def __init__(self, config: PlutoConfig, *, node_id: str = "", device: Any = None,
                  device_factory: Callable[[str, str, str], Any] = open_pluto_device,
@@ -316,6 +317,12 @@ class PlutoRadio(Radio):
 
     def _tx_lead(self) -> int:
         return (self._cfg.kernel_buffers - 1) * self._cfg.tx_buffer_size
+
+    def schedule_latency_samples(self) -> int:
+        """The TX queue ahead of RX (kernel_buffers - 1 TX buffers), one TX buffer being built
+        and one RX buffer being filled: what the stream can run past `now` before a burst
+        handed in now is placed (samples)."""
+        return self._tx_lead() + self._cfg.tx_buffer_size + self._cfg.rx_buffer_size
 
     def _tick(self) -> None:
         """Push TX buffers until TX leads RX by the margin, then read one RX buffer.

@@ -65,6 +65,12 @@ class UsrpRadio(Radio):
     """
 
     has_hardware_timestamps = True
+    realtime = True
+
+    def schedule_latency_samples(self) -> int:
+        """Host-to-device latency budget for timed commands: ``rx_timeout_s``-independent
+        10 ms of samples (a USB 3 / 10 GbE round trip is well under that)."""
+        return int(0.01 * (self._settings.sample_rate_hz if self._settings else 1e6))
 
     def __init__(self, config: UsrpConfig, *, node_id: str = "", uhd_module: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 import types as _pytypes
 
 import numpy as np
@@ -125,7 +126,11 @@ class FakeDevice:
     """The shared state behind the fake MultiUSRP (one per 'plugged-in' radio)."""
 
     def __init__(self, serial: str = "31F2A5B", n_channels: int = 2, seed: int = 0,
-                 ref_present: bool = True):
+                 ref_present: bool = True, paced: bool = False):
+        # paced: the device time follows the wall clock and a timed RX returns only once its
+        # samples have been captured, as on hardware (for tests with roles in threads)
+        self.paced = paced
+        self._wall0 = time.monotonic()
         self.serial = serial
         self.n_channels = n_channels
         self.ref_present = ref_present
@@ -142,7 +147,18 @@ class FakeDevice:
         self.tunes = 0
         self.pending_pps: float | None = None
 
+    @property
+    def time_s(self) -> float:
+        return self._time_s + (time.monotonic() - self._wall0 if self.paced else 0.0)
+
+    @time_s.setter
+    def time_s(self, value: float) -> None:
+        self._time_s = value - (time.monotonic() - self._wall0 if self.paced else 0.0)
+
     def advance(self, seconds: float) -> None:
+        if self.paced:
+            time.sleep(max(seconds, 0.0))
+            seconds = 0.0
         t_new = self.time_s + seconds
         if self.pending_pps is not None and math.floor(t_new) > math.floor(self.time_s):
             # time latched at the first PPS edge after the request
@@ -230,6 +246,8 @@ class _RxStreamer:
             md.error_code = RXMetadataErrorCode.overflow
             return 0
         n = min(buf.shape[-1], self.left)
+        if dev.paced:                 # the samples exist only once the ADC has captured them
+            time.sleep(max(self.next_t + n / dev.rate - dev.time_s, 0.0))
         block = dev.air(self.next_t, n, self.nch)
         if buf.ndim == 1:
             buf[:n] = block[0]
@@ -241,7 +259,8 @@ class _RxStreamer:
         self.first = False
         self.next_t += n / dev.rate
         self.left -= n
-        dev.advance(max(self.next_t - dev.time_s, 0.0))
+        if not dev.paced:
+            dev.advance(max(self.next_t - dev.time_s, 0.0))
         return n
 
 

@@ -4,13 +4,18 @@ The controller sends control only: the plan (`PlanFields`) and, per payload roun
 precoder B_n and the receiver its beamformers A (`PayloadCommand`, `AggregateCommand`). Nodes
 build and transmit their frames, the receiver cuts, aggregates, de-normalizes and broadcasts
 the estimate itself; the controller sees a `RoundReport` and the nodes' next `NodeStep`. The
-schedule is computed from the receiver radio's clock (reported after every window).
+schedule is computed from the receiver radio's clock (reported after every window). On radios
+whose clock runs with the wall clock (hardware, emulated radios) the controller extrapolates
+that clock to the moment it schedules, and the lead covers the slowest radio's pipeline
+(`Radio.schedule_latency_samples`, reported by each role), the measured control round trip and
+a slack for the roles' own work; on the lock-step simulator the lead is the budget's alone.
 
 `BenchTruth` reads the simulator's truth through the channel agent (``--csi perfect`` on a
 simulated bench only).
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -40,28 +45,61 @@ class BenchExecutor(RoundExecutor):
 
     ctl: the registered `Controller`; nodes: node ids in bench order; receiver: its id;
     budget: the link budget; extra_lead: samples added to the budget's lead (e.g. the margin
-    of calibrated bursts); timeout_s: per request. ``round_id`` is the current all-reduce's id
-    (set by the session); after a payload round ``node_replies`` holds each node's next step."""
+    of calibrated bursts); timeout_s: per request; slack_s: extra lead on real-time radios
+    for the roles' own work (frame building), seconds. ``round_id`` is the current
+    all-reduce's id (set by the session); after a payload round ``node_replies`` holds each
+    node's next step; ``node_latency_samples``: the nodes' reported pipeline latencies."""
 
     def __init__(self, ctl, nodes: Sequence[str], receiver: str, budget: LinkBudget,
-                 extra_lead: int = 0, timeout_s: float = 60.0) -> None:
+                 extra_lead: int = 0, timeout_s: float = 60.0, slack_s: float = 0.05) -> None:
         self.ctl = ctl
         self.nodes = list(nodes)
         self.receiver = receiver
         self.budget = budget
         self.extra_lead = int(extra_lead)
         self.timeout_s = timeout_s
+        self.slack_s = slack_s
         self.rx_clock: int | None = None
+        self._clock_t = 0.0
+        self.realtime = False
+        self.sample_rate_hz = 1.0e6
+        self.rx_latency = 0
+        self.rtt_s = 0.0
+        self.node_latency_samples: dict[str, int] = {}
         self.round_id = 0
         self.layer, self.site = 0, "attn"
         self.tap = False
         self.node_replies: dict = {}
 
+    def _set_clock(self, rx_clock: int) -> None:
+        self.rx_clock, self._clock_t = int(rx_clock), time.monotonic()
+
+    def query_clock(self) -> None:
+        """Ask the receiver for its clock, rate, latency and whether it runs in real time; the
+        request's round trip is the control latency estimate."""
+        t0 = time.monotonic()
+        rep = _expect(self.ctl.request(self.receiver, ClockQuery(), timeout_s=self.timeout_s),
+                      ClockReport, self.receiver)
+        self.rtt_s = time.monotonic() - t0
+        self.realtime, self.sample_rate_hz = rep.realtime, rep.sample_rate_hz
+        self.rx_latency = rep.latency_samples
+        self._set_clock(rep.rx_clock)
+
+    def lead_samples(self, budget: LinkBudget) -> int:
+        """Samples between the receiver's (extrapolated) clock and the next frame start."""
+        lead = budget.lead_samples + self.extra_lead
+        if self.realtime:
+            lead += max([self.rx_latency, *self.node_latency_samples.values()])
+            lead += int((2 * self.rtt_s + self.slack_s) * self.sample_rate_hz)
+        return lead
+
     def next_start(self, budget: LinkBudget) -> int:
         if self.rx_clock is None:
-            rep = self.ctl.request(self.receiver, ClockQuery(), timeout_s=self.timeout_s)
-            self.rx_clock = _expect(rep, ClockReport, self.receiver).rx_clock
-        return self.rx_clock + budget.lead_samples + self.extra_lead
+            self.query_clock()
+        now = self.rx_clock
+        if self.realtime:   # the receiver's clock moved on since it reported
+            now += int((time.monotonic() - self._clock_t) * self.sample_rate_hz)
+        return now + self.lead_samples(budget)
 
     def sound(self, plan: RoundPlan) -> SoundingResult:
         fields = plan_fields(plan)
@@ -69,7 +107,7 @@ class BenchExecutor(RoundExecutor):
                                    for p in [*self.nodes, self.receiver]},
                                   timeout_s=self.timeout_s)
         rep = _expect(replies[self.receiver], SoundingReport, self.receiver)
-        self.rx_clock = rep.rx_clock
+        self._set_clock(rep.rx_clock)
         return SoundingResult(np.asarray(rep.h), float(rep.noise_var), rep.offset)
 
     def payload(self, plan: RoundPlan, design: RoundDesign, scale: float,
@@ -84,7 +122,7 @@ class BenchExecutor(RoundExecutor):
             shape=list(shape), beamformers=np.ascontiguousarray(design.A, dtype=np.complex128))
         replies = self.ctl.gather(msgs, timeout_s=self.timeout_s)
         rep = _expect(replies.pop(self.receiver), RoundReport, self.receiver)
-        self.rx_clock = rep.rx_clock
+        self._set_clock(rep.rx_clock)
         self.node_replies = replies
         return PayloadResult(z_hat=None, offset=rep.offset, metric=rep.metric,
                              extra={"receive_wait_s": rep.receive_wait_s})

@@ -155,7 +155,11 @@ class BenchSession:
         msg = {n: Assignment(ratios=bench_ratios(self.bench), plan_summary=node_summary(n),
                              model_fingerprint=self.fingerprint) for n in self.nodes}
         replies = self.ctl.gather(msg, timeout_s=max(self.request_timeout_s, 120.0))
-        return {n: getattr(r, "info", {}) for n, r in replies.items()}
+        info = {n: getattr(r, "info", {}) for n, r in replies.items()}
+        if self.executor is not None:
+            self.executor.node_latency_samples = {
+                n: int(i.get("schedule_latency_samples", 0)) for n, i in info.items()}
+        return info
 
     def statistics_pass(self, train_ids: torch.Tensor, *, window: int, n_windows: int = 4,
                         decode_steps: int = 8) -> dict:

@@ -34,7 +34,7 @@ from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, No
                                 PayloadCommand, SoundCommand, StatsQuery, StatsReport)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.normalization import symbol_power
-from testbed.phy.round import RoundPlan, node_frame
+from testbed.phy.round import RoundPlan, clip_to_full_scale, node_frame
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class NodeAgent(Agent):
         self.rounds = 0
         self.compute_s = 0.0
         self.estimate_wait_s = 0.0
+        self.clipped_components = 0
         self._report_powers = False
         self._score_ids: torch.Tensor | None = None
 
@@ -126,6 +127,7 @@ class NodeAgent(Agent):
         out = {"rss_bytes": rss_bytes(), "rss_after_load_bytes": self.rss_after_load,
                "rounds": self.rounds, "compute_s": self.compute_s,
                "estimate_wait_s": self.estimate_wait_s,
+               "clipped_components": self.clipped_components,
                "traffic": {"controller": self.transport.traffic.table() if self.transport else []}}
         if self.estimates is not None:
             out["traffic"]["estimates"] = self.estimates.traffic.table()
@@ -174,7 +176,10 @@ class NodeAgent(Agent):
         self.rss_after_load = rss_bytes()
         log.info("%s: loaded shard %d (%d bytes), method %s", self.config.node_id, self.index,
                  self.model.nodes[0].param_bytes(), self.method.name)
-        return Ack(info=self._stats())
+        info = self._stats()
+        if self.tx_radio is not None:
+            info["schedule_latency_samples"] = int(self.tx_radio.schedule_latency_samples())
+        return Ack(info=info)
 
     def _apply_correction(self, correction: dict | None) -> None:
         """Wrap the radio in `CorrectedRadio` for ``correction`` (a `NodeCorrection` dict from
@@ -197,8 +202,11 @@ class NodeAgent(Agent):
         return self.tx_radio.correction if self.tx_radio is not self.radio else None
 
     def _send(self, x: np.ndarray, start: int, until: int) -> None:
-        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start``, then declare this node
-        done up to receiver sample ``until`` (later by the corrected burst's margin)."""
+        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start`` (saturated at full
+        scale, as the DAC would), then declare this node done up to receiver sample ``until``
+        (later by the corrected burst's margin)."""
+        x, over = clip_to_full_scale(x)
+        self.clipped_components += over
         self.tx_radio.transmit(x, start)
         if self.correction is not None:
             # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited

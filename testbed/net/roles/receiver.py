@@ -46,7 +46,9 @@ class ReceiverAgent(Agent):
             return self._aggregate(message)
         if isinstance(message, ClockQuery):
             self._need_radio()
-            return ClockReport(rx_clock=int(self.radio.now()))
+            return ClockReport(rx_clock=int(self.radio.now()), realtime=bool(self.radio.realtime),
+                               sample_rate_hz=float(self.radio.settings.sample_rate_hz),
+                               latency_samples=int(self.radio.schedule_latency_samples()))
         if isinstance(message, StatsQuery):
             info = {"rss_bytes": rss_bytes(), "rounds": self.rounds, "receive_wait_s": self.wait_s,
                     "traffic": {"controller": self.transport.traffic.table()}}
