@@ -32,6 +32,16 @@ the header's ``shape``. Ops: ``hello(node)``, ``transmit(node, at, shape)+payloa
 Replies: ``{"ok": true, "seq", ...}`` or ``{"ok": false, "seq", "error", "kind"}`` with kind
 "stream" (late / timeout) or "config" (bad request).
 
+Hostile input: every request is checked by `sim_backend.broker_protocol.parse_request` before
+anything touches the air (strict JSON, types, ranges, payload size); a refused one is logged,
+counted in ``stats.refused`` and answered with an error. A transmitter index (and the receiver)
+belongs to the connection whose ``hello`` claimed it first: ``transmit``/``tx_until``/``tune``
+for that index (``receive``/receiver ``tune``) from any other connection are refused, so a
+stranger cannot declare ``tx_until`` for a node or eat its windows. With CURVE (``security=``,
+`testbed.net.transport.CurveServerSecurity` of the bench's keys) only bench keys connect, and a
+key may only claim the role it was issued for (``roles``: node ids in index order and the
+receiver id; the key's role id is the connection's ZAP User-Id).
+
 The broker's control-plane side (role ``channel``: new fading block, true channels for
 perfect CSI) is `testbed.net.roles.channel.ChannelAgent`.
 """
@@ -47,16 +57,18 @@ import numpy as np
 import zmq
 
 from sim_backend.air import SimAir
+from sim_backend.broker_protocol import RADIO_OPS, BadRequest, RadioRequest, parse_request
 from sim_backend.channel import ChannelModel, noise_var_from_snr_db
 from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import node_now
 from testbed.errors import ConfigError
 from testbed.phy.budget import DEFAULT_BUDGET
+from testbed.zmq_util import frame_property
 
 log = logging.getLogger(__name__)
 
-#: Ops a RemoteSimRadio may send.
-RADIO_OPS = ("hello", "transmit", "tx_until", "receive", "now", "tune", "info")
+#: most receive windows waiting at once (the receiver asks one at a time)
+MAX_PENDING = 64
 
 #: ``channel.impairments`` values the broker builds (``none`` or no value: no impairments).
 IMPAIRMENT_PRESETS = PRESET_NAMES
@@ -118,37 +130,63 @@ class _PendingReceive:
 
 @dataclass
 class BrokerStats:
-    """Counts: requests per op, windows served, windows that had to wait for tx_until."""
+    """Counts: requests per op, windows served, windows that had to wait for tx_until,
+    requests refused (malformed, or for a role held by another connection)."""
 
     requests: dict = field(default_factory=dict)
     windows: int = 0
     waited_windows: int = 0
+    refused: int = 0
+
+
+@dataclass(frozen=True)
+class BrokerRoles:
+    """Who may claim what on a CURVE broker: ``node_ids[i]`` is the key name (role id) of
+    transmitter ``i``, ``receiver_id`` the receiver's."""
+
+    node_ids: tuple[str, ...]
+    receiver_id: str
 
 
 class ChannelBroker:
     """Serves ``air`` on a ZMQ ROUTER at ``endpoint`` from a background thread.
 
     window_timeout_s: how long a receive window may wait for missing ``tx_until`` markers, s.
+    security: a callable ``security(ctx, [socket]) -> handle`` making the socket a CURVE server
+    before it binds (`testbed.net.transport.CurveServerSecurity`), ``handle.stop()`` at close;
+    with ``roles`` saying which key may claim which radio. None: plain TCP.
     Use `start()` / `close()` (or as a context manager); `address` is the bound endpoint.
     The air is shared with the control-plane side under `lock`."""
 
     def __init__(self, air: SimAir, endpoint: str = "tcp://127.0.0.1:*",
-                 window_timeout_s: float = 10.0):
+                 window_timeout_s: float = 10.0, security=None,
+                 roles: BrokerRoles | None = None):
+        if security is not None and roles is None:
+            raise ConfigError("a CURVE channel broker needs roles= (which key claims which "
+                              "radio)")
         self.air = air
         self.lock = threading.RLock()
         self.window_timeout_s = float(window_timeout_s)
         self.tx_until = {n: 0 for n in air.node_ids}
+        self.roles = roles
+        self._owners: dict = {}  # transmitter index or "rx" -> ZMQ identity that claimed it
         self._tune_rngs = _tune_generators(air)
         self.stats = BrokerStats()
         self._ctx = zmq.Context()
+        self._security = None
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         try:
+            if security is not None:
+                self._security = security(self._ctx, [self._sock])
             self._sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            self._sock.close()
+            self._teardown()
             raise ConfigError(f"channel broker cannot bind {endpoint}: {exc}; pick another "
                               "--broker-port or stop the process holding it") from None
+        except BaseException:
+            self._teardown()
+            raise
         self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._pending: list[_PendingReceive] = []
         self._stop = threading.Event()
@@ -171,6 +209,12 @@ class ChannelBroker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self._security is not None:
+            self._security.stop()
+            self._security = None
         self._sock.close()
         self._ctx.term()
 
@@ -199,89 +243,124 @@ class ChannelBroker:
             if poller.poll(20):
                 while True:
                     try:
-                        frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._on_request(frames)
+                    try:
+                        self._on_request(frames)
+                    except Exception:  # one request must never stop the serving thread
+                        self.stats.refused += 1
+                        log.exception("broker: failed on a request from %r; ignored it",
+                                      frames[0].bytes[:64])
             self._serve_pending()
 
     def _reply(self, identity: bytes, header: dict, payload: bytes | None = None) -> None:
         frames = [identity, json.dumps(header).encode()]
         if payload is not None:
             frames.append(payload)
-        self._sock.send_multipart(frames)
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # peer gone or its queue full: nothing to do
+            log.warning("broker: reply to %r dropped: %s", identity[:64], exc)
 
     def _error(self, identity: bytes, seq, kind: str, text: str) -> None:
         self._reply(identity, {"ok": False, "seq": seq, "kind": kind, "error": text})
 
-    def _on_request(self, frames: list[bytes]) -> None:
-        identity = frames[0]
+    def _on_request(self, raw: list) -> None:
+        identity = raw[0].bytes
+        user_id = frame_property(raw[-1], "User-Id")
         try:
-            h = json.loads(frames[1])
-            op, seq = h["op"], h.get("seq")
-        except (IndexError, ValueError, KeyError, TypeError):
-            log.warning("broker: malformed request from %r", identity)
-            self._error(identity, None, "config", "malformed request: need a JSON header with "
-                        "'op' and 'seq'")
+            req = parse_request([f.bytes for f in raw[1:]])
+            self._check_owner(identity, user_id, req)
+        except BadRequest as exc:
+            self.stats.refused += 1
+            log.warning("broker: refused request from %r at %s%s: %s", identity[:64],
+                        frame_property(raw[-1], "Peer-Address") or "unknown address",
+                        f" (CURVE key of {user_id!r})" if user_id else "", exc)
+            self._error(identity, exc.seq, "config", f"refused request: {exc}")
             return
+        op, seq = req.op, req.seq
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
         try:
-            if op not in RADIO_OPS:
-                raise ConfigError(f"unknown op {op!r}; one of {RADIO_OPS}")
             if op == "receive":
-                self._pending.append(_PendingReceive(identity, seq, int(h["n"]), int(h["at"]),
+                self._pending.append(_PendingReceive(identity, seq, req.n, req.at,
                                                      time.monotonic() + self.window_timeout_s))
                 self._serve_pending()
                 self.stats.waited_windows += bool(self._pending and self._pending[-1].seq == seq)
                 return
-            self._reply(identity, {"ok": True, "seq": seq, **self._handle(op, h, frames[2:])})
+            self._reply(identity, {"ok": True, "seq": seq, **self._handle(identity, req)})
         except _Late as exc:
             self._error(identity, seq, "stream", str(exc))
         except (ConfigError, ValueError, KeyError, TypeError) as exc:
             self._error(identity, seq, "config", f"{type(exc).__name__}: {exc}")
         self._serve_pending()
 
-    def _handle(self, op: str, h: dict, payload: list[bytes]) -> dict:
+    def _check_owner(self, identity: bytes, user_id: str | None, req: RadioRequest) -> None:
+        """Refuse (BadRequest) a request for a radio another connection claimed, a claim by the
+        wrong CURVE key, and receive windows beyond `MAX_PENDING`."""
+        claims = []
+        if req.node is not None and req.op in ("hello", "transmit", "tx_until", "tune"):
+            if req.node not in self.tx_until:
+                raise BadRequest(f"transmitter {req.node} is not on this air (ids "
+                                 f"{list(self.tx_until)}); check --id", req.seq)
+            claims.append(req.node)
+        if req.op == "receive" or (req.receiver and req.op in ("hello", "tune")):
+            claims.append("rx")
+        for who in claims:
+            name = f"transmitter {who}" if who != "rx" else "the receiver"
+            if user_id is not None and self.roles is not None:
+                want = self.roles.receiver_id if who == "rx" else self.roles.node_ids[who]
+                if user_id != want:
+                    raise BadRequest(f"the CURVE key of {user_id!r} cannot act as {name} "
+                                     f"({want!r}); use that role's own key", req.seq)
+            owner = self._owners.get(who)
+            if owner is None and req.op == "hello":
+                continue
+            if owner != identity:
+                raise BadRequest(f"{name} is held by another connection" if owner else
+                                 f"say hello as {name} first", req.seq)
+        if req.op == "hello":
+            for who in claims:
+                self._owners[who] = identity
+        if req.op == "receive" and len(self._pending) >= MAX_PENDING:
+            raise BadRequest(f"{MAX_PENDING} receive windows already wait; ask one at a time",
+                             req.seq)
+
+    def _handle(self, identity: bytes, req: RadioRequest) -> dict:
+        op = req.op
         with self.lock:
             if op == "hello":
-                node = h.get("node")
-                if node is not None and node not in self.tx_until:
-                    raise ConfigError(f"transmitter {node} is not on this air (ids "
-                                      f"{list(self.tx_until)}); check --node-id")
                 return {"n_rx": self.air.n_rx, "sample_rate_hz": self.air.sample_rate_hz,
                         "now": self.air.now, "node_ids": list(self.tx_until)}
             if op == "now":
-                node = h.get("node")
-                if node is None:
+                if req.node is None:
                     return {"now": self.air.now}
-                return {"now": node_now(self.air, self._tx_node(node))}
+                return {"now": node_now(self.air, self._tx_node(req.node))}
             if op == "tune":
-                node = h.get("node")
-                if node is not None:
-                    node = self._tx_node(node)
+                if req.node is not None:
+                    node = self._tx_node(req.node)
                     self.air.tx_impairment(node).on_tune(self._tune_rngs[node])
-                if h.get("receiver"):
+                if req.receiver:
                     self.air.rx_impairment.on_tune(self._tune_rngs["rx"])
                 return {}
             if op == "info":
                 return {"now": self.air.now, "tx_until": {str(k): v for k, v in
                                                           self.tx_until.items()},
                         "pending_bursts": self.air.pending_bursts(),
-                        "requests": dict(self.stats.requests), "windows": self.stats.windows}
-            node = self._tx_node(h["node"])
+                        "requests": dict(self.stats.requests), "windows": self.stats.windows,
+                        "refused": self.stats.refused}
+            node = self._tx_node(req.node)
             if op == "transmit":
-                at = int(h["at"])
                 earliest = node_now(self.air, node)
-                if at < earliest:
-                    raise _Late(f"burst of node {node} at node sample {at} is late (node clock "
-                                f"now={earliest}, air clock {self.air.now}); schedule further "
-                                "ahead")
-                rows, cols = h["shape"]
-                x = np.frombuffer(payload[0], dtype="<c8").reshape(rows, cols)
-                self.air.schedule(node, x, at)
+                if req.at < earliest:
+                    raise _Late(f"burst of node {node} at node sample {req.at} is late (node "
+                                f"clock now={earliest}, air clock {self.air.now}); schedule "
+                                "further ahead")
+                x = np.frombuffer(req.payload, dtype="<c8").reshape(req.shape)
+                self.air.schedule(node, x, req.at)
                 return {}
             # tx_until: never goes backwards
-            self.tx_until[node] = max(self.tx_until[node], int(h["until"]))
+            self.tx_until[node] = max(self.tx_until[node], req.until)
             return {}
 
     def _tx_node(self, node) -> int:

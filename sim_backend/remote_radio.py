@@ -32,12 +32,16 @@ from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounte
 
 class RemoteSimRadio(Radio):
     """A radio on a remote simulated air. ``timeout_s`` bounds every broker round trip (s);
-    a receive may legitimately wait for slow transmitters up to the broker's window timeout."""
+    a receive may legitimately wait for slow transmitters up to the broker's window timeout.
+    ``secure``: a callable making the DEALER socket a CURVE client before it connects (e.g.
+    ``lambda sock: testbed.net.transport.curve_client(sock, keys)``), for a CURVE broker.
+    The ``hello`` claims transmitter ``node_index`` (and the receiver) for this connection."""
 
     has_hardware_timestamps = True
 
     def __init__(self, broker_address: str, node_index: int | None = None, *,
-                 n_tx: int = 1, receiver: bool = False, timeout_s: float = 15.0) -> None:
+                 n_tx: int = 1, receiver: bool = False, timeout_s: float = 15.0,
+                 secure=None) -> None:
         if node_index is None and not receiver:
             raise ConfigError("a RemoteSimRadio needs a node_index (transmitter) and/or "
                               "receiver=True")
@@ -49,17 +53,23 @@ class RemoteSimRadio(Radio):
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure(self._sock)
         self._sock.connect(broker_address)
         self._counters = StreamCounters()
         self._tuned_freq: float | None = None
         self._closed = False
         self.clipped_samples = 0
         try:
-            hello = self._call({"op": "hello", "node": node_index}, timeout_s=min(timeout_s, 10))
+            hello = self._call({"op": "hello", "node": node_index, "receiver": self.is_receiver},
+                               timeout_s=min(timeout_s, 10))
         except StreamError as exc:
             self.close()
             raise RadioNotFoundError(f"no channel broker answers at {broker_address}: {exc}; "
                                      "start it with `testbed channel --bench ...`") from None
+        except BaseException:  # refused (e.g. the radio is held by another connection)
+            self.close()
+            raise
         self.n_rx = int(hello["n_rx"])
         self._settings = RadioSettings(n_tx_channels=n_tx if node_index is not None else 0,
                                        n_rx_channels=self.n_rx if receiver else 0,

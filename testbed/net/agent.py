@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from testbed.net.codec import DEFAULT_CODEC, Codec
-from testbed.net.errors import ControllerLostError, RegistrationError
+from testbed.net.errors import ControllerLostError, MessageError, RegistrationError
 from testbed.net.schema import (PROTOCOL_VERSION, Capabilities, Error, Heartbeat, Message,
                                 Register, RegisterAck, RegisterReject, Shutdown, reply)
 from testbed.net.transport import AgentTransport, CurveClientKeys, Incoming
@@ -187,7 +187,11 @@ class Agent:
         if isinstance(msg, Heartbeat):
             return None
         if item.channel == "broadcast":
-            self.on_broadcast(msg)
+            try:
+                self.on_broadcast(msg)
+            except Exception:  # a broadcast must never stop the agent
+                log.exception("%s: failed handling broadcast %s; ignored it",
+                              self.config.node_id, msg.type)
             return None
         if isinstance(msg, RegisterReject):
             raise RegistrationError(f"{self.config.node_id}: controller no longer accepts this "
@@ -204,5 +208,12 @@ class Agent:
                            message=f"{type(exc).__name__}: {exc}"[:8000])
         self.n_handled += 1
         if answer is not None:
-            self.transport.send(reply(msg, answer))
+            try:
+                self.transport.send(reply(msg, answer))
+            except MessageError as exc:  # the reply fails its own validation: say so instead
+                log.error("%s: reply to %s cannot be sent: %s", self.config.node_id, msg.type,
+                          exc)
+                self.transport.send(reply(msg, Error(
+                    code="reply_invalid", node_id=self.config.node_id,
+                    message=f"{type(answer).__name__} reply failed validation: {exc}"[:8000])))
         return None

@@ -7,9 +7,12 @@ The header is UTF-8 JSON::
 
 Every numpy array inside the body is replaced by ``{"$frame": i}`` and its raw little-endian
 bytes travel in frame ``i + 1``. Decoding checks, in this order: total size and frame count,
-JSON, version, type, array descriptors (dtype whitelist, shape, ``prod(shape) * itemsize ==
-len(frame)``, each frame referenced exactly once), then the message model. Any failure raises
-`MessageError` with a ``kind`` and a reason. No pickle anywhere.
+JSON (`load_json`: strict standard JSON within `JsonLimits` -- no NaN/Infinity, integers of at
+most ``max_int_digits`` digits, strings of at most ``max_str_chars`` characters, nesting at most
+``max_depth`` deep), version, type, array descriptors (dtype whitelist, shape, ``prod(shape) *
+itemsize == len(frame)``, each frame referenced exactly once), then the message model. Any
+failure raises `MessageError` with a ``kind`` and a reason of bounded length (values from the
+wire are quoted shortened, `clip`). No pickle anywhere.
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from testbed.net.errors import MessageError
+from testbed.strict_json import DEFAULT_JSON_LIMITS, JsonInputError, JsonLimits, clip, \
+    check_shape
+from testbed.strict_json import load_json as _load_json
 from testbed.net.schema import ARRAY_DTYPES, MESSAGE_TYPES, PROTOCOL_VERSION, AnyMessage, Message
 
 FRAME_KEY = "$frame"
@@ -40,11 +46,13 @@ class Codec:
     max_message_bytes: limit on the sum of all frame lengths, bytes.
     max_frames: limit on the number of frames (header included).
     max_header_bytes: limit on the JSON header length, bytes.
+    json_limits: digits, string lengths and nesting depth allowed in the header.
     """
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_frames: int = DEFAULT_MAX_FRAMES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    json_limits: JsonLimits = DEFAULT_JSON_LIMITS
 
     def encode(self, msg: Message) -> list[bytes]:
         """Serialize ``msg`` to multipart frames ``[header_json, *array_bytes]``."""
@@ -67,12 +75,16 @@ class Codec:
         except (TypeError, ValueError) as exc:
             raise MessageError("invalid", f"{msg.type} body is not JSON-serializable: {exc}")
         self._check_sizes(frames)
+        try:
+            check_shape(header, self.json_limits, f"{msg.type} message")
+        except JsonInputError as exc:
+            raise MessageError("invalid", exc.reason) from None
         return frames
 
     def decode(self, frames: Sequence[bytes]) -> Message:
         """Parse multipart ``frames`` into a validated message; raise `MessageError` if bad."""
         self._check_sizes(frames)
-        header = _parse_header(frames[0])
+        header = _parse_header(frames[0], self.json_limits)
         cls = MESSAGE_TYPES[header["type"]]
         descriptors = header.get("arrays", [])
         if not isinstance(descriptors, list):
@@ -82,10 +94,7 @@ class Codec:
                                f"but {len(frames) - 1} array frames arrived")
         arrays = [_frame_to_array(i, d, frames[i + 1]) for i, d in enumerate(descriptors)]
         used: set[int] = set()
-        try:
-            body = _insert_arrays(header["body"], arrays, used)
-        except RecursionError:
-            raise MessageError("bad_json", "header body is nested too deeply") from None
+        body = _insert_arrays(header["body"], arrays, used)  # depth bounded by json_limits
         if len(used) != len(arrays):
             unused = sorted(set(range(len(arrays))) - used)
             raise MessageError("bad_array", f"array frames {unused} are not referenced")
@@ -94,8 +103,8 @@ class Codec:
         try:
             return _ADAPTER.validate_python({**body, "type": cls.model_fields["type"].default})
         except ValidationError as exc:
-            errs = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or '<body>'}: {e['msg']}"
-                             for e in exc.errors()[:5])
+            errs = "; ".join(f"{clip('.'.join(map(str, e['loc'][1:])) or '<body>')}: "
+                             f"{clip(e['msg'], 200)}" for e in exc.errors()[:5])
             raise MessageError("invalid", f"{header['type']} message: {errs}") from None
 
     def _check_sizes(self, frames: Sequence[bytes]) -> None:
@@ -127,21 +136,27 @@ def decode(frames: Sequence[bytes]) -> Message:
     return DEFAULT_CODEC.decode(frames)
 
 
-def _parse_header(raw: bytes) -> dict[str, Any]:
+def load_json(raw: bytes, limits: JsonLimits = DEFAULT_JSON_LIMITS,
+              what: str = "header") -> Any:
+    """`testbed.strict_json.load_json` raising `MessageError` (kinds bad_json, oversized)."""
     try:
-        header = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise MessageError("bad_json", f"header is not UTF-8 JSON: {exc}") from None
+        return _load_json(raw, limits, what)
+    except JsonInputError as exc:
+        raise MessageError(exc.kind, exc.reason) from None
+
+
+def _parse_header(raw: bytes, limits: JsonLimits) -> dict[str, Any]:
+    header = load_json(raw, limits)
     if not isinstance(header, dict):
         raise MessageError("bad_json", f"header must be a JSON object, got "
                            f"{type(header).__name__}")
     version = header.get("v")
     if version != PROTOCOL_VERSION or isinstance(version, bool):
-        raise MessageError("version", f"protocol version {version!r} != {PROTOCOL_VERSION}; "
+        raise MessageError("version", f"protocol version {clip(version)} != {PROTOCOL_VERSION}; "
                            "run the same testbed version on every machine")
     mtype = header.get("type")
     if not isinstance(mtype, str) or mtype not in MESSAGE_TYPES:
-        raise MessageError("unknown_type", f"message type {mtype!r} is not one of "
+        raise MessageError("unknown_type", f"message type {clip(mtype)} is not one of "
                            f"{sorted(MESSAGE_TYPES)}")
     if "body" not in header:
         raise MessageError("invalid", "header has no 'body'")
@@ -153,12 +168,12 @@ def _frame_to_array(i: int, desc: Any, frame: bytes) -> np.ndarray:
         raise MessageError("bad_array", f"array {i}: descriptor must be {{dtype, shape}}")
     dtype, shape = desc["dtype"], desc["shape"]
     if not isinstance(dtype, str) or dtype not in ARRAY_DTYPES:
-        raise MessageError("bad_array", f"array {i}: dtype {dtype!r} not allowed; use one of "
+        raise MessageError("bad_array", f"array {i}: dtype {clip(dtype)} not allowed; use one of "
                            f"{ARRAY_DTYPES}")
     if (not isinstance(shape, list) or len(shape) > MAX_NDIM
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                        for s in shape)):
-        raise MessageError("bad_array", f"array {i}: shape {shape!r} must be a list of at most "
+        raise MessageError("bad_array", f"array {i}: shape {clip(shape)} must be a list of at most "
                            f"{MAX_NDIM} non-negative integers")
     dt = np.dtype(dtype).newbyteorder("<")
     expected = math.prod(shape) * dt.itemsize
@@ -190,7 +205,7 @@ def _insert_arrays(obj: Any, arrays: list[np.ndarray], used: set[int]) -> Any:
             idx = obj[FRAME_KEY]
             if (len(obj) != 1 or not isinstance(idx, int) or isinstance(idx, bool)
                     or not 0 <= idx < len(arrays) or idx in used):
-                raise MessageError("bad_array", f"bad frame reference {obj!r} "
+                raise MessageError("bad_array", f"bad frame reference {clip(obj)} "
                                    f"({len(arrays)} array frames)")
             used.add(idx)
             return arrays[idx]

@@ -23,9 +23,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from pydantic import ValidationError
+
 from testbed.errors import ConfigError, TestbedError
+from testbed.net.auth import key_owner_problem
 from testbed.net.codec import DEFAULT_CODEC, Codec
-from testbed.net.errors import PeerLostError, RemoteError, RequestTimeout, RegistrationError
+from testbed.net.errors import (MessageError, PeerLostError, RemoteError, RequestTimeout,
+                                RegistrationError)
 from testbed.net.schema import (PROTOCOL_VERSION, ROLES, Capabilities, Error, Heartbeat,
                                 Message, Register, RegisterAck, RegisterReject, Shutdown, reply)
 from testbed.net.transport import ControllerTransport, CurveServerKeys, Incoming
@@ -152,7 +156,13 @@ class Controller:
         batch = self.transport.poll(wait)
         while batch:
             for item in batch:
-                self._handle(item)
+                try:
+                    self._handle(item)
+                except Exception:  # a frame must never stop the controller
+                    self.rejections["unexpected"] += 1
+                    log.exception("failed handling a %s message from %s; ignored it",
+                                  item.message.type if item.message else "malformed",
+                                  _who(item))
             batch = self.transport.poll(0)
         self._heartbeat_if_due(time.monotonic())
         if check_liveness:
@@ -176,27 +186,44 @@ class Controller:
             self._next_hb = now + self.config.heartbeat_interval_s
 
     # ----------------------------------------------------------------- incoming
+    def _answer(self, ident: str, build: Callable[[], Message], registered: bool) -> None:
+        """Send ``build()`` to ``ident``; a reply that fails its own validation or encoding is
+        logged and replaced by a generic one -- never raises."""
+        try:
+            self.transport.send(ident, build(), quiet=True)
+            return
+        except (ValidationError, MessageError) as exc:
+            log.error("reply to %r failed its own validation (%s); sent a generic one",
+                      ident[:80], str(exc)[:300])
+        generic = (Error(code="rejected", message="message rejected; see the controller log")
+                   if registered else
+                   RegisterReject(reason="message rejected; see the controller log"))
+        self.transport.send(ident, generic, quiet=True)
+
     def _handle(self, item: Incoming) -> None:
         ident = item.peer or ""
         node_id = self._by_identity.get(ident)
+        if node_id is not None and key_owner_problem(item.user_id, node_id) is not None:
+            node_id = None  # cannot happen with per-connection identities; refuse anyway
         if item.error is not None:
             if node_id is not None:
                 self.peers[node_id].last_seen = time.monotonic()
-                self.transport.send(ident, Error(code=f"rejected_{item.error.kind}",
-                                                 message=item.error.reason))
+                self._answer(ident, lambda: Error(code=f"rejected_{item.error.kind}",
+                                                  message=item.error.reason), True)
             else:
-                self.transport.send(ident, RegisterReject(reason=f"message rejected: "
-                                                          f"{item.error}"))
+                self._answer(ident, lambda: RegisterReject(reason=f"message rejected: "
+                                                           f"{item.error}"), False)
             return
         msg = item.message
         if isinstance(msg, Register):
-            self._register(ident, msg)
+            self._register(item, msg)
             return
         if node_id is None:
             self.rejections["unexpected"] += 1
-            log.warning("rejected %s from unregistered %r: register first", msg.type, ident)
-            self.transport.send(ident, reply(msg, RegisterReject(
-                reason=f"{msg.type} from an unregistered peer; send REGISTER first")))
+            log.warning("rejected %s from unregistered %s: register first", msg.type,
+                        _who(item))
+            self._answer(ident, lambda: reply(msg, RegisterReject(
+                reason=f"{msg.type} from an unregistered peer; send REGISTER first")), False)
             return
         peer = self.peers[node_id]
         peer.last_seen = time.monotonic()
@@ -210,11 +237,15 @@ class Controller:
                 log.warning("peer %s reported %s: %s", node_id, msg.code, msg.message)
             self.inbox.append((node_id, msg))
 
-    def _register(self, ident: str, msg: Register) -> None:
-        reason = self._registration_problem(ident, msg)
+    def _register(self, item: Incoming, msg: Register) -> None:
+        ident = item.peer or ""
+        reason = (key_owner_problem(item.user_id, msg.node_id)
+                  or self._registration_problem(ident, msg))
         if reason is not None:
-            log.warning("refused registration of %r from %s: %s", msg.node_id, ident, reason)
-            self.transport.send(ident, reply(msg, RegisterReject(reason=reason)))
+            self.rejections["unexpected"] += 1
+            log.warning("refused registration of %r from %s: %s", msg.node_id, _who(item),
+                        reason)
+            self._answer(ident, lambda: reply(msg, RegisterReject(reason=reason)), False)
             return
         now = time.monotonic()
         if msg.node_id not in self.peers:
@@ -222,9 +253,9 @@ class Controller:
         self.peers[msg.node_id] = PeerInfo(msg.node_id, msg.role, ident, msg.capabilities,
                                            registered_at=now, last_seen=now)
         self._by_identity[ident] = msg.node_id
-        self.transport.send(ident, reply(msg, RegisterAck(
+        self._answer(ident, lambda: reply(msg, RegisterAck(
             node_id=msg.node_id, heartbeat_interval_s=self.config.heartbeat_interval_s,
-            peer_timeout_s=self.config.peer_timeout_s)))
+            peer_timeout_s=self.config.peer_timeout_s)), True)
 
     def _registration_problem(self, ident: str, msg: Register) -> str | None:
         cfg = self.config
@@ -238,7 +269,7 @@ class Controller:
             return (f"{msg.node_id!r} is a {cfg.expected_peers[msg.node_id]} in the bench but "
                     f"registered as {msg.role}; start it with the matching role command")
         if msg.model_fingerprint != cfg.model_fingerprint:
-            return (f"model fingerprint {msg.model_fingerprint!r} != controller's "
+            return (f"model fingerprint {msg.model_fingerprint[:100]!r} != controller's "
                     f"{cfg.model_fingerprint!r}; load the same model/checkpoint everywhere")
         known = self.peers.get(msg.node_id)
         if known is not None and known.identity != ident:
@@ -368,3 +399,13 @@ class Controller:
         end = time.monotonic() + flush_s
         while (left := end - time.monotonic()) > 0:
             self.pump(left, check_liveness=False)
+
+
+def _who(item: Incoming) -> str:
+    """Log form of a message's sender: ZMQ identity, IP address, CURVE key owner."""
+    ident = item.peer or ""
+    text = repr(ident if len(ident) <= 80 else ident[:80] + "...")
+    text += f" at {item.address or 'unknown address'}"
+    if item.user_id is not None:
+        text += f" (CURVE key of {item.user_id!r})"
+    return text

@@ -17,16 +17,24 @@ REJECT_KINDS = (
 )
 
 
+#: longest `MessageError.reason` kept (characters): replies quoting it stay within the
+#: schema's string limits whatever a peer sent.
+MAX_REASON_CHARS = 1024
+
+
 class MessageError(TestbedError, ValueError):
     """A message could not be encoded or decoded.
 
     ``kind`` is one of `REJECT_KINDS`; ``reason`` is a human-readable explanation that says
-    what was wrong (and, where it helps, what the sender must change).
+    what was wrong (and, where it helps, what the sender must change), at most
+    `MAX_REASON_CHARS` characters.
     """
 
     def __init__(self, kind: str, reason: str):
         if kind not in REJECT_KINDS:
             raise ValueError(f"unknown MessageError kind {kind!r}; use one of {REJECT_KINDS}")
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[:MAX_REASON_CHARS - 20] + f"...({len(reason)} chars)"
         super().__init__(f"{kind}: {reason}")
         self.kind = kind
         self.reason = reason

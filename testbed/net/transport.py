@@ -4,9 +4,10 @@
 * Frames are decoded with a `Codec`; a message that fails to decode is logged with its reason,
   counted in ``rejections`` (per `MessageError.kind`) and handed back as an `Incoming` with
   ``error`` set, so the caller can answer it -- it never raises out of ``poll``.
-* Optional CURVE: the server side runs a `zmq.auth.thread.ThreadAuthenticator` that accepts
-  only client public keys found in an "allowed" directory; see `generate_keys` for the layout
-  that ``testbed keys --out DIR`` writes.
+* Optional CURVE: the server side runs a `testbed.net.auth.KeyedAuthenticator` that accepts
+  only client public keys found in an "allowed" directory and tags every message with the role
+  id its key was issued for (``Incoming.user_id``); refused and failed handshakes are logged
+  with the peer's address. See `generate_keys` for the layout ``testbed keys --out DIR`` writes.
 
 ZMQ identities: an agent's DEALER identity is ``"<node_id>#<random hex>"`` -- readable in logs,
 yet unique per connection, so that a second process claiming a live node id reaches the
@@ -24,9 +25,10 @@ from typing import Literal, Sequence
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from testbed.errors import ConfigError
+from testbed.zmq_util import frame_property
+from testbed.net.auth import HandshakeMonitor, KeyedAuthenticator
 from testbed.net.codec import DEFAULT_CODEC, Codec
 from testbed.net.errors import MessageError
 from testbed.net.schema import Message
@@ -57,12 +59,15 @@ class CurveClientKeys:
 class Incoming:
     """One received message: ``peer`` is the ZMQ identity (controller side) or None;
     ``channel`` is "direct" (ROUTER/DEALER) or "broadcast" (PUB/SUB); exactly one of
-    ``message`` / ``error`` is set."""
+    ``message`` / ``error`` is set. ``user_id``: the role id of the sender's CURVE key (None
+    without CURVE); ``address``: the sender's IP address when known."""
 
     peer: str | None
     channel: Literal["direct", "broadcast"]
     message: Message | None = None
     error: MessageError | None = None
+    user_id: str | None = None
+    address: str | None = None
 
 
 def generate_keys(out_dir: str | Path, clients: Sequence[str] = ("client",)) -> dict[str, Path]:
@@ -101,6 +106,59 @@ def _load_cert(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
     if need_secret and not secret:
         raise ConfigError(f"{path} holds no secret key; pass the '.key_secret' file")
     return public, secret
+
+
+class CurveServerSecurity:
+    """CURVE for the server sockets of one ZMQ context (controller, channel broker).
+
+    Calling it with ``(ctx, socks)`` (sockets not yet bound) makes every socket a CURVE server
+    with ``keys``' secret key, starts a `KeyedAuthenticator` on ``ctx`` (only keys of
+    ``keys.allowed_clients_dir``; User-Id = the key's role id) and a `HandshakeMonitor` on the
+    first socket; ``label`` names the server in logs. `stop()` before terminating ``ctx``."""
+
+    def __init__(self, keys: CurveServerKeys, label: str):
+        self.keys = keys
+        self.label = label
+        self._auth: KeyedAuthenticator | None = None
+        self._monitor: HandshakeMonitor | None = None
+
+    def __call__(self, ctx: zmq.Context, socks: Sequence[zmq.Socket]) -> "CurveServerSecurity":
+        public, secret = _load_cert(self.keys.secret_file, need_secret=True)
+        self._auth = KeyedAuthenticator(ctx, self.keys.allowed_clients_dir, self.label)
+        self._auth.start()
+        for sock in socks:
+            sock.curve_secretkey = secret
+            sock.curve_publickey = public
+            sock.curve_server = True
+        self._monitor = HandshakeMonitor(socks[0], self.label)
+        return self
+
+    @property
+    def refused_handshakes(self) -> int:
+        """Handshakes refused by ZAP (unknown keys) or failed before it (no/wrong CURVE)."""
+        zap = sum(self._auth.refused.values()) if self._auth is not None else 0
+        return zap + (self._monitor.failures if self._monitor is not None else 0)
+
+    def stop_monitor(self) -> None:
+        """Stop the handshake monitor (before closing the sockets)."""
+        if self._monitor is not None:
+            self._monitor.stop()
+
+    def stop(self) -> None:
+        """Stop the monitor and the authenticator (sockets closed or not)."""
+        self.stop_monitor()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+def curve_client(sock: zmq.Socket, curve: CurveClientKeys) -> None:
+    """Make ``sock`` (not yet connected) a CURVE client with ``curve``'s keys."""
+    public, secret = _load_cert(curve.secret_file, need_secret=True)
+    server_public, _ = _load_cert(curve.server_public_file, need_secret=False)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_serverkey = server_public
 
 
 def _printable(identity: str) -> str:
@@ -145,13 +203,16 @@ class _Receiver:
                 continue
             for _ in range(RECV_BATCH):
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    raw = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                out.append(self._decode(frames, channel, sock.type == zmq.ROUTER))
+                out.append(self._decode(raw, channel, sock.type == zmq.ROUTER))
         return out
 
-    def _decode(self, frames: list[bytes], channel, has_identity: bool) -> Incoming:
+    def _decode(self, raw: list[zmq.Frame], channel, has_identity: bool) -> Incoming:
+        user_id = frame_property(raw[-1], "User-Id")
+        address = frame_property(raw[-1], "Peer-Address")
+        frames = [f.bytes for f in raw]
         peer = None
         if has_identity:
             # surrogateescape: any identity bytes (ZMQ's own are binary) survive the round trip
@@ -160,13 +221,14 @@ class _Receiver:
         try:
             msg = self.codec.decode(frames)
             self.traffic.add(channel, "in", msg.type, frames_bytes(frames))
-            return Incoming(peer, channel, message=msg)
+            return Incoming(peer, channel, message=msg, user_id=user_id, address=address)
         except MessageError as err:
             self.traffic.add(channel, "in", "rejected", frames_bytes(frames))
-            log.warning("rejected %s message from %s: %s", channel,
-                        _printable(peer) if peer is not None else "controller", err)
+            log.warning("rejected %s message from %s (%s): %s", channel,
+                        _printable(peer) if peer is not None else "controller",
+                        address or "unknown address", err)
             self.rejections[err.kind] += 1  # after logging: readers of the count see the log
-            return Incoming(peer, channel, error=err)
+            return Incoming(peer, channel, error=err, user_id=user_id, address=address)
 
 
 class ControllerTransport(_Receiver):
@@ -181,13 +243,14 @@ class ControllerTransport(_Receiver):
                  codec: Codec = DEFAULT_CODEC):
         super().__init__(codec)
         self._ctx = zmq.Context()
-        self._auth: ThreadAuthenticator | None = None
+        self.security: CurveServerSecurity | None = None
         try:
             self.router = _base_socket(self._ctx, zmq.ROUTER)
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.pub = _base_socket(self._ctx, zmq.PUB)
             if curve is not None:
-                self._setup_curve(curve)
+                self.security = CurveServerSecurity(curve, "controller")(
+                    self._ctx, [self.router, self.pub])
             self.router.bind(router_endpoint)
             self.pub.bind(pub_endpoint)
         except zmq.ZMQError as exc:
@@ -201,18 +264,10 @@ class ControllerTransport(_Receiver):
         self.pub_address = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self._register(self.router, "direct")
 
-    def _setup_curve(self, curve: CurveServerKeys) -> None:
-        public, secret = _load_cert(curve.secret_file, need_secret=True)
-        if not Path(curve.allowed_clients_dir).is_dir():
-            raise ConfigError(f"allowed-clients directory {curve.allowed_clients_dir} not "
-                              "found; create it with `testbed keys --out DIR`")
-        self._auth = ThreadAuthenticator(self._ctx)
-        self._auth.start()
-        self._auth.configure_curve(domain="*", location=str(curve.allowed_clients_dir))
-        for sock in (self.router, self.pub):
-            sock.curve_secretkey = secret
-            sock.curve_publickey = public
-            sock.curve_server = True
+    @property
+    def refused_handshakes(self) -> int:
+        """CURVE handshakes refused by ZAP (unknown keys) or failed (no/wrong CURVE)."""
+        return self.security.refused_handshakes if self.security is not None else 0
 
     def send(self, peer: str, msg: Message, quiet: bool = False) -> bool:
         """Send ``msg`` to the agent with ZMQ identity ``peer``; False if it is unreachable
@@ -247,13 +302,14 @@ class ControllerTransport(_Receiver):
 
     def close(self) -> None:
         """Close sockets (linger 0), stop the authenticator, terminate the context."""
+        if self.security is not None:
+            self.security.stop_monitor()
         for name in ("router", "pub"):
             sock = getattr(self, name, None)
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
+        if self.security is not None:
+            self.security.stop()
         if not self._ctx.closed:
             self._ctx.term()
 
@@ -272,12 +328,8 @@ class AgentTransport(_Receiver):
             self.sub = _base_socket(self._ctx, zmq.SUB)
             self.sub.setsockopt(zmq.SUBSCRIBE, b"")
             if curve is not None:
-                public, secret = _load_cert(curve.secret_file, need_secret=True)
-                server_public, _ = _load_cert(curve.server_public_file, need_secret=False)
                 for sock in (self.dealer, self.sub):
-                    sock.curve_secretkey = secret
-                    sock.curve_publickey = public
-                    sock.curve_serverkey = server_public
+                    curve_client(sock, curve)
             self.dealer.connect(router_address)
             self.sub.connect(pub_address)
         except zmq.ZMQError as exc:

@@ -129,6 +129,16 @@ def _with_header(frames, header):
     return [json.dumps(header).encode(), *frames[1:]]
 
 
+def _with_literal(frames, header, path, literal):
+    """Frames whose header has the raw JSON text ``literal`` at ``path`` (keys): for values
+    json.dumps cannot write (e.g. integers of more than 4300 digits)."""
+    obj = header
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = "@@LITERAL@@"
+    return [json.dumps(header).replace('"@@LITERAL@@"', literal).encode(), *frames[1:]]
+
+
 tensor_msgs = st.builds(Partial, layer=st.integers(0, 5), site=st.just("attn"),
                         round_id=st.integers(0, 5),
                         tensor=hnp.arrays(np.float32, st.integers(1, 16)))
@@ -144,7 +154,8 @@ def malformed(draw, max_message_bytes: int = 1 << 16):
         "garbage", "truncated_header", "truncated_array", "extra_array_bytes", "not_object",
         "version", "unknown_type", "drop_frame", "add_frame", "too_many_frames", "bad_dtype",
         "wrong_itemsize", "bad_shape", "shape_mismatch", "bad_ref", "unreferenced",
-        "oversized", "invalid_field", "extra_field", "empty_header",
+        "oversized", "invalid_field", "extra_field", "empty_header", "huge_int", "non_finite",
+        "long_type", "long_string", "deep",
     ]))
     h = _header(good)
     if case == "garbage":
@@ -202,9 +213,28 @@ def malformed(draw, max_message_bytes: int = 1 << 16):
         return _with_header(good, h), "bad_array"
     if case == "oversized":
         return [good[0], good[1], b"\0" * (max_message_bytes + 1)], "oversized"
+    if case == "huge_int":  # > 4300 digits: Python's int() itself refuses these
+        key = draw(st.sampled_from(["layer", "msg_id", "reply_to", "round_id"]))
+        digits = draw(st.sampled_from([41, 4301, 5000]))
+        return _with_literal(good, h, ("body", key), "9" * digits), "oversized"
+    if case == "non_finite":
+        key = draw(st.sampled_from(["layer", "msg_id", "round_id"]))
+        lit = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e400"]))
+        return _with_literal(good, h, ("body", key), lit), "bad_json"
+    if case == "long_type":  # a reply quoting it must still fit its own limits
+        key = draw(st.sampled_from(["type", "v"]))
+        h[key] = "A" * draw(st.sampled_from([4097, 5000, 60000]))
+        return _with_header(good, h), "unknown_type" if key == "type" else "version"
+    if case == "long_string":
+        h["body"][draw(st.sampled_from(["site", "extra"]))] = "s" * 65537
+        return _with_header(good, h), "oversized"
+    if case == "deep":
+        depth = draw(st.sampled_from([33, 200, 5000]))
+        lit = "[" * depth + "]" * depth
+        return _with_literal(good, h, ("body", "site"), lit), "bad_json"
     if case == "invalid_field":
         key, val = draw(st.sampled_from([("layer", -1), ("round_id", "x"), ("site", None),
-                                         ("msg_id", -5), ("layer", 1e400)]))
+                                         ("msg_id", -5), ("layer", 1.5)]))
         h["body"][key] = val
         return _with_header(good, h), "invalid"
     h["body"][draw(st.sampled_from(["bogus", "extra", "tensor2"]))] = 1
