@@ -104,10 +104,12 @@ def key_owner_problem(user_id: str | None, claimed_id: str) -> str | None:
             f"its own key (clients/{claimed_id}.key_secret)")
 
 
-_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed",
+#: failures before ZAP is asked (refusals by ZAP are logged, with the address, by the
+#: `KeyedAuthenticator`)
+_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed (no CURVE, or the wrong "
+                                                 "server key)",
            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake protocol error (no CURVE, or the "
-                                                "wrong server key)",
-           zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused"}
+                                                "wrong server key)"}
 
 
 class HandshakeMonitor:

@@ -48,7 +48,8 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
         import sim_backend.remote_radio  # noqa: F401  (registers the sim kind)
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id,
-                           broker=addresses.broker, node_index=index)
+                           broker=addresses.broker, node_index=index,
+                           **broker_client_options(bench, node_id))
     else:
         # hardware bench: open the node's radio before registering, so a missing device
         # fails at start with a message naming the node, its address and the check to run
@@ -72,7 +73,8 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
         import sim_backend.remote_radio  # noqa: F401
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.receiver.primary_radio, role="receiver",
-                           node_id=bench.receiver.id, broker=addresses.broker)
+                           node_id=bench.receiver.id, broker=addresses.broker,
+                           **broker_client_options(bench, bench.receiver.id))
     else:
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.receiver.primary_radio, role="receiver",
@@ -89,9 +91,15 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
 
 def serve_channel(bench, addresses: BenchAddresses, model_dir) -> str:
     """Run the channel broker (radio side) and its control-plane agent until shutdown."""
-    from sim_backend.broker import ChannelBroker, air_from_bench
+    from sim_backend.broker import BrokerRoles, ChannelBroker, air_from_bench
     from testbed.net.roles.channel import ChannelAgent
-    with ChannelBroker(air_from_bench(bench), addresses.broker) as broker:
+    from testbed.net.roles.common import server_curve_keys
+    from testbed.net.transport import CurveServerSecurity
+    keys = server_curve_keys(bench)
+    security = None if keys is None else CurveServerSecurity(keys, "channel broker")
+    roles = BrokerRoles(tuple(node_ids(bench)), bench.receiver.id)
+    with ChannelBroker(air_from_bench(bench), addresses.broker, security=security,
+                       roles=roles) as broker:
         log.info("channel broker serving at %s", broker.address)
         cfg = agent_config(CHANNEL_ID, "channel", addresses, model_fingerprint(model_dir), bench)
         return ChannelAgent(cfg, broker).run()
@@ -101,6 +109,17 @@ def _bind_address(address: str) -> str:
     """A connect address made bindable: a host name other than an IP binds on all of that
     host's interfaces is not what we want, so keep the host as given (ZMQ resolves it)."""
     return address
+
+
+def broker_client_options(bench, role_id: str) -> dict:
+    """Extra `open_radio` options of role ``role_id``'s channel-broker radio: on a CURVE bench
+    its own key (the broker admits bench keys only and binds each to its radio)."""
+    from testbed.net.roles.common import client_curve_keys
+    from testbed.net.transport import curve_client
+    keys = client_curve_keys(bench, role_id)
+    if keys is None:
+        return {}
+    return {"secure": lambda sock: curve_client(sock, keys)}
 
 
 # ---------------------------------------------------------------------- local bench
