@@ -4,6 +4,11 @@ Each rank reads only its own slices (plus the replicated part) from a safetensor
 runs the very same `ShardedModel` code with itself as the only local node, and sums partial
 sums with ``torch.distributed.all_reduce`` (gloo backend, TCP on 127.0.0.1). `run_tp_gloo`
 spawns the ranks, waits for them, and returns what each measured.
+
+Listening sockets stay on the configured host: rank 0's rendezvous store (torch's TCPStore,
+which on its own listens on every interface, IPv4 and IPv6) is handed a socket already bound to
+``host:port``, and gloo's own connections use the interface that carries ``host``
+(``GLOO_SOCKET_IFNAME``, ``lo`` for 127.0.0.1) unless the environment names one.
 """
 from __future__ import annotations
 
@@ -86,20 +91,55 @@ class RankResult:
     prefill_logits: object = None  #: numpy (batch, tokens, vocab) fp32 if asked for
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def interface_toward(host: str) -> str:
+    """Name of the local network interface whose address this machine uses to reach
+    ``host`` (``lo`` for 127.0.0.1). Raises TestbedError when none holds that address."""
+    import psutil
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:  # no packet is sent
+        probe.connect((host, 9))
+        local = probe.getsockname()[0]
+    for name, addrs in psutil.net_if_addrs().items():
+        if any(a.address.split("%")[0] == local for a in addrs):
+            return name
+    raise TestbedError(f"no network interface holds {local}, the address used to reach the "
+                       f"gloo host {host}; set GLOO_SOCKET_IFNAME to the interface to use")
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise TestbedError(f"gloo rendezvous cannot listen on {host}:{port}: {exc}; pick "
+                           "another port or host") from None
+    return sock
 
 
 def init_gloo(rank: int, world: int, port: int, timeout_s: float = 120.0,
               host: str = "127.0.0.1") -> None:
-    """Join a gloo process group rendezvousing at tcp://host:port (rank 0 listens there)."""
-    if host in ("127.0.0.1", "localhost"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=timeout_s))
+    """Join a gloo process group rendezvousing at ``host:port`` (rank 0 listens there, on that
+    address only; the others connect). ``timeout_s``: rendezvous and collective timeout, s."""
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", interface_toward(host))
+    timeout = timedelta(seconds=timeout_s)
+    if rank == 0:
+        fd = _listener(host, port).detach()  # the store owns (and closes) the socket
+        store = dist.TCPStore(host, port, world, True, timeout, master_listen_fd=fd)
+    else:
+        store = dist.TCPStore(host, port, world, False, timeout)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timeout)
 
 
 def _rss() -> int:

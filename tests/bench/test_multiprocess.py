@@ -134,16 +134,43 @@ def test_killed_node_is_named_partial_results_saved_no_orphans(bench, model_dir,
     assert alive == []
 
 
+def _watch_listeners(sup, stop: threading.Event, seen: list) -> None:
+    """Until ``stop``: every 0.1 s, record the (ip, port) of every listening socket of the
+    supervisor's children and of this process."""
+    while not stop.is_set():
+        pids = [os.getpid()] + [p.pid for p in sup.procs.values()]
+        for pid in pids:
+            try:
+                seen.extend((c.laddr.ip, c.laddr.port)
+                            for c in psutil.Process(pid).net_connections(kind="inet")
+                            if c.status == psutil.CONN_LISTEN)
+            except psutil.Error:
+                pass
+        stop.wait(0.1)
+
+
 def test_digital_over_processes_is_the_8bit_quantized_sum(bench, model_dir, tmp_path):
     """"digital" means the same everywhere: 8-bit quantized partials summed (gloo between the
     node processes on the bench), so the logits equal the in-process split model with the
-    in-process `DigitalAllReduce` (fp32 summation order aside) and differ from exact."""
+    in-process `DigitalAllReduce` (fp32 summation order aside) and differ from exact.
+    No process of the bench listens on 0.0.0.0 or [::] meanwhile (issue 16: torch's TCPStore
+    did)."""
     from testbed.phy.allreduce_digital import DigitalAllReduce
-    code = up_and_run("sim_4node", bench, str(model_dir), "digital",
-                      JobSpec("generate", prompt_ids=PROMPT, max_new_tokens=3, save_logits=True),
-                      tmp_path)
+    stop, seen = threading.Event(), []
+
+    def hook(sup):
+        threading.Thread(target=_watch_listeners, args=(sup, stop, seen), daemon=True).start()
+
+    try:
+        code = up_and_run("sim_4node", bench, str(model_dir), "digital",
+                          JobSpec("generate", prompt_ids=PROMPT, max_new_tokens=3,
+                                  save_logits=True), tmp_path, sup_hook=hook)
+    finally:
+        stop.set()
     res = json.loads((tmp_path / "results.json").read_text())
     assert code == 0 and res["status"] == "ok"
+    assert len(set(seen)) >= 4  # controller, broker ... and the gloo store were seen
+    assert not [a for a in set(seen) if a[0] in ("0.0.0.0", "::")], sorted(set(seen))
     got = np.load(tmp_path / "logits.npy")
     ref = _reference_logits(shard_checkpoint(model_dir, _ratios(bench), DigitalAllReduce(8)), 3)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)

@@ -122,6 +122,19 @@ def broker_client_options(bench, role_id: str) -> dict:
     return {"secure": lambda sock: curve_client(sock, keys)}
 
 
+def gloo_rendezvous(bench, addresses: BenchAddresses) -> tuple[str, int]:
+    """(host, port) where node0 listens for the digital method's gloo rendezvous: loopback
+    (a free port) when the bench runs on this host's loopback, else node0's bench ``host`` and
+    the controller's pub_port + 2."""
+    from urllib.parse import urlsplit
+
+    from testbed.llm.tp_gloo import free_port
+    router_host = urlsplit(addresses.router).hostname or ""
+    if router_host.startswith("127.") or router_host in ("localhost", "::1"):
+        return "127.0.0.1", free_port("127.0.0.1")
+    return bench.nodes[0].host, bench.controller.pub_port + 2
+
+
 # ---------------------------------------------------------------------- local bench
 def free_ports(n: int) -> list[int]:
     """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
@@ -195,7 +208,6 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     their partials to a measurement sink in this process (results.json: ``measurement_tap``)."""
     from testbed.experiments.runs import write_json
     from testbed.llm.textdata import train_tokens
-    from testbed.llm.tp_gloo import free_port
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = model_fingerprint(model_dir)
@@ -271,10 +283,10 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                                    else calibration.corrections,
                                    measure_error=measure_error,
                                    tap_address=None if sink is None else sink.address)
-            port = free_port() if session.spec.transport == "quantized" else None
+            host, port = (gloo_rendezvous(bench, addresses)
+                          if session.spec.transport == "quantized" else ("127.0.0.1", None))
             t0 = time.perf_counter()
-            results["assignment"] = session.assign(gloo_port=port,
-                                                   gloo_host=bench.controller.host)
+            results["assignment"] = session.assign(gloo_port=port, gloo_host=host)
             results["load_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             results["scales"] = session.statistics_pass(train_tokens(), window=job.window)
