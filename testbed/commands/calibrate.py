@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("--bench", required=True, help="bench YAML (firmware_configs/benches/...)")
     p.add_argument("--preset", choices=PRESETS, default=None,
-                   help="impairments of a simulated bench (default: the bench's, else "
-                        "uncalibrated-pluto)")
+                   help="impairments of a simulated bench (default: the bench's "
+                        "channel.impairments, 'none' without one); recorded in the file")
     p.add_argument("--out", default="calibration_out", help="output directory")
     p.add_argument("--seed", type=int, default=None, help="seed of the simulated air/preset")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
@@ -35,6 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="times (ms after calibration) of the corrected soundings of the "
                         "residual-phase-over-time plot")
     p.set_defaults(func=run)
+
+
+def bench_preset(cfg, requested: str | None) -> str:
+    """The impairment preset to calibrate a simulated bench ``cfg`` with: ``requested``
+    (``--preset``) if given, else the bench's ``channel.impairments`` -- "none" without one,
+    never a preset the bench did not ask for. The file records it, and a bench whose preset
+    differs refuses the file at load; a ``requested`` preset other than the bench's is said."""
+    have = (cfg.channel.impairments if cfg.channel is not None else None) or "none"
+    if requested is not None and requested != have:
+        print(f"note: calibrating with --preset {requested} although bench {cfg.name!r} asks for "
+              f"impairments {have!r}: the file is for `testbed demo --impairments {requested}` "
+              f"or a bench with channel.impairments: {requested}; runs on {cfg.name!r} itself "
+              "will refuse it")
+    return requested or have
 
 
 def _sim_bench(cfg, preset: str, seed: int):
@@ -180,8 +194,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = cfg.radio_kinds()
     seed = args.seed if args.seed is not None else (cfg.channel.seed if cfg.channel else 0)
     if kinds == {"sim"}:
-        preset = args.preset or (cfg.channel.impairments if cfg.channel and
-                                 cfg.channel.impairments in PRESETS else "uncalibrated-pluto")
+        preset = bench_preset(cfg, args.preset)
         txs, rx, truth, imp = _sim_bench(cfg, preset, seed)
     else:
         preset = None
@@ -196,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"MSE doubles after {valid['doubling_calibration_csi_s'] * 1e3:.3g} ms with channel "
           f"state from calibration time, {valid['doubling_per_round_csi_s']:.3g} s with per-frame "
           f"pilots; valid for {valid['valid_for_s']:.3g} s (x{valid['validity_factor']} of the latter)")
-    key = BenchKey.from_radios(cfg.name, txs, rx)
+    key = BenchKey.from_radios(cfg.name, txs, rx, preset=preset,
+                               seed=seed if preset is not None else None)
     before = {"timing_samples": [m.delay_samples for m in res.before],
               "cfo_hz": [m.cfo_hz for m in res.before],
               "phase_deg": [float(np.degrees(c.phase_rad)) for c in res.corrections],
