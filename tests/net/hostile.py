@@ -13,6 +13,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from testbed.net.schema import PROTOCOL_VERSION
+
+_V = str(PROTOCOL_VERSION).encode()
+
 #: JSON literals no well-behaved peer sends (raw text, spliced into a header).
 HOSTILE_LITERALS = [
     "9" * 4301, "-" + "9" * 5000, "9" * 41, "NaN", "Infinity", "-Infinity", "1e999", "-1e400",
@@ -29,19 +33,19 @@ def _header_text(value_by_key: dict) -> bytes:
 
 #: control-plane headers that crashed the controller before (issue 16), as raw bytes
 KNOWN_CRASHERS: list[list[bytes]] = [
-    [b'{"v":1,"type":"heartbeat","body":{"seq":' + b"9" * 5000 + b',"timestamp":0}}'],
-    [b'{"v":1,"type":"heartbeat","body":{"msg_id":' + b"1" * 4301 + b',"seq":0,"timestamp":0}}'],
-    [_header_text({"v": 1, "type": "A" * 4096, "body": {}})],
+    [b'{"v":' + _V + b',"type":"heartbeat","body":{"seq":' + b"9" * 5000 + b',"timestamp":0}}'],
+    [b'{"v":' + _V + b',"type":"heartbeat","body":{"msg_id":' + b"1" * 4301 + b',"seq":0,"timestamp":0}}'],
+    [_header_text({"v": PROTOCOL_VERSION, "type": "A" * 4096, "body": {}})],
     [_header_text({"v": "A" * 4096, "type": "heartbeat", "body": {}})],
-    [_header_text({"v": 1, "type": "heartbeat" * 500, "body": {}})],
+    [_header_text({"v": PROTOCOL_VERSION, "type": "heartbeat" * 500, "body": {}})],
     [b'{"op":[1]}'],
-    [b'{"v":1,"type":"heartbeat","body":{"seq":0,"timestamp":Infinity}}'],
-    [b'{"v":1,"type":"heartbeat","body":{"seq":0,"timestamp":NaN}}'],
-    [b'{"v":1,"type":"result","body":{"round_id":0,"info":' + b"[" * 5000 + b"]" * 5000
+    [b'{"v":' + _V + b',"type":"heartbeat","body":{"seq":0,"timestamp":Infinity}}'],
+    [b'{"v":' + _V + b',"type":"heartbeat","body":{"seq":0,"timestamp":NaN}}'],
+    [b'{"v":' + _V + b',"type":"result","body":{"round_id":0,"info":' + b"[" * 5000 + b"]" * 5000
      + b"}}"],
     [b"[" * 200000 + b"]" * 200000],
-    [b'{"v":1,"type":"result","body":{"round_id":0,"info":{"op":"' + b"x" * 70000 + b'"}}}'],
-    [b'{"v":1,"type":"register","body":{"node_id":"n0","role":"node","protocol_version":'
+    [b'{"v":' + _V + b',"type":"result","body":{"round_id":0,"info":{"op":"' + b"x" * 70000 + b'"}}}'],
+    [b'{"v":' + _V + b',"type":"register","body":{"node_id":"n0","role":"node","protocol_version":'
      + b"7" * 4400 + b',"model_fingerprint":"fp"}}'],
 ]
 

@@ -126,7 +126,7 @@ def test_curve_broker_binds_each_key_to_its_radio(curve_broker, caplog):
     start = broker.common_now() + 20
     for t in txs:
         t.transmit(np.full((1, 8), 0.5, np.complex64), start)
-        t.tx_until(start + 50)
+        t.done_until(start + 50)
     assert rx.receive(40, start).shape == (4, 40)
     for r in (*txs, rx):
         r.close()

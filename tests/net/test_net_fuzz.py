@@ -20,22 +20,32 @@ from testbed.net.controller import Controller, ControllerConfig
 from testbed.net.echo import EchoAgent
 from testbed.net.roles.node import NodeAgent
 from testbed.net.roles.receiver import ReceiverAgent
-from testbed.net.schema import (Aggregate, Error, Heartbeat, Partial, Register, RegisterReject,
-                                Result)
+from testbed.net.schema import (PROTOCOL_VERSION, Aggregate, AggregateCommand, ClockQuery, Error,
+                                Forward, Heartbeat, Partial, PayloadCommand, PlanFields,
+                                Register, RegisterReject, Result, SoundCommand, StatsQuery,
+                                StatsReport)
 
 N_FRAMES = 2000
 
 
 def _templates() -> list[list[bytes]]:
     x = np.arange(6, dtype=np.float32)
+    plan = PlanFields(scheme="aircomp", n_nodes=2, n_tx=1, n_streams=1, n_values=6, start=900)
+    b = np.ones((1, 3), np.complex64)
     msgs = [Heartbeat(seq=3, timestamp=1.5),
-            Register(node_id="intruder", role="node", protocol_version=1,
+            Register(node_id="intruder", role="node", protocol_version=PROTOCOL_VERSION,
                      model_fingerprint="fp"),
-            Register(node_id="n0", role="node", protocol_version=1, model_fingerprint="fp"),
+            Register(node_id="n0", role="node", protocol_version=PROTOCOL_VERSION,
+                     model_fingerprint="fp"),
             Partial(layer=1, site="attn", round_id=2, tensor=x),
             Aggregate(layer=1, site="mlp", round_id=2, tensor=x.astype(np.float64)),
             Result(round_id=1, info={"op": "stats", "nested": {"a": [1, 2, {"b": None}]}}),
-            Result(round_id=1, info={"op": "forward", "reset": True}, tensor=x[None]),
+            Forward(round_id=1, ids=np.array([[1, 2, 3]], np.int64)),
+            SoundCommand(round_id=1, plan=plan),
+            PayloadCommand(round_id=1, layer=0, site="attn", plan=plan, scale=2.0, precoder=b),
+            AggregateCommand(round_id=1, layer=0, site="attn", plan=plan, scale=2.0, shape=[6],
+                             beamformers=b[None]),
+            ClockQuery(), StatsQuery(),
             Error(code="oops", message="m", node_id="n0")]
     return [encode(m) for m in msgs]
 
@@ -131,11 +141,11 @@ def _fuzz_agent(make_agent, node_id: str, role: str, stats_probe):
         assert at.error is None and not at.done()
         assert sum(agent.rejections.values()) >= N_FRAMES  # direct + broadcast, some valid
         reply = ctl.request(cfg.node_id, stats_probe(), timeout_s=10)
-        assert isinstance(reply, Result) and "rss_bytes" in reply.info
+        assert isinstance(reply, StatsReport) and "rss_bytes" in reply.info
 
 
 def _stats():
-    return Result(round_id=0, info={"op": "stats"})
+    return StatsQuery()
 
 
 def test_node_agent_survives_hostile_frames(tmp_path):
@@ -154,7 +164,8 @@ def test_reject_quoting_a_4kb_string_is_replaced_not_raised(field, value):
     with Controller(cfg) as ctl:
         ctx, raw = _raw_dealer(ctl.router_address)
         try:
-            header = {"v": 1, "type": "heartbeat", "body": {"seq": 0, "timestamp": 0.0}}
+            header = {"v": PROTOCOL_VERSION, "type": "heartbeat",
+                      "body": {"seq": 0, "timestamp": 0.0}}
             header[field] = value
             raw.send_multipart([json.dumps(header).encode()])
             pump_until(ctl, lambda: raw.poll(0), 5)
@@ -163,4 +174,5 @@ def test_reject_quoting_a_4kb_string_is_replaced_not_raised(field, value):
             raw.close()
             ctx.term()
         assert isinstance(answer, RegisterReject)
-        assert "AAAA" in answer.reason and len(answer.reason) < 400
+        assert "AAAA" in answer.reason and "4096 chars" in answer.reason
+        assert len(answer.reason) < 1100  # MAX_REASON_CHARS plus the prefix

@@ -43,7 +43,7 @@ def _round(broker, txs, rx, seed: int = 3) -> np.ndarray:
     for i, t in enumerate(txs):
         b = (0.1 * (rng.standard_normal((1, 100)) + 1j * rng.standard_normal((1, 100))))
         t.transmit(b.astype(np.complex64), start + 3 * i)
-        t.tx_until(start + 200)
+        t.done_until(start + 200)
     return rx.receive(180, start - 5)
 
 
@@ -101,7 +101,7 @@ def test_a_radio_claimed_by_one_connection_cannot_be_driven_by_another(bench):
             RemoteSimRadio(broker.address, 0)
         with pytest.raises(ConfigError, match="held by another connection"):
             RemoteSimRadio(broker.address, receiver=True)
-        tx0.tx_until(10)  # the holder still can
+        tx0.done_until(10)  # the holder still can
         assert broker.tx_until[0] == 10
         tx0.close()
         rx.close()
