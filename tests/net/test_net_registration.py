@@ -11,7 +11,7 @@ from testbed.net.agent import Agent, AgentConfig
 from testbed.net.codec import decode, encode
 from testbed.net.controller import Controller, ControllerConfig
 from testbed.net.errors import RegistrationError
-from testbed.net.schema import Capabilities, Register, RegisterReject
+from testbed.net.schema import PROTOCOL_VERSION, Capabilities, Register, RegisterReject
 from testbed.net.transport import CurveClientKeys, CurveServerKeys
 
 PEERS = {"node0": "node", "node1": "node", "rx": "receiver"}
@@ -50,7 +50,8 @@ def test_good_agent_registers_with_its_capabilities(ctl):
 
 
 @pytest.mark.parametrize("kw, words", [
-    (dict(protocol_version=2), ["protocol version 2", "same testbed version"]),
+    (dict(protocol_version=PROTOCOL_VERSION + 1),
+     [f"protocol version {PROTOCOL_VERSION + 1}", "same testbed version"]),
     (dict(model_fingerprint="sha256:zzz"), ["fingerprint", "sha256:zzz", "sha256:abc"]),
     (dict(node_id="node9"), ["'node9' is not in the bench", "node0"]),
     (dict(node_id="rx"), ["receiver in the bench but registered as node"]),
