@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from testbed.errors import ConfigError, TestbedError
+from testbed.llm.manifest import has_manifest, verify_checkpoint, write_manifest
 from testbed.llm.perplexity import evaluate_perplexity, hf_logits_fn
 from testbed.llm.textdata import corpus_fingerprint, heldout_tokens, random_batch, train_tokens
 from testbed.llm.tokenizer import ByteTokenizer
@@ -224,6 +225,7 @@ def train_default_model(recipe: TrainingRecipe, out_dir: str | Path, *,
     with hf_progress_bars(progress):
         model.save_pretrained(out_dir, safe_serialization=True)
     ByteTokenizer().save(out_dir)
+    write_manifest(out_dir)
     (out_dir / REPORT_FILENAME).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -259,14 +261,19 @@ def ensure_default_model(progress: bool = True, *, recipe: TrainingRecipe = DEFA
     """Return the checkpoint directory of the default model, training it first if it is missing
     (or if `force`). Safe under concurrency: one process trains, the others wait and reuse.
 
+    A cached checkpoint is verified against the SHA-256 manifest written at training time
+    before it is returned (`testbed.llm.manifest`): a truncated or altered file raises
+    `WeightsIntegrityError` naming it and ``testbed train-default --force``. A cache trained
+    before manifests existed gets one recorded on first use.
+
     Raises TestbedError if the cache directory cannot be written (set ``TESTBED_CACHE_DIR``)."""
     final = default_model_dir(recipe, cache_root)
     if not force and is_complete(final):
-        return final
+        return _verified(final)
     try:
         with _file_lock(final.parent / f"{final.name}.lock"):
             if is_complete(final) and not force:
-                return final  # another process trained it while we waited
+                return _verified(final)  # another process trained it while we waited
             tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=final.parent))
             try:
                 train_default_model(recipe, tmp, progress=progress)
@@ -281,4 +288,29 @@ def ensure_default_model(progress: bool = True, *, recipe: TrainingRecipe = DEFA
     except PermissionError as exc:
         raise TestbedError(f"cannot write the model cache at {final.parent} ({exc}); "
                            "set TESTBED_CACHE_DIR to a writable directory") from None
-    return final
+    return _verified(final)
+
+
+#: how to rebuild the default model when its cached files are damaged
+REBUILD_DEFAULT = "testbed train-default --force"
+
+
+def rebuild_hint(directory: str | Path) -> str:
+    """What rebuilds checkpoint ``directory``: ``testbed train-default --force`` for a default
+    model checkpoint (it has a training report), else restoring a user's checkpoint."""
+    if (Path(directory) / REPORT_FILENAME).is_file():
+        return REBUILD_DEFAULT
+    return ("restore the checkpoint directory from its source (or save it again with "
+            "save_pretrained)")
+
+
+def _verified(directory: Path) -> Path:
+    """``directory`` after `verify_checkpoint` (manifest recorded first for an older cache)."""
+    if not has_manifest(directory):
+        verify_checkpoint(directory, REBUILD_DEFAULT)  # at least whole safetensors files
+        try:
+            write_manifest(directory)
+        except OSError:  # a read-only cache: the size checks above are all we can do
+            return directory
+    verify_checkpoint(directory, REBUILD_DEFAULT)
+    return directory

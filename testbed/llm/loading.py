@@ -20,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 from testbed.errors import ConfigError  # noqa: E402
+from testbed.llm.manifest import verify_checkpoint  # noqa: E402
 from testbed.llm.tokenizer import (TOKENIZER_FILENAME, ByteTokenizer,  # noqa: E402
                                    HFTokenizerAdapter, TextTokenizer)
 
@@ -79,7 +80,8 @@ def load_model_and_tokenizer(spec: str | Path | None = None, *, require_shardabl
     `require_shardable` rejects model types other than `SHARDABLE_MODEL_TYPES` with a
     ConfigError; `progress` shows progress bars (training the default model if it must be
     trained first, loading weights). Raises ConfigError for a missing path, no config.json, an unsupported
-    architecture or unloadable weights."""
+    architecture or unloadable weights, and `testbed.llm.manifest.WeightsIntegrityError` (a
+    ConfigError) for truncated or altered weights, before any of them is loaded."""
     if spec is None or (isinstance(spec, str) and spec == "default"):
         from testbed.llm.default_model import ensure_default_model
 
@@ -87,6 +89,9 @@ def load_model_and_tokenizer(spec: str | Path | None = None, *, require_shardabl
     else:
         path = Path(spec).expanduser()
     model_type = checkpoint_model_type(path)
+    if spec is not None and spec != "default":
+        from testbed.llm.default_model import rebuild_hint
+        verify_checkpoint(path, rebuild_hint(path))
     if require_shardable and model_type not in SHARDABLE_MODEL_TYPES:
         raise ConfigError(f"{str(path)!r} is a {model_type!r} model; tensor-parallel sharding "
                           f"supports {', '.join(SHARDABLE_MODEL_TYPES)} (Llama/Qwen2/Mistral)")

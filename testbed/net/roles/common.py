@@ -81,7 +81,8 @@ def add_address_args(parser) -> None:
 
 
 def resolve_model_dir(spec: str | None) -> Path:
-    """``default``/None -> the default model's cache dir (trained once); else an existing dir."""
+    """``default``/None -> the default model's cache dir (trained once); else an existing dir.
+    Either is verified (`testbed.llm.manifest.verify_checkpoint`) before any role uses it."""
     if spec in (None, "default"):
         from testbed.llm.default_model import ensure_default_model
         return ensure_default_model(progress=False)
@@ -89,6 +90,9 @@ def resolve_model_dir(spec: str | None) -> Path:
     if not (p / "config.json").is_file():
         raise ConfigError(f"--model {spec!r}: no config.json there; pass a save_pretrained "
                           "directory or 'default'")
+    from testbed.llm.default_model import rebuild_hint
+    from testbed.llm.manifest import verify_checkpoint
+    verify_checkpoint(p, rebuild_hint(p))
     return p
 
 
