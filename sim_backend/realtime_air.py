@@ -41,6 +41,7 @@ noise draw per received block.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -176,6 +177,16 @@ class AirRadio:
                 self.sample_rate_hz = float(fs_hz)
                 self.epoch_s = self.air.now_s()
                 self._segments.clear()
+
+    def restart_clock(self, epoch_s: float, ppm: float | None = None) -> None:
+        """Sample 0 is at emulated time ``epoch_s`` (s) from now on, the clock runs at
+        ``fs (1 + ppm 1e-6)`` (``ppm`` None: unchanged; a radio locking to a shared reference
+        takes 0): what a device-time latch does. Queued transmissions end."""
+        with self.lock:
+            if ppm is not None and ppm != self.lo.ppm:
+                self.lo = dataclasses.replace(self.lo, ppm=float(ppm))
+            self.epoch_s = float(epoch_s)
+            self._segments.clear()
 
     def tune_tx(self, lo_hz: float) -> None:
         """TX LO to ``lo_hz`` (Hz, nominal); new random phase when the radio draws one."""

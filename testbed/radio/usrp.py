@@ -13,6 +13,11 @@
   command and timeout are counted and raised as `StreamError` (the window is incomplete).
 * The LO phase is random after every tune on AD9361-based B2xx: re-train phase after
   `configure`.
+* A device that stops answering or drops the link (UHD raises ``RuntimeError`` from a stream
+  or control call) is a `StreamError` naming the node and the device args.
+* Emulated USRPs (``type=emulated`` in the args, `sim_backend.usrp_emu`) run the same calls;
+  their ``get_usrp_rx_info`` says ``emulated_time_scale`` k (device time k times slower than
+  the wall clock), by which the driver stretches its wall-clock waits and timeouts.
 """
 from __future__ import annotations
 
@@ -47,8 +52,18 @@ MULTI_USRP_METHODS = (
 ASYNC_POLL_S = 0.05
 
 
-def import_uhd() -> Any:
-    """Import UHD's Python module or raise `RadioNotFoundError` saying how to get it."""
+def is_emulated(args: str) -> bool:
+    """True if UHD device args select an emulated USRP (``type=emulated``)."""
+    return any(p.replace(" ", "") == "type=emulated" for p in str(args).split(","))
+
+
+def import_uhd(args: str = "") -> Any:
+    """UHD's Python module, or for ``type=emulated`` device args the emulated USRP's module
+    with the same names (`sim_backend.usrp_emu.uhd_api`); `RadioNotFoundError` saying how to
+    get UHD when it is missing."""
+    if is_emulated(args):
+        import importlib
+        return importlib.import_module("sim_backend.usrp_emu.uhd_api")
     try:
         return import_system_module("uhd")
     except SystemLibraryMissing as exc:
@@ -83,12 +98,13 @@ class UsrpRadio(Radio):
         self._rx_stream: Any = None
         self._settings: RadioSettings | None = None
         self._counters = StreamCounters()
+        self.time_scale = 1.0       # wall seconds per device second (emulated USRP: k)
 
     # ---------------------------------------------------------------- life cycle
     def open(self) -> "UsrpRadio":
         """Find and open the device, set clock/time sources, apply settings, align time on
         PPS and create the streamers. Returns self."""
-        uhd = self._uhd = self._uhd or import_uhd()
+        uhd = self._uhd = self._uhd or import_uhd(self._cfg.args)
         try:
             self._usrp = uhd.usrp.MultiUSRP(self._cfg.args)
         except RuntimeError as exc:   # UHD: "LookupError: KeyError: No devices found ..."
@@ -97,6 +113,7 @@ class UsrpRadio(Radio):
                 "Check power/USB 3/Ethernet and run `testbed devices` or `uhd_find_devices`"
             ) from exc
         u = self._usrp
+        self.time_scale = self._device_time_scale()
         if self._cfg.master_clock_rate_hz:
             u.set_master_clock_rate(self._cfg.master_clock_rate_hz)
         u.set_clock_source(self._cfg.clock_source)
@@ -105,6 +122,18 @@ class UsrpRadio(Radio):
         self.configure(self._cfg.to_settings())
         self.align_time()
         return self
+
+    def _device_time_scale(self) -> float:
+        try:
+            info = dict(self._usrp.get_usrp_rx_info(0))
+        except RuntimeError:
+            return 1.0
+        return float(info.get("emulated_time_scale", 1.0))
+
+    def _lost(self, what: str, exc: Exception) -> StreamError:
+        return StreamError(f"node {self._node_id!r}: USRP {self._cfg.args!r} stopped "
+                           f"answering during {what} ({exc}); check its power and link "
+                           "(Ethernet/USB), then restart the node")
 
     def close(self) -> None:
         """Drop the streamers and the device handle. Idempotent."""
@@ -131,7 +160,7 @@ class UsrpRadio(Radio):
         elif mode == "next_pps":
             last = self._usrp.get_time_last_pps().get_real_secs()
             self._usrp.set_time_next_pps(ts)
-            self._sleep(1.1)          # the time is latched on the next edge
+            self._sleep(1.1 * self.time_scale)   # the time is latched on the next edge
             if self._usrp.get_time_last_pps().get_real_secs() == last:
                 raise RadioError(f"node {self._node_id!r}: no PPS edge seen within 1.1 s on "
                                  f"time_source={self._cfg.time_source}; check the PPS cable")
@@ -209,15 +238,20 @@ class UsrpRadio(Radio):
 
     def now(self) -> int:
         """Device time in samples (device time 0 = sample 0)."""
-        return self.time_spec_to_sample(self._usrp.get_time_now(0))
+        try:
+            return self.time_spec_to_sample(self._usrp.get_time_now(0))
+        except RuntimeError as exc:
+            raise self._lost("get_time_now", exc) from exc
 
     # ---------------------------------------------------------------- streaming
-    def _drain_async(self, timeout_s: float) -> list[str]:
+    def _drain_async(self, timeout_s: float, at_sample: int | None = None) -> list[str]:
+        """Read the TX async messages (waiting ``timeout_s`` device seconds for the first);
+        count them; their descriptions (``at_sample``: the burst's start, for how late)."""
         codes = self._uhd.types.TXMetadataEventCode
         events: list[str] = []
         md = self._uhd.types.TXAsyncMetadata()
-        wait = timeout_s
-        while self._tx_stream.recv_async_msg(md, wait):
+        wait = timeout_s * self.time_scale
+        while self._recv_async(md, wait):
             wait = 0.0
             code = md.event_code
             if code in (codes.underflow, codes.underflow_in_packet):
@@ -228,11 +262,27 @@ class UsrpRadio(Radio):
                 events.append("sequence error (packets lost on the link)")
             elif code == codes.time_error:
                 self._counters.late += 1
-                events.append("late (time_spec already past when the burst arrived)")
+                late = ""
+                if at_sample is not None and md.has_time_spec:
+                    late = (f" by {self.time_spec_to_sample(md.time_spec) - at_sample} "
+                            "samples")
+                events.append(f"late{late} (time_spec already past when the burst arrived)")
             elif code == codes.burst_ack:
                 events.append("ack")
                 break
         return events
+
+    def _recv_async(self, md: Any, wait_s: float) -> bool:
+        try:
+            return bool(self._tx_stream.recv_async_msg(md, wait_s))
+        except RuntimeError as exc:
+            raise self._lost("recv_async_msg", exc) from exc
+
+    def _send(self, data: np.ndarray, md: Any, timeout: float) -> int:
+        try:
+            return int(self._tx_stream.send(data, md, timeout))
+        except RuntimeError as exc:
+            raise self._lost("TX send", exc) from exc
 
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         if self._tx_stream is None:
@@ -251,19 +301,19 @@ class UsrpRadio(Radio):
         md.has_time_spec = True
         md.time_spec = self.sample_to_time_spec(at_sample)
         total = data.shape[1]
-        timeout = (at_sample - now) / self._rate() + self._cfg.rx_timeout_s
-        sent = int(self._tx_stream.send(data, md, timeout))
+        timeout = ((at_sample - now) / self._rate() + self._cfg.rx_timeout_s) * self.time_scale
+        sent = self._send(data, md, timeout)
         while sent < total:     # continuation packets: same burst, no new time_spec
             md = types.TXMetadata()
             md.has_time_spec = False
             md.end_of_burst = True
-            n = int(self._tx_stream.send(np.ascontiguousarray(data[:, sent:]), md, timeout))
+            n = self._send(np.ascontiguousarray(data[:, sent:]), md, timeout)
             if n == 0:
                 raise StreamError(f"node {self._node_id!r}: TX send timed out after {sent} of "
                                   f"{total} samples")
             sent += n
         self._counters.samples_sent += total
-        bad = [e for e in self._drain_async(ASYNC_POLL_S) if e != "ack"]
+        bad = [e for e in self._drain_async(ASYNC_POLL_S, at_sample) if e != "ack"]
         if bad:
             raise StreamError(f"node {self._node_id!r}: burst at sample {at_sample}: "
                               + ", ".join(bad))
@@ -282,17 +332,23 @@ class UsrpRadio(Radio):
         cmd.num_samps = n
         cmd.stream_now = False
         cmd.time_spec = self.sample_to_time_spec(at)
-        self._rx_stream.issue_stream_cmd(cmd)
+        try:
+            self._rx_stream.issue_stream_cmd(cmd)
+        except RuntimeError as exc:
+            raise self._lost("issue_stream_cmd", exc) from exc
         out = np.zeros((self._cfg.n_rx_channels, n), dtype=np.complex64)
         chunk = max(int(self._rx_stream.get_max_num_samps()), 1)
         tmp = np.zeros((self._cfg.n_rx_channels, chunk), dtype=np.complex64)
         errs = types.RXMetadataErrorCode
         got = 0
-        timeout = (at - now) / self._rate() + self._cfg.rx_timeout_s
+        timeout = ((at - now) / self._rate() + self._cfg.rx_timeout_s) * self.time_scale
         while got < n:
             md = types.RXMetadata()
-            k = int(self._rx_stream.recv(tmp, md, timeout))
-            timeout = self._cfg.rx_timeout_s
+            try:
+                k = int(self._rx_stream.recv(tmp, md, timeout))
+            except RuntimeError as exc:
+                raise self._lost("RX recv", exc) from exc
+            timeout = self._cfg.rx_timeout_s * self.time_scale
             code = md.error_code
             if code == errs.overflow:
                 self._counters.overflows += 1
@@ -305,7 +361,8 @@ class UsrpRadio(Radio):
                                   "arrived late at the device; schedule further ahead")
             if code == errs.timeout:
                 raise StreamError(f"node {self._node_id!r}: RX timed out after {got} of {n} "
-                                  "samples")
+                                  f"samples: USRP {self._cfg.args!r} sent nothing for "
+                                  f"{timeout:g} s (device stalled or link down?)")
             if code != errs.none:
                 raise RadioError(f"node {self._node_id!r}: RX metadata error {code}")
             if got == 0 and md.has_time_spec:
