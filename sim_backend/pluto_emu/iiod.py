@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 
-from sim_backend.emu_faults import Faults, Unplugged
+from sim_backend.emu_faults import Faults, RadioServer, Unplugged
 from sim_backend.pluto_emu.ad9361 import IIOErrno
 from sim_backend.pluto_emu.device import Buffer, EmulatedPluto
 
@@ -248,72 +248,14 @@ class _Session:
         self.reply(-errno.ENOENT)
 
 
-class IIODServer:
-    """Serves ``device`` on ``host:port`` (port 0: pick a free one, see `port`) until
-    `close`. ``faults`` injects unplug/stall/throughput cap."""
+class IIODServer(RadioServer):
+    """Serves ``device`` (an `EmulatedPluto`) on ``host:port`` (port 0: pick a free one, see
+    `port`) until `close`. ``faults`` injects unplug/stall/throughput cap."""
 
-    def __init__(self, device: EmulatedPluto, host: str = "127.0.0.1", port: int = 0,
-                 faults: Faults | None = None) -> None:
-        self.device = device
-        self.faults = faults or Faults()
-        self.faults.on_unplug.append(self._drop_all)
-        self._sock = socket.create_server((host, port), reuse_port=False)
-        self.host, self.port = self._sock.getsockname()[:2]
-        self._sessions: set[_Session] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, name=f"iiod-{device.name}",
-                                        daemon=True)
-        self._thread.start()
+    session_class = _Session
+    thread_name = "iiod"
 
     @property
     def uri(self) -> str:
         """The libiio URI of this radio (``ip:HOST:PORT``)."""
         return f"ip:{self.host}:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                sock, _ = self._sock.accept()
-            except OSError:
-                break
-            if self.faults.unplugged:
-                sock.close()
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = _Session(self, sock)
-            with self._lock:
-                self._sessions.add(session)
-            threading.Thread(target=self._serve, args=(session,), daemon=True,
-                             name=f"iiod-{self.device.name}-client").start()
-
-    def _serve(self, session: _Session) -> None:
-        try:
-            session.run()
-        finally:
-            with self._lock:
-                self._sessions.discard(session)
-
-    def _drop_all(self) -> None:
-        with self._lock:
-            sessions = list(self._sessions)
-        for s in sessions:
-            s.cancel.set()
-            try:
-                s.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Stop accepting, drop every client."""
-        self._closed = True
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        self._drop_all()
-        self._thread.join(timeout=2.0)

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from sim_backend.emu_faults import Faults, Unplugged
+from sim_backend.emu_faults import RadioServer, Unplugged
 from sim_backend.usrp_emu.device import EmulatedUsrp, RxStream, TxStream, UsrpError
 from sim_backend.usrp_emu.protocol import FrameReader, ProtocolError, encode
 
@@ -220,22 +220,12 @@ class _Session:
         return md, np.ascontiguousarray(data).tobytes()
 
 
-class UsrpServer:
-    """Serves ``device`` on ``host:port`` (0: a free port, see `port`) until `close`."""
+class UsrpServer(RadioServer):
+    """Serves ``device`` (an `EmulatedUsrp`) on ``host:port`` (0: a free port, see `port`)
+    until `close`. ``faults`` injects unplug/stall/throughput cap."""
 
-    def __init__(self, device: EmulatedUsrp, host: str = "127.0.0.1", port: int = 0,
-                 faults: Faults | None = None) -> None:
-        self.device = device
-        self.faults = faults or Faults()
-        self.faults.on_unplug.append(self._drop_all)
-        self._sock = socket.create_server((host, port))
-        self.host, self.port = self._sock.getsockname()[:2]
-        self._sessions: set[_Session] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, name=f"usrp-{device.name}",
-                                        daemon=True)
-        self._thread.start()
+    session_class = _Session
+    thread_name = "usrp"
 
     @property
     def args(self) -> str:
@@ -243,47 +233,3 @@ class UsrpServer:
         return f"type=emulated,addr={self.host}:{self.port}"
 
     uri = args
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                sock, _ = self._sock.accept()
-            except OSError:
-                break
-            if self.faults.unplugged:
-                sock.close()
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = _Session(self, sock)
-            with self._lock:
-                self._sessions.add(session)
-            threading.Thread(target=self._serve, args=(session,), daemon=True,
-                             name=f"usrp-{self.device.name}-client").start()
-
-    def _serve(self, session: _Session) -> None:
-        try:
-            session.run()
-        finally:
-            with self._lock:
-                self._sessions.discard(session)
-
-    def _drop_all(self) -> None:
-        with self._lock:
-            sessions = list(self._sessions)
-        for s in sessions:
-            s.cancel.set()
-            try:
-                s.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Stop accepting, drop every client."""
-        self._closed = True
-        for fn in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close):
-            try:
-                fn()
-            except OSError:
-                pass
-        self._drop_all()
-        self._thread.join(timeout=2.0)

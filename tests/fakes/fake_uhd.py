@@ -16,95 +16,16 @@ Received samples are the sum of the TX bursts (digital loopback, gain 1) times t
 """
 from __future__ import annotations
 
-import enum
 import math
 import time
 import types as _pytypes
 
 import numpy as np
 
-
-class TimeSpec:
-    def __init__(self, *args):
-        if len(args) == 1:
-            self._s = float(args[0])
-        elif len(args) == 2:
-            self._s = float(args[0]) + float(args[1])
-        else:
-            raise TypeError("TimeSpec(secs) or TimeSpec(full, frac)")
-
-    @staticmethod
-    def from_ticks(ticks: int, rate: float) -> "TimeSpec":
-        return TimeSpec(int(ticks) / float(rate))
-
-    def get_real_secs(self) -> float:
-        return self._s
-
-    def to_ticks(self, rate: float) -> int:
-        return int(round(self._s * rate))
-
-
-class TXMetadataEventCode(enum.Enum):
-    burst_ack = 1
-    underflow = 2
-    seq_error = 4
-    time_error = 8
-    underflow_in_packet = 16
-    seq_error_in_packet = 32
-    user_payload = 64
-
-
-class RXMetadataErrorCode(enum.Enum):
-    none = 0
-    timeout = 1
-    late = 2
-    broken_chain = 4
-    overflow = 8
-    alignment = 12
-    bad_packet = 15
-
-
-class StreamMode(enum.Enum):
-    start_cont = 97
-    stop_cont = 111
-    num_done = 100
-    num_more = 109
-
-
-class TXMetadata:
-    def __init__(self):
-        self.start_of_burst = False
-        self.end_of_burst = False
-        self.has_time_spec = False
-        self.time_spec = TimeSpec(0.0)
-
-
-class RXMetadata:
-    def __init__(self):
-        self.error_code = RXMetadataErrorCode.none
-        self.has_time_spec = False
-        self.time_spec = TimeSpec(0.0)
-
-
-class TXAsyncMetadata:
-    def __init__(self):
-        self.event_code = None
-        self.channel = 0
-        self.has_time_spec = False
-        self.time_spec = TimeSpec(0.0)
-
-
-class StreamCMD:
-    def __init__(self, mode: StreamMode):
-        self.mode = mode
-        self.num_samps = 0
-        self.stream_now = True
-        self.time_spec = TimeSpec(0.0)
-
-
-class TuneRequest:
-    def __init__(self, target_freq: float = 0.0, lo_off: float = 0.0):
-        self.target_freq = float(target_freq)
+# UHD's value types as the emulated USRP's client module has them (same names and values)
+from sim_backend.usrp_emu.uhd_api import (RXMetadata, RXMetadataErrorCode, StreamCMD,
+                                          StreamMode, TimeSpec, TuneRequest,
+                                          TXAsyncMetadata, TXMetadata, TXMetadataEventCode)
 
 
 class SensorValue:
