@@ -62,3 +62,23 @@ def test_up_and_run_over_a_curve_bench(curve_bench_file, tmp_path, monkeypatch):
     assert code == 0 and res["status"] == "ok"
     assert (run_dir / "keys" / "server.key_secret").is_file()
     assert len(res["generated_ids"]) == 2
+
+
+@pytest.mark.slow
+def test_aircomp_with_measurement_tap_over_a_curve_bench(curve_bench_file, tmp_path, monkeypatch):
+    """Every socket of an AirComp round is CURVE on a CURVE bench (controller, broker, the
+    receiver's estimates PUB, the measurement tap) and the round still works end to end."""
+    monkeypatch.delenv(KEYS_ENV, raising=False)
+    bench = resolve_bench(str(curve_bench_file))
+    model_dir = ensure_default_model(progress=False)
+    run_dir = tmp_path / "run"
+    try:
+        code = up_and_run(str(curve_bench_file), bench, str(model_dir), "aircomp-zf-sdr",
+                          JobSpec("generate", prompt_ids=[72, 101], max_new_tokens=1), run_dir,
+                          measure_error=True)
+    finally:
+        monkeypatch.delenv(KEYS_ENV, raising=False)
+    res = json.loads((run_dir / "results.json").read_text())
+    assert code == 0 and res["status"] == "ok", res.get("error")
+    assert (run_dir / "keys" / "clients" / "controller.key_secret").is_file()
+    assert res["measurement_tap"]["rounds_measured"] >= 1

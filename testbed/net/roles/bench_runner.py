@@ -27,8 +27,9 @@ from testbed.errors import ConfigError, TestbedError
 from testbed.net.controller import Controller, ControllerConfig
 from testbed.net.errors import PeerLostError
 from testbed.net.results import JsonlRecorder
-from testbed.net.roles.common import (CHANNEL_ID, KEYS_ENV, BenchAddresses, agent_config,
-                                      model_fingerprint, node_ids, rss_bytes)
+from testbed.net.roles.common import (CHANNEL_ID, CONTROLLER_KEY, KEYS_ENV, BenchAddresses,
+                                      agent_config, model_fingerprint, node_ids, role_keys,
+                                      rss_bytes)
 from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job)
 from testbed.net.supervisor import Supervisor
 
@@ -59,7 +60,8 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
                        radio=radio)
     try:
         return NodeAgent(cfg, model_dir, index, ids, radio=radio,
-                         estimates_address=addresses.estimates).run()
+                         estimates_address=addresses.estimates,
+                         keys=role_keys(bench, node_id)).run()
     finally:
         if radio is not None:
             radio.close()
@@ -83,7 +85,8 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
                        bench, radio=radio, n_antennas=bench.receiver.n_antennas)
     try:
         return ReceiverAgent(cfg, radio=radio,
-                             estimates_address=_bind_address(addresses.estimates)).run()
+                             estimates_address=_bind_address(addresses.estimates),
+                             keys=role_keys(bench, bench.receiver.id)).run()
     finally:
         if radio is not None:
             radio.close()
@@ -277,7 +280,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                                      for p, info in ctl.peers.items()}
             if measure_error:
                 from testbed.net.roles.estimates import MeasurementSink
-                sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)))
+                sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)),
+                                       keys=role_keys(bench, CONTROLLER_KEY))
             session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi,
                                    corrections=None if calibration is None
                                    else calibration.corrections,
@@ -359,7 +363,8 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
     if bench.controller.curve and not os.environ.get(KEYS_ENV):
         # a local CURVE bench: fresh keys for every role in the run dir, inherited by children
         from testbed.net.transport import generate_keys
-        ids = [*node_ids(bench), bench.receiver.id] + ([CHANNEL_ID] if bench.channel else [])
+        ids = [*node_ids(bench), bench.receiver.id, CONTROLLER_KEY] + \
+            ([CHANNEL_ID] if bench.channel else [])
         generate_keys(run_dir / "keys", clients=ids)
         os.environ[KEYS_ENV] = str(run_dir / "keys")
     with Supervisor(run_dir) as sup:

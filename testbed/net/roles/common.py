@@ -19,6 +19,8 @@ from testbed.config.loader import find_config, load_bench
 from testbed.errors import ConfigError
 
 CHANNEL_ID = "channel"
+#: client key name of the controller process (its measurement sink subscribes to the estimates)
+CONTROLLER_KEY = "controller"
 
 #: Environment variable naming the CURVE key directory of a bench with ``controller.curve: true``
 #: (the layout `testbed keys --out DIR` writes: server.key[_secret], clients/, allowed/).
@@ -166,7 +168,8 @@ def curve_keys_dir(bench) -> Path | None:
     if not value:
         raise ConfigError(
             f"bench {bench.name!r} sets controller.curve: true but ${KEYS_ENV} is not set; run "
-            f"`testbed keys --out DIR --clients <every node id, the receiver id, channel>`, give "
+            f"`testbed keys --out DIR --clients <every node id, the receiver id, channel, "
+            f"{CONTROLLER_KEY}>`, give "
             f"each machine DIR (nodes need only clients/<id>.key_secret and server.key) and set "
             f"{KEYS_ENV}=DIR for every role (`testbed up` makes keys in its run dir by itself)")
     path = Path(value).expanduser()
@@ -199,6 +202,58 @@ def server_curve_keys(bench):
     if not secret.is_file():
         raise ConfigError(f"{secret} is missing; the controller needs the server secret key")
     return CurveServerKeys(secret_file=secret, allowed_clients_dir=keys / "allowed")
+
+
+@dataclass(frozen=True)
+class RoleKeys:
+    """CURVE keys of role ``role_id`` on a CURVE bench for the side sockets of the round: the
+    receiver's estimates PUB is a CURVE server with the receiver's own key pair
+    (``clients/<receiver>.key_secret``; its subscribers check it against
+    ``allowed/<receiver>.key``), the controller's measurement-tap PULL one with the bench's
+    server key; both admit only keys of ``allowed/``. Each method takes ``(ctx, sock)`` before
+    the socket binds/connects (`testbed.net.roles.estimates`)."""
+
+    keys_dir: Path
+    role_id: str
+    receiver_id: str
+
+    def _secret(self, role_id: str) -> Path:
+        path = self.keys_dir / "clients" / f"{role_id}.key_secret"
+        if not path.is_file():
+            raise ConfigError(f"no CURVE key for {role_id!r}: {path} is missing; make one with "
+                              f"`testbed keys --out {self.keys_dir} --clients {role_id}`")
+        return path
+
+    def _server(self, ctx, sock, secret: Path, label: str):
+        from testbed.net.transport import CurveServerKeys, CurveServerSecurity
+        return CurveServerSecurity(CurveServerKeys(secret, self.keys_dir / "allowed"),
+                                   label)(ctx, [sock])
+
+    def estimates_server(self, ctx, sock):
+        """The receiver's estimates PUB: CURVE server with the receiver's key."""
+        return self._server(ctx, sock, self._secret(self.receiver_id), "estimates")
+
+    def estimates_client(self, ctx, sock) -> None:
+        """A subscriber of the estimates: CURVE client with this role's key."""
+        from testbed.net.transport import CurveClientKeys, curve_client
+        curve_client(sock, CurveClientKeys(self._secret(self.role_id),
+                                           self.keys_dir / "allowed" / f"{self.receiver_id}.key"))
+
+    def tap_server(self, ctx, sock):
+        """The controller's measurement-tap PULL: CURVE server with the bench's server key."""
+        return self._server(ctx, sock, self.keys_dir / "server.key_secret", "measurement tap")
+
+    def tap_client(self, ctx, sock) -> None:
+        """A node's tap PUSH: CURVE client with its key."""
+        from testbed.net.transport import CurveClientKeys, curve_client
+        curve_client(sock, CurveClientKeys(self._secret(self.role_id),
+                                           self.keys_dir / "server.key"))
+
+
+def role_keys(bench, role_id: str) -> RoleKeys | None:
+    """`RoleKeys` of ``role_id`` on a CURVE bench, None on a plain one."""
+    keys = curve_keys_dir(bench)
+    return None if keys is None else RoleKeys(keys, role_id, bench.receiver.id)
 
 
 def agent_config(node_id: str, role: str, addresses: BenchAddresses, fingerprint: str,

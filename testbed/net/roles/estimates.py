@@ -8,7 +8,9 @@ optional measurement tap.
   computes the all-reduce error per round. Nothing in the computation reads the tap.
 
 Messages are typed (`testbed.net.schema`) and go through the codec; every socket counts its
-traffic (`testbed.net.traffic`).
+traffic (`testbed.net.traffic`). On a CURVE bench (``keys``: the role's
+`testbed.net.roles.common.RoleKeys`) the estimates PUB is a CURVE server with the receiver's key
+and the tap PULL one with the bench's server key; both admit bench keys only.
 """
 from __future__ import annotations
 
@@ -30,16 +32,19 @@ log = logging.getLogger(__name__)
 class _Socket:
     """A ZMQ socket with its own context, codec and traffic counters."""
 
-    def __init__(self, kind: int, address: str, bind: bool, name: str) -> None:
+    def __init__(self, kind: int, address: str, bind: bool, name: str, secure=None) -> None:
         self.name = name
         self.traffic = Traffic()
         self._ctx = zmq.Context()
+        self._security = None
         self.sock = self._ctx.socket(kind)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 1000)
         if kind == zmq.SUB:
             self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         try:
+            if secure is not None:  # CURVE: secure(ctx, sock) -> handle with stop(), or None
+                self._security = secure(self._ctx, self.sock)
             (self.sock.bind if bind else self.sock.connect)(address)
         except zmq.ZMQError as exc:
             self.close()
@@ -68,8 +73,13 @@ class _Socket:
         return msg
 
     def close(self) -> None:
+        if self._security is not None:
+            self._security.stop_monitor()
         if not self.sock.closed:
             self.sock.close(linger=0)
+        if self._security is not None:
+            self._security.stop()
+            self._security = None
         if not self._ctx.closed:
             self._ctx.term()
 
@@ -77,8 +87,9 @@ class _Socket:
 class EstimatePublisher(_Socket):
     """The receiver's PUB socket for estimates, bound at ``address`` (``tcp://host:port``)."""
 
-    def __init__(self, address: str) -> None:
-        super().__init__(zmq.PUB, address, bind=True, name="estimates")
+    def __init__(self, address: str, keys=None) -> None:
+        super().__init__(zmq.PUB, address, bind=True, name="estimates",
+                         secure=None if keys is None else keys.estimates_server)
 
     def publish(self, round_id: int, layer: int, site: str, z_hat: np.ndarray) -> None:
         """Broadcast the estimate of round ``round_id`` (float32 on the wire)."""
@@ -89,8 +100,9 @@ class EstimatePublisher(_Socket):
 class EstimateListener(_Socket):
     """A node's SUB socket to the receiver's estimates."""
 
-    def __init__(self, address: str) -> None:
-        super().__init__(zmq.SUB, address, bind=False, name="estimates")
+    def __init__(self, address: str, keys=None) -> None:
+        super().__init__(zmq.SUB, address, bind=False, name="estimates",
+                         secure=None if keys is None else keys.estimates_client)
 
     def wait(self, round_id: int, timeout_s: float) -> np.ndarray:
         """The estimate of round ``round_id`` (older rounds' estimates are skipped); raises
@@ -110,8 +122,9 @@ class EstimateListener(_Socket):
 class TapSender(_Socket):
     """A node's PUSH socket to the measurement sink."""
 
-    def __init__(self, address: str) -> None:
-        super().__init__(zmq.PUSH, address, bind=False, name="tap")
+    def __init__(self, address: str, keys=None) -> None:
+        super().__init__(zmq.PUSH, address, bind=False, name="tap",
+                         secure=None if keys is None else keys.tap_client)
         self.sock.setsockopt(zmq.SNDHWM, 10000)
 
     def copy(self, round_id: int, layer: int, site: str, node: int, partial: np.ndarray) -> None:
@@ -126,9 +139,11 @@ class MeasurementSink:
     records the mean squared error per real value. Runs in its own thread; the computation
     never reads it. ``address``: where to bind the PULL socket (port may be ``*``)."""
 
-    def __init__(self, address: str, estimates_address: str, n_nodes: int) -> None:
-        self.pull = _Socket(zmq.PULL, address, bind=True, name="tap")
-        self.sub = _Socket(zmq.SUB, estimates_address, bind=False, name="estimates")
+    def __init__(self, address: str, estimates_address: str, n_nodes: int, keys=None) -> None:
+        self.pull = _Socket(zmq.PULL, address, bind=True, name="tap",
+                            secure=None if keys is None else keys.tap_server)
+        self.sub = _Socket(zmq.SUB, estimates_address, bind=False, name="estimates",
+                           secure=None if keys is None else keys.estimates_client)
         self.address = self.pull.address
         self.n_nodes = n_nodes
         self.records: list[dict] = []

@@ -79,8 +79,9 @@ class NodeAgent(Agent):
 
     def __init__(self, config, model_dir, index: int, node_order: list[str], radio=None,
                  estimates_address: str | None = None, budget: LinkBudget = DEFAULT_BUDGET,
-                 step_timeout_s: float = 60.0):
+                 step_timeout_s: float = 60.0, keys=None):
         super().__init__(config)
+        self.keys = keys  # RoleKeys on a CURVE bench (estimates and tap sockets)
         self.model_dir = model_dir
         self.index = index
         self.node_order = list(node_order)
@@ -166,10 +167,10 @@ class NodeAgent(Agent):
                 if not self.estimates_address:
                     raise RuntimeError(f"{self.config.node_id}: no --estimates address of the "
                                        "receiver's broadcast")
-                self.estimates = EstimateListener(self.estimates_address)
+                self.estimates = EstimateListener(self.estimates_address, self.keys)
             tap = msg.plan_summary.get("tap")
             if tap and self.tap is None:
-                self.tap = TapSender(tap)
+                self.tap = TapSender(tap, self.keys)
         self._apply_correction(msg.plan_summary.get("correction"))
         torch.set_num_threads(int(msg.plan_summary.get("threads", 1)))
         self.model = shard_checkpoint(self.model_dir, ratios, allreduce, nodes=[self.index])

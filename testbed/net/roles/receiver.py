@@ -26,14 +26,16 @@ from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate
 class ReceiverAgent(Agent):
     """Receiver role. radio: the receiving `Radio` (any driver), or None on benches/methods
     without over-the-air rounds; estimates_address: where to bind the estimates PUB socket
-    (None: no over-the-air rounds); budget: the link budget."""
+    (None: no over-the-air rounds); budget: the link budget; keys: `RoleKeys` on a CURVE bench
+    (the estimates PUB then admits bench keys only)."""
 
     def __init__(self, config, radio=None, estimates_address: str | None = None,
-                 budget: LinkBudget = DEFAULT_BUDGET):
+                 budget: LinkBudget = DEFAULT_BUDGET, keys=None):
         super().__init__(config)
         self.radio = radio
         self.budget = budget
-        self.publisher = EstimatePublisher(estimates_address) if estimates_address else None
+        self.publisher = (EstimatePublisher(estimates_address, keys) if estimates_address
+                          else None)
         self.rounds = 0
         self.wait_s = 0.0
 
