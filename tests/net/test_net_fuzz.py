@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -176,3 +177,44 @@ def test_reject_quoting_a_4kb_string_is_replaced_not_raised(field, value):
         assert isinstance(answer, RegisterReject)
         assert "AAAA" in answer.reason and "4096 chars" in answer.reason
         assert len(answer.reason) < 1100  # MAX_REASON_CHARS plus the prefix
+
+
+def test_measurement_sink_survives_hostile_pushes():
+    """The controller's measurement-tap PULL (plain bench): hostile frames, copies of wrong
+    shapes or node indices and thousands of open rounds neither stop nor bloat the sink."""
+    from testbed.net.roles.estimates import (MAX_OPEN_ROUNDS, EstimatePublisher,
+                                             MeasurementSink, TapSender)
+    from testbed.net.schema import TapPartial
+    pub = EstimatePublisher("tcp://127.0.0.1:*")
+    sink = MeasurementSink("tcp://127.0.0.1:*", pub.address, n_nodes=2)
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(sink.address)
+    try:
+        x = np.ones(4, np.float32)
+        templates = [encode(TapPartial(round_id=1, layer=0, site="attn", node=0, tensor=x))]
+        for f in hostile_frames(np.random.default_rng(9), templates, N_FRAMES):
+            push.send_multipart(f)
+        for r in range(MAX_OPEN_ROUNDS + 64):  # rounds that never complete
+            push.send_multipart(encode(TapPartial(round_id=10_000 + r, layer=0, site="a",
+                                                  node=r % 7, tensor=x)))
+        push.send_multipart(encode(TapPartial(round_id=5, layer=0, site="a", node=0,
+                                              tensor=np.ones(3, np.float32))))  # wrong shape
+        tap = [TapSender(sink.address) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while not sink.records and time.monotonic() < deadline:
+            for n, t in enumerate(tap):
+                t.copy(5, 0, "a", n, x * (n + 1))
+            pub.publish(5, 0, "a", np.full(4, 3.0))
+            time.sleep(0.1)
+        assert sink._thread.is_alive()
+        assert any(r["round_id"] == 5 and r["mse_tensor"] == 0.0 for r in sink.records)
+        assert len(sink._partials) <= MAX_OPEN_ROUNDS
+        for t in tap:
+            t.close()
+    finally:
+        push.close()
+        ctx.term()
+        sink.close()
+        pub.close()

@@ -133,6 +133,10 @@ class TapSender(_Socket):
                                 tensor=np.ascontiguousarray(partial, dtype=np.float32)))
 
 
+#: rounds the measurement sink keeps waiting for their missing copies / estimate
+MAX_OPEN_ROUNDS = 256
+
+
 class MeasurementSink:
     """The measurement tap's sink: PULL (bound) for the nodes' `TapPartial` copies, SUB to the
     receiver's estimates; for every round with all ``n_nodes`` partials and the estimate it
@@ -160,24 +164,30 @@ class MeasurementSink:
         poller.register(self.sub.sock, zmq.POLLIN)
         while not self._stop.is_set():
             ready = dict(poller.poll(100))
-            if self.pull.sock in ready:
-                m = self.pull.recv(0)
-                if isinstance(m, TapPartial):
-                    self._partials.setdefault(m.round_id, {})[m.node] = np.asarray(m.tensor)
-                    self._match(m.round_id)
-            if self.sub.sock in ready:
-                m = self.sub.recv(0)
-                if isinstance(m, Estimate):
-                    self._estimates[m.round_id] = (m.layer, m.site, np.asarray(m.tensor))
-                    self._match(m.round_id)
+            try:
+                if self.pull.sock in ready:
+                    m = self.pull.recv(0)
+                    if isinstance(m, TapPartial) and 0 <= m.node < self.n_nodes:
+                        self._partials.setdefault(m.round_id, {})[m.node] = np.asarray(m.tensor)
+                        self._match(m.round_id)
+                if self.sub.sock in ready:
+                    m = self.sub.recv(0)
+                    if isinstance(m, Estimate):
+                        self._estimates[m.round_id] = (m.layer, m.site, np.asarray(m.tensor))
+                        self._match(m.round_id)
+                for table in (self._partials, self._estimates):  # bounded whatever arrives
+                    while len(table) > MAX_OPEN_ROUNDS:
+                        table.pop(min(table))
+            except ValueError as exc:  # e.g. copies of mismatching shapes: skip that round
+                log.warning("measurement sink: %s; round skipped", exc)
 
     def _match(self, round_id: int) -> None:
         parts = self._partials.get(round_id, {})
         if len(parts) < self.n_nodes or round_id not in self._estimates:
             return
         layer, site, z_hat = self._estimates.pop(round_id)
-        exact = np.sum([parts[n].astype(np.float64) for n in sorted(parts)], axis=0)
         del self._partials[round_id]
+        exact = np.sum([parts[n].astype(np.float64) for n in sorted(parts)], axis=0)
         with self._lock:
             self.records.append({"round_id": round_id, "layer": layer, "site": site,
                                  "mse_tensor": float(np.mean((z_hat.astype(np.float64) - exact) ** 2)),
