@@ -42,6 +42,10 @@ from testbed.phy.scale_policy import ScaleKeeper
 from testbed.radio.base import Radio
 
 CSI_MODES = ("perfect", "estimated")
+#: design methods that take a starting receiver (``init=`` array (N_r, L))
+WARM_START_METHODS = ("mmse",)
+#: largest relative channel change ||H - H_prev||_F / ||H_prev||_F for a warm start
+WARM_START_MAX_CHANGE = 0.25
 FAIRNESS = ("energy", "power")
 
 
@@ -215,7 +219,10 @@ class AnalogRoundDriver:
     n_tx, n_rx: the bench's shape; csi: "estimated" (pilots + noise estimate, the product) or
     "perfect" (needs ``truth``, simulator only); scales: the site scales; n_streams: L (None:
     the design's default); fairness: FDMA's; design_options: passed to the design;
-    on_round: called at the start of each round.
+    on_round: called at the start of each round; warm_start: pass the previous round's
+    receiver as the start (``init=``) to designs that take one (`WARM_START_METHODS`) when the
+    channel has the same shape and moved by at most `WARM_START_MAX_CHANGE` (relative
+    Frobenius norm: the same fading block, estimation noise only), else design from scratch.
     """
 
     def __init__(self, executor: RoundExecutor, *, scheme: str, n_nodes: int, n_tx: int,
@@ -224,7 +231,7 @@ class AnalogRoundDriver:
                  truth: Truth | None = None, scales: ScaleKeeper | None = None,
                  n_streams: int | None = None, fairness: str = "energy",
                  design_options: dict | None = None, design_fn: Callable | None = None,
-                 on_round: Callable[[], object] | None = None) -> None:
+                 on_round: Callable[[], object] | None = None, warm_start: bool = True) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if csi not in CSI_MODES:
@@ -248,7 +255,9 @@ class AnalogRoundDriver:
         self.design_options = dict(design_options or {})
         self.design_fn = design_fn
         self.on_round = on_round
+        self.warm_start = bool(warm_start)
         self.last_design: RoundDesign | None = None
+        self._last_H: np.ndarray | None = None
         #: which simulator truths this driver used (recorded in results)
         self.truth_used: set[str] = set()
 
@@ -265,11 +274,30 @@ class AnalogRoundDriver:
         return s.H, s.noise_var, {"detected_offset_pilots": s.offset,
                                   "noise_var_estimated": s.noise_var}
 
+    def warm_start_receiver(self, H: np.ndarray) -> np.ndarray | None:
+        """The previous round's receiver ``(N_r, L)`` if this round's design may start from it
+        (see the class docstring), else None."""
+        prev, H_prev = self.last_design, self._last_H
+        if (not self.warm_start or self.scheme != "aircomp" or prev is None or H_prev is None
+                or self.design_method not in WARM_START_METHODS or self.design_fn is not None
+                or "init" in self.design_options
+                or H_prev.shape != H.shape):
+            return None
+        if np.linalg.norm(H - H_prev) > WARM_START_MAX_CHANGE * np.linalg.norm(H_prev):
+            return None
+        return np.asarray(prev.A[0])
+
     def design(self, H: np.ndarray, noise_var: float) -> RoundDesign:
-        """The design of this round (see `design_round`)."""
-        return design_round(self.scheme, H, self.power, noise_var, method=self.design_method,
-                            n_streams=self.n_streams, fairness=self.fairness,
-                            options=self.design_options, design_fn=self.design_fn)
+        """The design of this round (see `design_round`), warm-started when allowed."""
+        options = self.design_options
+        A0 = self.warm_start_receiver(H)
+        if A0 is not None:
+            options = dict(options, init=A0)
+        d = design_round(self.scheme, H, self.power, noise_var, method=self.design_method,
+                         n_streams=self.n_streams, fairness=self.fairness,
+                         options=options, design_fn=self.design_fn)
+        self._last_H = np.array(H, copy=True)
+        return d
 
     def round(self, layer: int, site: str, shape: tuple[int, ...],
               powers: Sequence[float] | None = None) -> tuple[PayloadResult, dict]:

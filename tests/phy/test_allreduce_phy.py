@@ -151,3 +151,26 @@ def test_wrong_inputs_are_rejected():
 def _registered():
     from testbed.llm import allreduce
     return allreduce._REGISTRY
+
+
+def test_mmse_rounds_warm_start_within_a_fading_block():
+    """The driver hands the previous receiver to mmse only for a channel of the same shape that
+    barely moved; the warm design reaches the cold design's MSE."""
+    from testbed.optim.transceiver import design_transceiver
+    ar, bench = build_sim_allreduce("aircomp", n_nodes=3, n_rx=4, snr_db=20.0, seed=5,
+                                    design_method="mmse", csi="estimated", new_block_per_call=False)
+    d = ar.driver
+    assert d.warm_start_receiver(bench.truth.channels()) is None        # no previous round
+    ar(_partials(3), layer=0, site="attn")
+    H_prev, A_prev = d._last_H, d.last_design.A[0]
+    rng = np.random.default_rng(0)
+    small = H_prev + 0.01 * np.linalg.norm(H_prev) / np.sqrt(H_prev.size) * rng.standard_normal(H_prev.shape)
+    np.testing.assert_array_equal(d.warm_start_receiver(small), A_prev)
+    other = rng.standard_normal(H_prev.shape) + 1j * rng.standard_normal(H_prev.shape)
+    assert d.warm_start_receiver(other) is None                           # a new fading block
+    assert d.warm_start_receiver(small[:, :2]) is None                    # another shape
+    warm = d.design(small, 0.01)
+    cold = design_transceiver(small, d.power, 0.01, "mmse")
+    assert warm.mse == pytest.approx(cold.mse, rel=1e-6)
+    d.warm_start = False
+    assert d.warm_start_receiver(small) is None
