@@ -1,7 +1,10 @@
 """Transceiver design: run time against a plain cvxpy SDR solve, and MSE against bounds and mmse.
 
 Run:  .venv/bin/python benchmarks/bench_design.py [--timing-draws 20] [--quality-draws 20] [--draws 200]
+         [--blas-threads 1]
 Prints Markdown tables; every ratio is measured side by side in the same run, on the same draws.
+Thread settings as the `testbed` command sets them (`testbed.threads.configure_threads`: BLAS
+1 thread unless ``--blas-threads``); the unit and the designs run under the same setting.
 
 1. Design time (wall seconds, median over ``--timing-draws`` Rayleigh draws, 20 dB, unit power).
    The unit is a *plain cvxpy solve* of the single-stream multicast SDR at N = 8, N_r = 8
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from testbed.optim.transceiver import design_transceiver  # noqa: E402
 from testbed.optim.zf_sdr import multicast_sdr  # noqa: E402
+from testbed.threads import configure_threads  # noqa: E402
 
 SNR_NOISE = 0.01                                              # 20 dB at unit power and channel gain
 TIMING_ROWS = [(8, 8, 1), (4, 4, 1), (8, 20, 4)]
@@ -125,7 +129,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timing-draws", type=int, default=20, help="channel draws for the timing table")
     ap.add_argument("--quality-draws", type=int, default=20, help="channel draws for the quality table")
     ap.add_argument("--draws", type=int, default=0, help="channel draws for the N = 4 MSE table (0: skip)")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="OpenBLAS threads (default: as the testbed command, 1)")
     args = ap.parse_args(argv)
+    th = configure_threads(blas_threads=args.blas_threads)
+    print(f"Threads: BLAS {th['blas']} ({th['blas_libraries']} OpenBLAS libraries), torch {th['torch']}.\n")
     print(f"## Design time vs a plain cvxpy SDR solve ({args.timing_draws} draws, 20 dB)\n")
     timing_table(args.timing_draws)
     print(f"\n## Quality ({args.quality_draws} draws, 20 dB)\n")

@@ -11,6 +11,7 @@ import sys
 
 from testbed import __version__
 from testbed.errors import TestbedError
+from testbed.threads import configure_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"testbed {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-v info, -vv debug)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch intra-op threads (default: $TESTBED_THREADS, else usable cores - 1, "
+                             "at least 1); BLAS runs 1 thread ($TESTBED_BLAS_THREADS to change)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        configure_threads(torch_threads=args.threads)
         return int(args.func(args) or 0)
     except TestbedError as exc:
         print(f"testbed {args.command}: error: {exc}", file=sys.stderr)
