@@ -1,8 +1,9 @@
 """Every emulated radio of a bench file on one real-time air, each served on its own port.
 
 A bench's emulated twin differs from the hardware file only in addresses: its Pluto URIs are
-``ip:127.0.0.1:<port>``. `EmulatedBench.from_bench` serves one `EmulatedPluto` per such URI
-(nodes and every receiver radio) and wires the air:
+``ip:127.0.0.1:<port>``, its USRP device args ``type=emulated,addr=127.0.0.1:<port>``.
+`EmulatedBench.from_bench` serves one `EmulatedPluto` / `EmulatedUsrp` per such address (nodes
+and every receiver radio; the USRPs share one PPS) and wires the air:
 
 * node TX -> every receiver antenna and back (reciprocal): from the bench's ``channel``
   section, one fading draw (``fading``, ``k_factor_db``; ``rician`` with ``k_factor_db: .inf``
@@ -30,6 +31,7 @@ from sim_backend.channel import ChannelModel
 from sim_backend.impairment_presets import preset_by_name, rx_full_scale
 from sim_backend.pluto_emu import EmulatedPluto, Faults, IIODServer
 from sim_backend.realtime_air import LOParams, RealtimeAir
+from sim_backend.usrp_emu import EmulatedUsrp, PpsSource, UsrpServer
 from testbed.errors import ConfigError
 from testbed.phy.budget import DEFAULT_BUDGET
 
@@ -43,6 +45,42 @@ def emulated_port(uri: str, who: str) -> tuple[str, int]:
         raise ConfigError(f"{who}: URI {uri!r} is not an emulated radio's ip:HOST:PORT "
                           "(e.g. ip:127.0.0.1:30431)")
     return m.group("host"), int(m.group("port"))
+
+
+def emulated_address(radio, who: str) -> tuple[str, int]:
+    """(host, port) of an emulated radio: a Pluto's ``ip:HOST:PORT`` URI or a USRP's
+    ``type=emulated,addr=HOST:PORT`` args; ConfigError otherwise."""
+    kind = getattr(radio, "kind", radio)
+    if kind == "pluto":
+        return emulated_port(radio.uri, who)
+    if kind == "usrp":
+        kv = dict(p.split("=", 1) for p in radio.args.replace(" ", "").split(",") if "=" in p)
+        host, _, port = kv.get("addr", "").rpartition(":")
+        if kv.get("type") == "emulated" and host and port.isdigit():
+            return host, int(port)
+        raise ConfigError(f"{who}: USRP args {radio.args!r} are not an emulated USRP's "
+                          "type=emulated,addr=HOST:PORT (e.g. type=emulated,addr=127.0.0.1:30451)")
+    raise ConfigError(f"{who}: only Pluto and USRP radios can be emulated (kind {kind!r})")
+
+
+def bench_radios(bench) -> list[tuple[str, object]]:
+    """(name, radio config) of every radio of ``bench``: the nodes', then the receiver's (named
+    after the receiver, ``<id>-<i>`` when it has several)."""
+    rx = bench.receiver.radio if isinstance(bench.receiver.radio, list) \
+        else [bench.receiver.radio]
+    radios = [(n.id, n.radio) for n in bench.nodes]
+    return radios + [(bench.receiver.id if len(rx) == 1 else f"{bench.receiver.id}-{i}", r)
+                     for i, r in enumerate(rx)]
+
+
+def is_emulated(bench) -> bool:
+    """True if every radio of ``bench`` is an emulated one (`emulated_address` accepts it)."""
+    try:
+        for who, r in bench_radios(bench):
+            emulated_address(r, who)
+    except ConfigError:
+        return False
+    return True
 
 
 def _lo_from(params, random_phase: bool = True) -> LOParams:
@@ -59,8 +97,9 @@ class EmulatedBench:
 
     def __init__(self, air: RealtimeAir) -> None:
         self.air = air
-        self.servers: dict[str, IIODServer] = {}
+        self.servers: dict[str, IIODServer | UsrpServer] = {}
         self.faults: dict[str, Faults] = {}
+        self.pps = PpsSource()      # the bench's OctoClock: every USRP sees these edges
 
     def serve(self, name: str, host: str, port: int, **pluto_kw) -> IIODServer:
         """Serve a new `EmulatedPluto` ``name`` on ``host:port``."""
@@ -71,46 +110,55 @@ class EmulatedBench:
         self.faults[name] = faults
         return srv
 
+    def serve_usrp(self, name: str, host: str, port: int, **usrp_kw) -> UsrpServer:
+        """Serve a new `EmulatedUsrp` ``name`` (on the bench's PPS) on ``host:port``."""
+        dev = EmulatedUsrp(self.air, name, pps=self.pps, **usrp_kw)
+        faults = Faults()
+        srv = UsrpServer(dev, host, port, faults)
+        self.servers[name] = srv
+        self.faults[name] = faults
+        return srv
+
+    def _serve_radio(self, name: str, radio, lo: LOParams) -> IIODServer | UsrpServer:
+        host, port = emulated_address(radio, name)
+        if radio.kind == "usrp":
+            return self.serve_usrp(name, host, port, lo=lo, model=_usrp_model(radio),
+                                   n_channels=max(radio.n_tx_channels, radio.n_rx_channels))
+        return self.serve(name, host, port, mode=radio.mode, compatible=radio.compatible, lo=lo)
+
     def close(self) -> None:
         for srv in self.servers.values():
             srv.close()
 
     @classmethod
-    def from_bench(cls, bench, *, time_scale: float = 1.0, seed: int | None = None
+    def from_bench(cls, bench, *, time_scale: float | None = None, seed: int | None = None
                    ) -> "EmulatedBench":
-        """Serve every Pluto of ``bench`` (a `BenchConfig`) whose URI is ip:HOST:PORT."""
-        rx_radios = bench.receiver.radio if isinstance(bench.receiver.radio, list) \
-            else [bench.receiver.radio]
-        radios = [(n.id, n.radio) for n in bench.nodes]
-        radios += [(bench.receiver.id if len(rx_radios) == 1 else f"{bench.receiver.id}-{i}", r)
-                   for i, r in enumerate(rx_radios)]
+        """Serve every radio of ``bench`` (a `BenchConfig`): Plutos whose URI is
+        ip:HOST:PORT, USRPs whose args are type=emulated,addr=HOST:PORT. time_scale: None
+        takes the bench's ``channel.time_scale`` (1 without a channel section)."""
+        radios = bench_radios(bench)
         for who, r in radios:
-            if isinstance(r, str) or r.kind != "pluto":
-                raise ConfigError(f"{who}: only Pluto radios can be emulated here (kind "
-                                  f"{getattr(r, 'kind', r)!r})")
-            emulated_port(r.uri, who)
+            if isinstance(r, str):
+                raise ConfigError(f"{who}: radio {r!r} was not resolved to a config")
+            emulated_address(r, who)
         ch = bench.channel
         seed = seed if seed is not None else (ch.seed if ch else 0)
-        primary = rx_radios[0]
+        if time_scale is None:
+            time_scale = ch.time_scale if ch else 1.0
+        primary = bench.receiver.primary_radio
         air = RealtimeAir(primary.sample_rate_hz, time_scale=time_scale, seed=seed)
         out = cls(air)
         n_nodes = len(bench.nodes)
         imp = preset_by_name(ch.impairments if ch else None, n_nodes, primary.center_freq_hz,
                              seed)
-        node_srv = []
-        for i, node in enumerate(bench.nodes):
-            host, port = emulated_port(node.radio.uri, node.id)
-            lo = _lo_from(imp.tx[i]) if imp else LOParams()
-            node_srv.append(out.serve(node.id, host, port, mode=node.radio.mode,
-                                      compatible=node.radio.compatible, lo=lo))
-        rx_srv = []
-        for (name, r) in radios[n_nodes:]:
-            host, port = emulated_port(r.uri, name)
-            lo = _lo_from(imp.rx) if imp else LOParams()
-            rx_srv.append(out.serve(name, host, port, mode=r.mode, compatible=r.compatible,
-                                    lo=LOParams(ppm=0.0, **{k: getattr(lo, k) for k in (
-                                        "random_phase_per_tune", "phase_noise_rms_deg",
-                                        "phase_noise_corner_hz", "phase_noise_linewidth_hz")})))
+        node_srv = [out._serve_radio(node.id, node.radio, _lo_from(imp.tx[i]) if imp
+                                     else LOParams())
+                    for i, node in enumerate(bench.nodes)]
+        rx_lo = _lo_from(imp.rx) if imp else LOParams()
+        rx_lo = LOParams(ppm=0.0, **{k: getattr(rx_lo, k) for k in (
+            "random_phase_per_tune", "phase_noise_rms_deg", "phase_noise_corner_hz",
+            "phase_noise_linewidth_hz")})
+        rx_srv = [out._serve_radio(name, r, rx_lo) for name, r in radios[n_nodes:]]
         out._wire(bench, node_srv, rx_srv, np.random.default_rng([seed, 99]))
         return out
 
@@ -129,7 +177,8 @@ class EmulatedBench:
         for n, (node, srv) in enumerate(zip(bench.nodes, node_srv)):
             # level plan: a node at the reference power lands rx_full_scale(N) below the ADC's
             # full scale at the receiver's gain (the presets' 12 dB of headroom for N nodes)
-            loss_db = -(node.radio.tx_gain_db + rx_gain_db) - 20 * math.log10(
+            tx_air_db = node.radio.tx_gain_db - getattr(srv.device, "tx_gain_max", 0.0)
+            loss_db = -(tx_air_db + rx_gain_db) - 20 * math.log10(
                 rx_full_scale(len(bench.nodes)))
             g = 10 ** (loss_db / 20)
             for a, (rsrv, rch) in enumerate(ants):
@@ -137,6 +186,11 @@ class EmulatedBench:
                 self.air.connect(srv.device.port, 0, rsrv.device.port, rch, h=h)
                 self.air.connect(rsrv.device.port, rch, srv.device.port, 0, h=h)  # reciprocal
             if n == 0:     # noise so that this node at the reference power sees snr_db
-                p_rx = DEFAULT_BUDGET.ref_power * 10 ** ((node.radio.tx_gain_db + loss_db) / 10)
+                p_rx = DEFAULT_BUDGET.ref_power * 10 ** ((tx_air_db + loss_db) / 10)
                 self.air.noise_dbm_hz = (10 * math.log10(p_rx / fs) - snr_db
                                          + self.air.full_scale_dbm)
+
+
+def _usrp_model(radio) -> str:
+    from sim_backend.usrp_emu.device import MODELS
+    return radio.model if radio.model in MODELS else "x310"

@@ -1,9 +1,11 @@
 """`testbed emulate`: emulated radios on a real-time air, each on its own TCP port.
 
-    testbed emulate --bench B [--time-scale k]          every Pluto of an emulated bench file
+    testbed emulate --bench B [--time-scale k]          every radio of an emulated bench file
     testbed emulate pluto --port P [--mode 1r1t|2r2t] [--loopback-cable-db X] [--time-scale k]
 
-Point `iio_info -u ip:127.0.0.1:P`, pyadi-iio or a radio config at the printed URIs. Faults:
+Plutos speak iiod (point `iio_info -u ip:127.0.0.1:P`, pyadi-iio or a radio config at the
+printed URIs); USRPs are reached by UsrpRadio with device args `type=emulated,addr=HOST:PORT`
+(docs/emulated_radios.md). The time scale defaults to the bench's `channel.time_scale`. Faults:
 ``--cap MBPS`` (throughput cap of every radio), ``--fault AT:NAME:KIND[:ARG]`` (at wall
 second AT after start: ``unplug``, ``replug``, ``stall:SECONDS``, ``cap:MBPS``), or the same
 as lines on stdin: ``unplug NAME``, ``replug NAME``, ``stall NAME SECONDS``, ``cap NAME MBPS``.
@@ -18,10 +20,10 @@ import time
 
 def register(subparsers) -> None:
     """Add the `emulate` subcommand."""
-    p = subparsers.add_parser("emulate", help="serve emulated radios (PlutoSDR on iiod) on a "
-                                              "real-time air", description=__doc__)
+    p = subparsers.add_parser("emulate", help="serve emulated radios (PlutoSDR on iiod, USRP "
+                                              "behind the UHD API) on a real-time air", description=__doc__)
     p.add_argument("what", nargs="?", choices=["pluto"], help="serve a single Pluto")
-    p.add_argument("--bench", help="bench YAML (path or shipped name) whose Plutos to serve")
+    p.add_argument("--bench", help="bench YAML (path or shipped name) whose radios to serve")
     p.add_argument("--port", type=int, default=30431, help="TCP port of the single Pluto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--name", default="pluto", help="radio name (sets its serial)")
@@ -29,8 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--loopback-cable-db", type=float, default=None,
                    help="TX->RX cable of this gain in dB (negative = attenuation)")
     p.add_argument("--ppm", type=float, default=0.0, help="TCXO offset of the single Pluto")
-    p.add_argument("--time-scale", type=float, default=1.0,
-                   help="emulated time runs k times slower than the wall clock")
+    p.add_argument("--time-scale", type=float, default=None,
+                   help="emulated time runs k times slower than the wall clock (default: the "
+                        "bench's channel.time_scale, else 1)")
     p.add_argument("--seed", type=int, default=None, help="air seed (default: the bench's)")
     p.add_argument("--cap", type=float, default=None, help="throughput cap, MB/s per radio")
     p.add_argument("--fault", action="append", default=[],
@@ -78,9 +81,11 @@ def run(args) -> int:
         raise ConfigError("give either --bench B or `pluto --port P`")
     if args.bench:
         from testbed.net.roles.common import resolve_bench
-        bench = EmulatedBench.from_bench(resolve_bench(args.bench), time_scale=args.time_scale,
-                                         seed=args.seed)
+        bench = EmulatedBench.from_bench(resolve_bench(args.bench),
+                                         time_scale=args.time_scale, seed=args.seed)
+        args.time_scale = bench.air.time_scale
     else:
+        args.time_scale = args.time_scale or 1.0
         bench = EmulatedBench(RealtimeAir(1e6, time_scale=args.time_scale,
                                           seed=args.seed or 0))
         bench.serve(args.name, args.host, args.port, mode=args.mode,
@@ -100,8 +105,11 @@ def run(args) -> int:
             for f in bench.faults.values():
                 f.cap(args.cap)
         for name, srv in bench.servers.items():
-            print(f"emulate: {name} {srv.uri} serial {srv.device.ctx.serial} "
-                  f"({srv.device.mode}, time scale {args.time_scale:g})", flush=True)
+            dev = srv.device
+            serial, mode = ((dev.serial, dev.model) if hasattr(dev, "model")
+                            else (dev.ctx.serial, dev.mode))
+            print(f"emulate: {name} {srv.uri} serial {serial} ({mode}, time scale "
+                  f"{args.time_scale:g})", flush=True)
         print("emulate: ready", flush=True)
         threading.Thread(target=_stdin_loop, args=(bench,), daemon=True).start()
         t0 = time.monotonic()

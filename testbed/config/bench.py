@@ -65,7 +65,7 @@ class ReceiverSection(_Strict):
 
 
 class ChannelSection(_Strict):
-    """The simulated air (only used by simulated benches)."""
+    """The simulated air of a simulated bench, or the real-time air of an emulated one."""
 
     seed: int = 0
     snr_db: float = 20.0
@@ -74,6 +74,8 @@ class ChannelSection(_Strict):
     path_loss_db: dict[str, float] = Field(default_factory=dict,
                                            description="per node id, dB (default 0)")
     impairments: str | None = Field(None, description="sim_backend impairment preset name")
+    time_scale: float = Field(1.0, gt=0, description="emulated benches: the real-time air "
+                              "runs k times slower than the wall clock (small machines)")
 
 
 class AllReduceSection(_Strict):
@@ -125,6 +127,12 @@ class BenchConfig(_Strict):
                 raise ValueError(f"channel.path_loss_db names unknown node ids {unknown}; "
                                  f"known: {ids}")
         return self
+
+    @property
+    def simulated(self) -> bool:
+        """True for a bench on the lock-step simulator: a channel section and only simulated
+        radios (an emulated bench's channel section describes its real-time air instead)."""
+        return self.channel is not None and self.radio_kinds() <= {"sim"}
 
     def radio_kinds(self) -> set[str]:
         """The radio kinds used on this bench (after the loader resolved file references)."""

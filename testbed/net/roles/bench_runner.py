@@ -45,7 +45,7 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
         raise ConfigError(f"--id {node_id!r} is not a node of bench {bench.name!r}; nodes: {ids}")
     index = ids.index(node_id)
     radio = None
-    if bench.channel is not None:
+    if bench.simulated:
         import sim_backend.remote_radio  # noqa: F401  (registers the sim kind)
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id,
@@ -71,7 +71,7 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
     """Run the bench's receiver until shutdown."""
     from testbed.net.roles.receiver import ReceiverAgent
     radio = None
-    if bench.channel is not None:
+    if bench.simulated:
         import sim_backend.remote_radio  # noqa: F401
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.receiver.primary_radio, role="receiver",
@@ -160,11 +160,13 @@ def loopback_addresses() -> BenchAddresses:
 
 def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddresses,
                 model: str) -> list[str]:
-    """Start channel broker (simulated benches), receiver and every node as children of
-    ``sup``; returns the process names. The broker starts first (radios connect to it)."""
+    """Start channel broker (simulated benches) or the emulated radios (emulated benches),
+    receiver and every node as children of ``sup``; returns the process names. The broker or
+    radios start first (the roles connect to them)."""
+    from testbed.net.roles.emulated_radios import start_emulated_radios
     common = ["--bench", str(bench_spec), *addresses.as_args(), "--model", str(model)]
-    names = []
-    if bench.channel is not None:
+    names = start_emulated_radios(sup, bench_spec, bench)
+    if bench.simulated:
         sup.start_python(CHANNEL_ID, "testbed.cli", ["channel", *common])
         names.append(CHANNEL_ID)
     sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
@@ -364,7 +366,7 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
         # a local CURVE bench: fresh keys for every role in the run dir, inherited by children
         from testbed.net.transport import generate_keys
         ids = [*node_ids(bench), bench.receiver.id, CONTROLLER_KEY] + \
-            ([CHANNEL_ID] if bench.channel else [])
+            ([CHANNEL_ID] if bench.simulated else [])
         generate_keys(run_dir / "keys", clients=ids)
         os.environ[KEYS_ENV] = str(run_dir / "keys")
     with Supervisor(run_dir) as sup:

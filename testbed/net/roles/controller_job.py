@@ -94,7 +94,7 @@ class BenchSession:
         if self.csi not in ("perfect", "estimated"):
             raise ConfigError(f"--csi {self.csi!r}: choose 'estimated' (pilot sounding over the "
                               "air) or 'perfect' (true channels of the simulated air)")
-        simulated = self.bench.channel is not None
+        simulated = self.bench.simulated
         if self.spec.analog and self.csi == "perfect" and not simulated:
             raise ConfigError(f"--csi perfect needs a simulated bench (the simulator's true "
                               f"channels); bench {self.bench.name!r} has radios: use "
