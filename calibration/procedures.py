@@ -108,9 +108,11 @@ class NodeMeasurement:
     correlation: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
 
-def _measure_window(win: np.ndarray, win_start: int, ref: np.ndarray, cfg: SoundingConfig,
-                    fs: float) -> tuple[float, float, np.ndarray, float, np.ndarray]:
-    """(arrival air sample, cfo Hz, channel (N_r,), metric, coarse correlation) in a window."""
+def measure_burst(win: np.ndarray, win_start: int, ref: np.ndarray, cfg: SoundingConfig,
+                  fs: float) -> tuple[float, float, np.ndarray, float, np.ndarray]:
+    """One burst of ``ref`` in ``win`` (N_r, n), sample 0 of which is ``win_start``: (arrival
+    sample (float, ``win_start`` + delay), cfo Hz, channel (N_r,) at the arrival, normalized
+    metric, coarse correlation). Searches lags 0..n-L and CFOs within +-cfg.max_cfo_hz."""
     n_r, n = win.shape
     L = ref.size
     m_abs = win_start + np.arange(n)
@@ -182,7 +184,7 @@ def sound_nodes(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig
     for i, t in enumerate(sends):
         w0 = i * cfg.slot_len
         win = rx[:, w0: w0 + cfg.slot_len]
-        arrival, cfo, h, metric, corr = _measure_window(win, start + w0, ref, cfg, fs)
+        arrival, cfo, h, metric, corr = measure_burst(win, start + w0, ref, cfg, fs)
         out.append(NodeMeasurement(arrival - t, cfo, h, metric, arrival, corr))
         if progress is not None:
             progress(1)

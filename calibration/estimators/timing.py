@@ -61,8 +61,11 @@ def detection_metric(rx: np.ndarray, ref: np.ndarray) -> np.ndarray:
                          axis=-1)
     seg_energy = cum[..., ref.size:] - cum[..., : -ref.size]
     ref_energy = np.vdot(ref, ref).real
+    # a silent stretch (exact zeros, e.g. a digital loopback between bursts) has no burst:
+    # its energy is rounding noise of the running sum, not a denominator
+    floor = 1e-9 * np.max(seg_energy, axis=-1, keepdims=True) + 1e-300
     with np.errstate(invalid="ignore", divide="ignore"):
-        metric = np.abs(c) ** 2 / (ref_energy * seg_energy)
+        metric = np.where(seg_energy > floor, np.abs(c) ** 2 / (ref_energy * seg_energy), 0.0)
     return np.nan_to_num(np.clip(metric, 0.0, 1.0), nan=0.0)
 
 

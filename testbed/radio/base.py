@@ -143,6 +143,13 @@ class Radio(abc.ABC):
     def counters(self) -> StreamCounters:
         """Underflow/overflow/late counts since the radio was opened."""
 
+    def stream_breaks(self) -> int:
+        """How many times this radio's sample clock may have slipped against the others since
+        it was opened: underflows + overflows (and stream restarts on drivers that restart).
+        A time base measured at one value holds only while the value stays the same."""
+        c = self.counters()
+        return c.underflows + c.overflows
+
     def done_until(self, sample: int) -> None:
         """Declare that this transmitter sends nothing more before ``sample`` (samples on the
         bench's reference clock: the receiver's). A lock-step simulated air needs it to release

@@ -136,6 +136,7 @@ class PlutoRadio(Radio):
         self.adc_clipped_samples = 0
         self.tx_clipped_samples = 0
         self.time_scale = 1.0       # wall seconds per radio second (emulated radios: k)
+        self._starts = 0            # stream starts (configure() restarts the streams)
 
     # ---------------------------------------------------------------- life cycle
     def open(self) -> "PlutoRadio":
@@ -288,6 +289,7 @@ class PlutoRadio(Radio):
             self._last_refill = None
             self._streaming = True
             self._thread_error = None
+            self._starts += 1
         if self._background:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"pluto-{self._node_id}",
@@ -507,6 +509,27 @@ class PlutoRadio(Radio):
         measured before such a position no longer holds after it."""
         with self._cond:
             return list(self._gaps)
+
+    def stream_breaks(self) -> int:
+        """Underflows + overflows + stream restarts (every `configure` after the first): each
+        moves the TX and RX counts against the other radios' clocks."""
+        with self._cond:
+            c = self._counters
+            return c.underflows + c.overflows + max(self._starts - 1, 0)
+
+    def set_loopback(self, mode: int) -> None:
+        """AD9361 BIST loopback (the ``loopback`` debug attribute of ad9361-phy): 0 off,
+        1 digital TX->RX (the RX words are the DAC's, sample for sample), 2 RF. The streams keep
+        running; the RX samples read while it is 1 are the transmitted ones."""
+        if mode not in (0, 1, 2):
+            raise ValueError(f"loopback mode must be 0, 1 or 2, got {mode}")
+        if self._dev is None:
+            raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} is not open")
+        try:
+            self._dev.loopback = str(mode)
+        except OSError as exc:
+            raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} refused loopback "
+                             f"{mode} ({exc}); its firmware needs debugfs access") from exc
 
     def counters(self) -> StreamCounters:
         with self._cond:

@@ -47,3 +47,36 @@ def tone_freq_hz(x, fs=1e6):
     import numpy as np
     ph = np.unwrap(np.angle(np.asarray(x)))
     return float(np.polyfit(np.arange(ph.size) / fs, ph, 1)[0] / (2 * np.pi))
+
+
+def free_tcp_ports(n):
+    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def emulated_bench_config(n_nodes=4, n_rx_radios=2, name="pluto_4node_emulated"):
+    """The shipped emulated Pluto bench with its first ``n_nodes`` nodes and ``n_rx_radios``
+    receiver radios, every URI moved to a free port (tests run next to each other)."""
+    from testbed.config.bench import BenchConfig
+    from testbed.net.roles.common import resolve_bench
+    data = resolve_bench(name).model_dump()
+    data["nodes"] = data["nodes"][:n_nodes]
+    rx = data["receiver"]["radio"]
+    rx = (rx if isinstance(rx, list) else [rx])[:n_rx_radios]
+    ports = iter(free_tcp_ports(n_nodes + len(rx) + 2))
+    for node in data["nodes"]:
+        node["radio"]["uri"] = f"ip:127.0.0.1:{next(ports)}"
+    for r in rx:
+        r["uri"] = f"ip:127.0.0.1:{next(ports)}"
+    data["receiver"]["radio"] = rx if len(rx) > 1 else rx[0]
+    data["receiver"]["n_antennas"] = sum(r["n_rx_channels"] for r in rx)
+    data["controller"]["router_port"], data["controller"]["pub_port"] = next(ports), next(ports)
+    return BenchConfig.model_validate(data)

@@ -1,0 +1,210 @@
+"""A time base across radios without timestamps (Pluto): the receiver's beacon.
+
+Every Pluto counts samples from its own stream start, so two radios' counts differ by an
+arbitrary offset (10^5..10^6 samples between processes started by hand), their TCXOs by tens
+of ppm (CFO and SRO), and on one radio the TX count and the RX count differ by the DMA start
+latency. The receiver's RX count is the bench's reference clock (the rounds are planned on
+it). A node maps it onto its own TX count from three measurements (all in samples):
+
+* ``d_rx``: the receiver radio's TX->RX offset: TX sample t is on the air at the same instant
+  as its RX sample ``t + d_rx`` (digital loopback, `measure_loopback_offset`);
+* the beacon: the receiver transmits `beacon_waveform` at its TX sample ``T``, i.e. at receiver
+  RX sample ``M = T + d_rx``; the node finds it at its RX sample ``p`` (float) with CFO ``f``
+  (Hz, the beacon's frequency on the node: receiver carrier minus node carrier) in a long
+  capture (`find_beacon`: a CFO-blind coarse search over the whole capture, then fine timing,
+  CFO and phase);
+* ``d_node``: the node's own TX->RX offset (loopback).
+
+With the node's clock ``1 + sro`` times the receiver's (one TCXO drives a Pluto's LO and its
+sample clock, so ``sro = -f / carrier``), node TX sample n is on the air with node RX sample
+``n + d_node``, i.e. with receiver RX sample ``M + (n + d_node - p) / (1 + sro)``: exactly
+`calibration.corrections.NodeCorrection`'s clock map ``a(n) = n / (1 + sro) + tau`` with
+``tau = M + (d_node - p) / (1 + sro)`` and ``cfo_hz = -f`` (`timebase_correction`). The node
+transmits through `CorrectedRadio` with it; a calibration measured on top composes with it
+(`compose`).
+
+The map holds while no radio's clock slips: `TimeBase` remembers the radios'
+`Radio.stream_breaks` at the measurement and `check` raises `TimeBaseLost` once any moved
+(underflow, overflow, stream restart); the controller then re-syncs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calibration.corrections import NodeCorrection
+from calibration.estimators.timing import detection_metric
+from calibration.procedures import (CalibrationError, SoundingConfig, measure_burst,
+                                    sounding_waveform)
+from testbed.errors import StreamError
+from testbed.radio.base import Radio
+
+#: The beacon: two periods of an RRC-shaped (2 samples/symbol) length-255 Zadoff-Chu sequence
+#: (1020 samples, band-limited, so sub-sample timing is defined); two periods for the fine CFO.
+BEACON = SoundingConfig(zc_length=255, sps=2, n_periods=2, amplitude_dbfs=-6.0,
+                        max_cfo_hz=2.0e3, min_metric=0.3)
+#: Samples of capture kept on each side of the coarse peak for the fine estimate.
+FINE_MARGIN = 64
+
+
+class TimeBaseLost(StreamError):
+    """A radio's clock slipped (underflow, overflow, stream restart) since the time base was
+    measured: re-sync before the next round. ``error_code`` is what the role reports."""
+
+    error_code = "timebase_lost"
+
+
+def beacon_waveform(cfg: SoundingConfig = BEACON) -> np.ndarray:
+    """The beacon at unit power, complex (cfg.burst_len,)."""
+    return sounding_waveform(cfg)
+
+
+@dataclass(frozen=True)
+class BeaconFix:
+    """Where a beacon was found: ``arrival`` (float sample on the capturing radio's RX clock),
+    ``cfo_hz`` (the beacon's frequency on that radio, Hz), ``phase_rad`` (carrier phase at the
+    arrival, antenna 0), ``metric`` (normalized correlation of the coarse search, [0, 1])."""
+
+    arrival: float
+    cfo_hz: float
+    phase_rad: float
+    metric: float
+
+    def as_dict(self) -> dict:
+        return {"arrival": self.arrival, "cfo_hz": self.cfo_hz, "phase_rad": self.phase_rad,
+                "metric": self.metric}
+
+
+def find_beacon(capture: np.ndarray, start: int, sample_rate_hz: float,
+                cfg: SoundingConfig = BEACON) -> BeaconFix:
+    """Find the beacon in ``capture`` (N_r, n) (or (n,)) whose sample 0 is RX sample ``start``.
+
+    Coarse, over the whole capture and blind to the CFO (up to +-fs/2): the FFT correlation of
+    the capture's lag-1 products ``y[k+1] conj(y[k])`` with the beacon's (a CFO only turns them
+    by a constant), `calibration.estimators.timing.detection_metric`, averaged over antennas;
+    the coarse CFO is the phase of that correlation. Fine: `calibration.procedures.measure_burst`
+    (sub-sample ML delay, Moose + known-pilot CFO, phase) on the de-rotated samples around the
+    peak. Raises `CalibrationError` when the peak is below ``cfg.min_metric``.
+    """
+    y = np.atleast_2d(np.asarray(capture, complex))
+    ref = beacon_waveform(cfg)
+    L = ref.size
+    if y.shape[1] < L + 2 * FINE_MARGIN:
+        raise ValueError(f"capture of {y.shape[1]} samples is shorter than the beacon "
+                         f"({L}) plus margins; capture longer")
+    d = y[:, 1:] * np.conj(y[:, :-1])
+    z = ref[1:] * np.conj(ref[:-1])
+    metric = detection_metric(d, z).mean(axis=0)
+    lag = int(np.argmax(metric))
+    if metric[lag] < cfg.min_metric:
+        raise CalibrationError(f"no beacon in {y.shape[1]} captured samples (best normalized "
+                               f"correlation {metric[lag]:.2f} < {cfg.min_metric}); check that "
+                               "the receiver transmits (its TX gain, the link) and the capture "
+                               "covers the beacon's time")
+    c = np.sum(d[:, lag:lag + z.size] * np.conj(z)[None, :])
+    coarse_hz = float(np.angle(c)) * sample_rate_hz / (2 * np.pi)
+    lo = max(lag - FINE_MARGIN, 0)
+    hi = min(lag + L + FINE_MARGIN, y.shape[1])
+    win = y[:, lo:hi] * np.exp(-2j * np.pi * coarse_hz * np.arange(hi - lo) / sample_rate_hz)
+    arrival, fine_hz, h, _, _ = measure_burst(win, start + lo, ref, cfg, sample_rate_hz)
+    # measure_burst's phase is referred to the de-rotated window: undo the coarse rotation
+    ph = float(np.angle(h[0])) + 2 * np.pi * coarse_hz * (arrival - start - lo) / sample_rate_hz
+    return BeaconFix(arrival=float(arrival), cfo_hz=coarse_hz + float(fine_hz),
+                     phase_rad=float(np.angle(np.exp(1j * ph))), metric=float(metric[lag]))
+
+
+def send_beacon(radio: Radio, at_sample: int, cfg: SoundingConfig = BEACON) -> int:
+    """Transmit the beacon on ``radio``'s TX channel 0 at its TX sample ``at_sample``; returns
+    ``at_sample``."""
+    ref = beacon_waveform(cfg) * 10.0 ** (cfg.amplitude_dbfs / 20.0)
+    x = np.zeros((radio.settings.n_tx_channels, ref.size), complex)
+    x[0] = ref
+    radio.transmit(x.astype(np.complex64), int(at_sample))
+    return int(at_sample)
+
+
+def capture(radio: Radio, n_samples: int, back: int) -> tuple[np.ndarray, int]:
+    """A window of ``n_samples`` of ``radio``'s RX starting ``back`` samples before its now()
+    (already received samples count: the beacon may have started before the command came).
+    Returns (samples (N_r, n) complex128, first RX sample)."""
+    first = max(int(radio.now()) - int(back), 0)
+    return radio.receive(int(n_samples), first).astype(np.complex128), first
+
+
+def measure_loopback_offset(radio: Radio, cfg: SoundingConfig = BEACON,
+                            search_samples: int = 1 << 16) -> float:
+    """The radio's TX->RX offset ``d`` (samples, float): its TX sample t comes back at RX sample
+    ``t + d`` through the digital loopback (``radio.set_loopback``: AD9361 BIST, the DAC's words
+    into the RX path sample for sample). Searches ``d`` in [-search/4, 3 search/4)."""
+    if not hasattr(radio, "set_loopback"):
+        raise CalibrationError(f"{type(radio).__name__} has no digital loopback to measure its "
+                               "TX->RX offset; use a radio with timestamps or a cable")
+    t = int(radio.now()) + int(radio.schedule_latency_samples()) + 1024
+    radio.set_loopback(1)
+    try:
+        send_beacon(radio, t, cfg)
+        first = t - search_samples // 4
+        y = radio.receive(search_samples, first).astype(np.complex128)
+    finally:
+        radio.set_loopback(0)
+    fix = find_beacon(y, first, radio.settings.sample_rate_hz, cfg)
+    return fix.arrival - t
+
+
+def timebase_correction(beacon_air_sample: float, fix: BeaconFix, node_loopback: float,
+                        carrier_hz: float, sro_from_cfo: bool = True) -> NodeCorrection:
+    """The node's clock map from the beacon (see the module docstring): ``beacon_air_sample``
+    M (receiver RX sample of the beacon's start), ``fix`` (the node's `BeaconFix`),
+    ``node_loopback`` d_node (samples), ``carrier_hz``. sro_from_cfo: the node's sample clock
+    and LO share its TCXO (Pluto), so sro = cfo / carrier; else 0 (re-sync often)."""
+    cfo = -float(fix.cfo_hz)
+    sro = cfo / float(carrier_hz) if sro_from_cfo else 0.0
+    tau = float(beacon_air_sample) + (float(node_loopback) - fix.arrival) / (1.0 + sro)
+    return NodeCorrection(tau_samples=tau, sro_ppm=sro * 1e6, cfo_hz=cfo)
+
+
+def compose(base: NodeCorrection, fine: NodeCorrection | None) -> NodeCorrection:
+    """The clock map of ``fine`` (a calibration measured through ``base``: its times and
+    frequencies are on ``base``'s receiver grid) applied after ``base``: a(n) =
+    fine.air_position(base.air_position(n)); CFOs, phases and gains add."""
+    if fine is None:
+        return base
+    sro = (1.0 + base.sro) * (1.0 + fine.sro) - 1.0
+    return NodeCorrection(tau_samples=base.tau_samples / (1.0 + fine.sro) + fine.tau_samples,
+                          sro_ppm=sro * 1e6, cfo_hz=base.cfo_hz + fine.cfo_hz,
+                          phase_rad=base.phase_rad + fine.phase_rad,
+                          gain_db=base.gain_db + fine.gain_db)
+
+
+@dataclass
+class TimeBase:
+    """A measured clock map and the stream breaks of the radios it relies on.
+
+    correction: the node's `NodeCorrection` (identity for the receiver's own radios);
+    breaks: {name: `Radio.stream_breaks` at the measurement}; details: what was measured (JSON);
+    measured_unix: when (s)."""
+
+    correction: NodeCorrection
+    breaks: dict[str, int]
+    details: dict = field(default_factory=dict)
+    measured_unix: float = field(default_factory=time.time)
+
+    @staticmethod
+    def snapshot(radios: dict[str, Radio]) -> dict[str, int]:
+        """{name: stream_breaks} of ``radios`` now."""
+        return {name: int(r.stream_breaks()) for name, r in radios.items()}
+
+    def broken(self, radios: dict[str, Radio]) -> list[str]:
+        """Names of ``radios`` whose clock slipped since the measurement."""
+        now = self.snapshot(radios)
+        return [n for n, b in now.items() if b != self.breaks.get(n, b)]
+
+    def check(self, radios: dict[str, Radio], who: str) -> None:
+        """Raise `TimeBaseLost` naming ``who`` and the radios that slipped."""
+        bad = self.broken(radios)
+        if bad:
+            raise TimeBaseLost(f"{who}: the time base is lost: radio(s) {bad} had an underflow, "
+                               "overflow or stream restart since the last sync; the controller "
+                               "re-syncs before the next round")
