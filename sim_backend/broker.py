@@ -40,7 +40,9 @@ for that index (``receive``/receiver ``tune``) from any other connection are ref
 stranger cannot declare ``tx_until`` for a node or eat its windows. With CURVE (``security=``,
 `testbed.net.transport.CurveServerSecurity` of the bench's keys) only bench keys connect, and a
 key may only claim the role it was issued for (``roles``: node ids in index order and the
-receiver id; the key's role id is the connection's ZAP User-Id).
+receiver id; the key's role id is the connection's ZAP User-Id); a restarted role with its key
+takes its radio back. On a plain broker a radio stays with the first connection until the broker
+restarts.
 
 The broker's control-plane side (role ``channel``: new fading block, true channels for
 perfect CSI) is `testbed.net.roles.channel.ChannelAgent`.
@@ -316,6 +318,10 @@ class ChannelBroker:
             owner = self._owners.get(who)
             if owner is None and req.op == "hello":
                 continue
+            if req.op == "hello" and user_id is not None and self.roles is not None:
+                log.info("broker: %s claimed again by a new connection with its own CURVE key "
+                         "(a restarted role)", name)
+                continue  # the key was checked above: a restarted role takes its radio back
             if owner != identity:
                 raise BadRequest(f"{name} is held by another connection" if owner else
                                  f"say hello as {name} first", req.seq)

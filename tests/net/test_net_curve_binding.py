@@ -122,6 +122,8 @@ def test_curve_broker_binds_each_key_to_its_radio(curve_broker, caplog):
                 _radio(broker, keys, name, node_index=0)
     assert broker.stats.refused == 2 and sum(broker.stats.requests.values()) == 0
     txs = [_radio(broker, keys, f"node{i}", node_index=i) for i in range(4)]
+    txs[0].close()  # a restarted node takes its radio back with its own key
+    txs[0] = _radio(broker, keys, "node0", node_index=0)
     rx = _radio(broker, keys, "receiver", receiver=True)
     start = broker.common_now() + 20
     for t in txs:
