@@ -67,8 +67,9 @@ def register(subparsers) -> None:
                    help="seed of the preset's draw (the simulated hardware; 1234 = the default "
                         "of `testbed calibrate --bench firmware_configs/benches/sim_4node.yaml`)")
     p.add_argument("--csi", choices=("perfect", "estimated"), default=None,
-                   help="channel knowledge of the analog methods (default: perfect on an ideal "
-                        "bench, estimated per-frame pilots with --impairments)")
+                   help="channel knowledge of the analog methods (default: estimated, from "
+                        "per-frame pilots and silent samples, as on a bench; perfect: the "
+                        "simulator's true channels and noise, recorded in results.json)")
     p.add_argument("--calibration", default="fresh", metavar="fresh|none|FILE",
                    help="with --impairments: 'fresh' calibrates every bench, 'none' runs the raw "
                         "radios (to see them fail), FILE loads a calibration (refused if it does "

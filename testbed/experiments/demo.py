@@ -107,11 +107,10 @@ class DemoConfig:
 
     @property
     def csi_mode(self) -> str:
-        """The CSI mode the analog methods use: ``csi``, or by default "perfect" on an ideal
-        bench and "estimated" (per-frame pilots) on an impaired one."""
-        if self.csi is not None:
-            return self.csi
-        return "perfect" if self.impairments == "none" else "estimated"
+        """The CSI mode the analog methods use: ``csi``, by default "estimated" (per-frame
+        pilots and the receiver's noise estimate, as on a bench); "perfect" reads the
+        simulator's truth and is recorded as such."""
+        return self.csi if self.csi is not None else "estimated"
 
 
 def validate_config(cfg: DemoConfig) -> DemoConfig:

@@ -176,3 +176,5 @@ def test_digital_over_processes_is_the_8bit_quantized_sum(bench, model_dir, tmp_
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
     exact = _reference_logits(shard_checkpoint(model_dir, _ratios(bench)), 3)
     assert np.max(np.abs(got - exact)) > 1e-4      # quantization is visible
+    air = res["allreduce"]["modelled_airtime"]     # the OFDMA airtime beside the wall time
+    assert air["per_token_decode_s"] == pytest.approx(2 * 4 * air["per_allreduce_decode_s"])

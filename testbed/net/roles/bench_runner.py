@@ -251,6 +251,9 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             results["per_window_latency_s"] = [s["latency_s"] for s in steps]
         if session is not None:
             results["allreduce"] = session.summary()
+            if session.spec.transport == "quantized":
+                results["allreduce"]["modelled_airtime"] = modelled_digital_airtime(
+                    model_dir, len(node_ids(bench)), session.spec.bits)
         traffic = {"controller": ctl.transport.traffic.table()}
         if sink is not None:
             results["measurement_tap"] = sink.summary()
@@ -335,6 +338,21 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             if sink is not None:
                 sink.close()
     return 0
+
+
+def modelled_digital_airtime(model_dir, n_nodes: int, bits: int) -> dict:
+    """The OFDMA airtime the ``digital`` method would take on the air (the bench runs it over
+    gloo): per decode token, 2 all-reduces per layer of ``hidden`` values, with the latency
+    model's defaults (`testbed.optim.latency`, star pattern, 1 MHz, 20 dB), seconds."""
+    from testbed.llm.checkpoint_slices import load_config
+    from testbed.optim.latency import LinkConfig, allreduce_time
+    cfg = load_config(model_dir)
+    link = LinkConfig(bits=bits)
+    per = allreduce_time("digital", float(cfg.hidden_size), n_nodes, link)
+    return {"per_allreduce_decode_s": per,
+            "per_token_decode_s": 2 * cfg.num_hidden_layers * per,
+            "model": "testbed.optim.latency defaults: OFDMA star, B = 1 MHz, 20 dB, "
+                     f"{bits}-bit values; compare with per_token_latency_s (measured wall)"}
 
 
 def traffic_table(per_process: dict) -> list[dict]:
