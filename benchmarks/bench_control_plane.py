@@ -1,9 +1,11 @@
 """Control-plane round trip (controller -> node -> controller) on loopback.
 
-An echo agent runs as a separate process. Measured: a small message (a 4-node ROUND_SCHEDULE,
-~300 bytes, echoed) and a PARTIAL carrying 4096 float32 (16 KiB, echoed as AGGREGATE), each
-with plain TCP and with CURVE.
-Prints median and p99 latency in microseconds, and the CURVE / plain ratio.
+An echo agent runs as a separate process. Measured: a small message (a SOUND command with its
+round plan, ~250 bytes, echoed) and a PARTIAL carrying 4096 float32 (16 KiB, echoed as
+AGGREGATE), each with plain TCP and with CURVE.
+Prints median and p99 latency in microseconds, and the CURVE / plain ratio; then the decode cost
+of the hostile-input checks (strict JSON with limits, `testbed.strict_json`) against a plain
+``json.loads`` of the same header, per message.
 
 Usage: python benchmarks/bench_control_plane.py [--n 2000]
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from testbed.net.controller import Controller, ControllerConfig
-from testbed.net.schema import Partial, RoundSchedule, Slot
+from testbed.net.codec import decode, encode
+from testbed.net.schema import Partial, PlanFields, SoundCommand
 from testbed.net.supervisor import Supervisor
 from testbed.net.transport import CurveServerKeys, generate_keys
 
@@ -33,6 +36,38 @@ def measure(ctl: Controller, make_msg, n: int, warmup: int = 50) -> np.ndarray:
         ctl.request("n0", msg, timeout_s=10)
         if i >= warmup:
             out[i - warmup] = (time.perf_counter() - t0) * 1e6
+    return out
+
+
+def _small(i: int) -> SoundCommand:
+    return SoundCommand(round_id=i, plan=PlanFields(scheme="aircomp", n_nodes=4, n_tx=1,
+                                                     n_streams=1, n_values=4096,
+                                                     start=1000 * i))
+
+
+def decode_cost(n: int) -> dict[str, tuple[float, float, float]]:
+    """Median microseconds per message: full `decode` (strict JSON + checks + model), the strict
+    JSON parse alone (`testbed.strict_json.load_json`) and a plain ``json.loads`` of the same
+    header, for both payloads."""
+    import json
+
+    from testbed.strict_json import load_json
+    tensor = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+    out = {}
+    for name, msg in (("small", _small(7)), ("4096xf32", Partial(layer=0, site="attn",
+                                                                  round_id=7, tensor=tensor))):
+        frames = encode(msg)
+        t = np.empty((n, 3))
+        for i in range(n):
+            t0 = time.perf_counter()
+            decode(frames)
+            t1 = time.perf_counter()
+            load_json(frames[0])
+            t2 = time.perf_counter()
+            json.loads(frames[0])
+            t3 = time.perf_counter()
+            t[i] = np.diff([t0, t1, t2, t3]) * 1e6
+        out[name] = tuple(float(v) for v in np.median(t, axis=0))
     return out
 
 
@@ -50,9 +85,7 @@ def run_case(run_dir: Path, curve: bool, n: int) -> dict[str, np.ndarray]:
                      "--curve-server", str(keys["server_public"])]
         sup.start_python("n0", "testbed.net.echo", args)
         ctl.wait_for_peers(timeout_s=60)
-        small = measure(ctl, lambda i: RoundSchedule(
-            round_id=i, layer=3, site="attn", slots={f"node{k}": Slot(
-                start_sample=1000 * i, n_samples=4096) for k in range(4)}), n)
+        small = measure(ctl, lambda i: _small(i), n)
         big = measure(ctl, lambda i: Partial(layer=0, site="attn", round_id=i, tensor=tensor), n)
         ctl.shutdown("benchmark done")
     return {"small": small, "4096xf32": big}
@@ -76,6 +109,10 @@ def main() -> int:
     for payload in ("small", "4096xf32"):
         ratio = rows[(payload, True)][0] / rows[(payload, False)][0]
         print(f"CURVE/plain median ratio, {payload}: {ratio:.2f}")
+    print("decode per message (microseconds, median): full decode, strict JSON, json.loads")
+    for payload, (full, strict, plain) in decode_cost(args.n).items():
+        print(f"{payload:<10} decode {full:7.1f}  strict JSON {strict:6.1f}  json.loads "
+              f"{plain:6.1f}  strict/plain {strict / plain:.1f}")
     return 0
 
 
