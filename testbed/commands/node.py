@@ -7,7 +7,7 @@ def register(subparsers) -> None:
     from testbed.net.roles.common import add_address_args
     p = subparsers.add_parser("node", help="run one shard node of a bench (agent process)",
                               description=__doc__)
-    add_address_args(p)
+    add_address_args(p, model_optional=True)
     p.add_argument("--id", required=True, help="node id from the bench file")
     p.set_defaults(func=run)
 
@@ -15,9 +15,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Serve until the controller says SHUTDOWN; 1 on registration/controller loss."""
     from testbed.net.roles.bench_runner import serve_node
-    from testbed.net.roles.common import addresses_from_args, resolve_bench, resolve_model_dir
+    from testbed.net.roles.common import addresses_from_args, optional_model_dir, resolve_bench
     bench = resolve_bench(args.bench)
     reason = serve_node(bench, args.id, addresses_from_args(bench, args),
-                        resolve_model_dir(args.model))
+                        optional_model_dir(args.model))
     print(f"node {args.id}: exiting ({reason})", flush=True)
     return 0

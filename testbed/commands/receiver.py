@@ -7,15 +7,15 @@ def register(subparsers) -> None:
     from testbed.net.roles.common import add_address_args
     p = subparsers.add_parser("receiver", help="run the bench's receiver (agent process)",
                               description=__doc__)
-    add_address_args(p)
+    add_address_args(p, model_optional=True)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Serve until SHUTDOWN; 1 on registration/controller loss."""
     from testbed.net.roles.bench_runner import serve_receiver
-    from testbed.net.roles.common import addresses_from_args, resolve_bench, resolve_model_dir
+    from testbed.net.roles.common import addresses_from_args, optional_model_dir, resolve_bench
     bench = resolve_bench(args.bench)
-    reason = serve_receiver(bench, addresses_from_args(bench, args), resolve_model_dir(args.model))
+    reason = serve_receiver(bench, addresses_from_args(bench, args), optional_model_dir(args.model))
     print(f"receiver: exiting ({reason})", flush=True)
     return 0

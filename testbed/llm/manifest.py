@@ -44,6 +44,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_entry(data: bytes) -> dict:
+    """The manifest entry (size in bytes, SHA-256 hex) of a file's contents ``data``."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_manifest(directory: str | Path) -> dict[str, dict]:
+    """The ``files`` entries of ``directory``'s manifest ({} when there is none or it is
+    unreadable; `verify_checkpoint` says why)."""
+    try:
+        files = json.loads((Path(directory) / MANIFEST_FILENAME).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
 def write_manifest(directory: str | Path) -> Path:
     """Record size (bytes) and SHA-256 of every `checkpoint_files` entry in
     ``directory/weights_manifest.json`` (written atomically); returns its path."""

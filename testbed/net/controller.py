@@ -30,8 +30,9 @@ from testbed.net.auth import key_owner_problem
 from testbed.net.codec import DEFAULT_CODEC, Codec
 from testbed.net.errors import (MessageError, PeerLostError, RemoteError, RequestTimeout,
                                 RegistrationError)
-from testbed.net.schema import (PROTOCOL_VERSION, ROLES, Capabilities, Error, Heartbeat,
-                                Message, Register, RegisterAck, RegisterReject, Shutdown, reply)
+from testbed.net.schema import (NO_CHECKPOINT, PROTOCOL_VERSION, ROLES, Capabilities, Error,
+                                Heartbeat, Message, Register, RegisterAck, RegisterReject,
+                                Shutdown, reply)
 from testbed.net.transport import ControllerTransport, CurveServerKeys, Incoming
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ class ControllerConfig:
 
     expected_peers: node id -> role ("node" | "receiver" | "channel") of every agent of the
         bench; others are refused.
-    model_fingerprint: hash string every node must report (same model/checkpoint).
+    model_fingerprint: hash string every peer bringing a checkpoint must report (same
+        model/checkpoint); a peer without one reports `NO_CHECKPOINT` (nodes then get their
+        slice from the controller, which verifies it by hash).
     router_endpoint / pub_endpoint: ZMQ bind addresses (port ``*`` = ephemeral).
     heartbeat_interval_s: period of heartbeats, seconds (told to agents at registration).
     peer_timeout_s: silence after which a registered peer is declared lost, seconds.
@@ -100,6 +103,7 @@ class PeerInfo:
     last_seen: float
     last_seq: int = -1
     status: str = "ok"
+    model_fingerprint: str = ""   #: what it registered with (`NO_CHECKPOINT`: brings none)
 
 
 class Controller:
@@ -251,7 +255,8 @@ class Controller:
         if msg.node_id not in self.peers:
             log.info("registered %s %r (%r)", msg.role, msg.node_id, ident)
         self.peers[msg.node_id] = PeerInfo(msg.node_id, msg.role, ident, msg.capabilities,
-                                           registered_at=now, last_seen=now)
+                                           registered_at=now, last_seen=now,
+                                           model_fingerprint=msg.model_fingerprint)
         self._by_identity[ident] = msg.node_id
         self._answer(ident, lambda: reply(msg, RegisterAck(
             node_id=msg.node_id, heartbeat_interval_s=self.config.heartbeat_interval_s,
@@ -268,9 +273,10 @@ class Controller:
         if cfg.expected_peers[msg.node_id] != msg.role:
             return (f"{msg.node_id!r} is a {cfg.expected_peers[msg.node_id]} in the bench but "
                     f"registered as {msg.role}; start it with the matching role command")
-        if msg.model_fingerprint != cfg.model_fingerprint:
+        if msg.model_fingerprint not in (cfg.model_fingerprint, NO_CHECKPOINT):
             return (f"model fingerprint {msg.model_fingerprint[:100]!r} != controller's "
-                    f"{cfg.model_fingerprint!r}; load the same model/checkpoint everywhere")
+                    f"{cfg.model_fingerprint!r}; load the same model/checkpoint everywhere, or "
+                    "start the node without --model (it gets its slice from the controller)")
         known = self.peers.get(msg.node_id)
         if known is not None and known.identity != ident:
             return (f"node id {msg.node_id!r} is already registered by another live process "

@@ -18,13 +18,20 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: numpy dtypes an array field may have (names as in ``np.dtype(name).name``).
-ARRAY_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64")
+ARRAY_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64", "uint8")
 COMPLEX_DTYPES = ("complex64", "complex128")
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+#: file names of a node slice on the wire (plain names, never a path or a dot file)
+SLICE_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
+#: largest slice chunk (bytes) a `ShardChunk` carries
+MAX_CHUNK_BYTES = 16 * 2**20
+#: ``model_fingerprint`` of a role that brings no checkpoint (a node then loads the slice the
+#: controller sends it, `ShardOffer`)
+NO_CHECKPOINT = "none"
 ROLES = ("node", "receiver", "channel")
 
 _ids = itertools.count(1 + (os.getpid() << 20))
@@ -130,6 +137,46 @@ class Assignment(Message):
             raise ValueError("every ratio must lie in [0, 1]")
         if not math.isclose(sum(v.values()), 1.0, abs_tol=1e-6):
             raise ValueError(f"ratios must sum to 1, they sum to {sum(v.values()):.6g}")
+        return v
+
+
+class SliceFile(_Model):
+    """One file of a node slice: its size (bytes) and SHA-256 (hex)."""
+
+    bytes: Annotated[int, Field(ge=0, le=2**40)]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ShardOffer(Message):
+    """Controller -> node, before ASSIGNMENT: node ``index``'s slice of checkpoint
+    ``model_fingerprint`` for ``ratios`` (bench order) is ``files`` (a small checkpoint
+    directory, `testbed.llm.node_slice`). The node's `Ack` info ``need`` says whether to send
+    it (False: the node brings its own checkpoint, or has this slice cached and verified)."""
+
+    type: Literal["shard_offer"] = "shard_offer"
+    model_fingerprint: str = Field(max_length=256)
+    ratios: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=1, max_length=1024)
+    index: NonNegInt
+    files: dict[Annotated[str, Field(pattern=SLICE_FILE_PATTERN)], SliceFile] = Field(
+        min_length=1, max_length=16)
+    chunk_bytes: Annotated[int, Field(ge=1, le=MAX_CHUNK_BYTES)]
+
+
+class ShardChunk(Message):
+    """Controller -> node: bytes ``[offset, offset + len(data))`` of slice file ``file`` of the
+    last `ShardOffer` (``data`` 1-D uint8, at most the offer's ``chunk_bytes``). The node
+    acknowledges each; its ack of the last chunk says the slice is stored and verified."""
+
+    type: Literal["shard_chunk"] = "shard_chunk"
+    file: str = Field(pattern=SLICE_FILE_PATTERN)
+    offset: Annotated[int, Field(ge=0, le=2**40)]
+    data: Array
+
+    @field_validator("data")
+    @classmethod
+    def _bytes(cls, v: np.ndarray) -> np.ndarray:
+        if v.dtype != np.uint8 or v.ndim != 1 or v.size > MAX_CHUNK_BYTES:
+            raise ValueError(f"data must be 1-D uint8 of at most {MAX_CHUNK_BYTES} bytes")
         return v
 
 
@@ -359,7 +406,8 @@ class Shutdown(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.model_fields["type"].default: cls
-    for cls in (Register, RegisterAck, RegisterReject, Heartbeat, Assignment, Forward, NodeStep,
+    for cls in (Register, RegisterAck, RegisterReject, Heartbeat, Assignment, ShardOffer,
+                ShardChunk, Forward, NodeStep,
                 SoundCommand, SoundingReport, PayloadCommand, AggregateCommand, RoundReport,
                 ClockQuery, ClockReport, NewRealization, TruthQuery, TruthReport, StatsQuery,
                 StatsReport, Ack, Partial, Aggregate, Estimate, TapPartial, Result, Error,

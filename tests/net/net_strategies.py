@@ -16,6 +16,8 @@ from testbed.net.schema import (ARRAY_DTYPES, MESSAGE_TYPES, NODE_ID_PATTERN, PR
                                 PlanFields, Register, RegisterAck, RegisterReject, Result,
                                 RoundReport, Shutdown, SoundCommand, SoundingReport, StatsQuery,
                                 StatsReport, TapPartial, TruthQuery, TruthReport)
+from testbed.net.schema import (MAX_CHUNK_BYTES, SLICE_FILE_PATTERN, ShardChunk, ShardOffer,
+                                SliceFile)
 
 node_ids = st.from_regex(NODE_ID_PATTERN, fullmatch=True)
 texts = st.text(max_size=24)
@@ -66,6 +68,16 @@ MESSAGE_STRATEGIES: list[st.SearchStrategy[Message]] = [
     st.builds(Heartbeat, seq=small_ints, timestamp=finite, status=texts, **common),
     st.builds(Assignment, ratios=ratios(), plan_summary=json_dicts, model_fingerprint=texts,
               **common),
+    st.builds(ShardOffer, model_fingerprint=texts, ratios=st.lists(st.floats(0, 1), min_size=1,
+                                                                   max_size=5),
+              index=st.integers(0, 64), chunk_bytes=st.integers(1, MAX_CHUNK_BYTES),
+              files=st.dictionaries(st.from_regex(SLICE_FILE_PATTERN, fullmatch=True),
+                                    st.builds(SliceFile, bytes=small_ints,
+                                              sha256=st.from_regex(r"[0-9a-f]{64}",
+                                                                   fullmatch=True)),
+                                    min_size=1, max_size=3), **common),
+    st.builds(ShardChunk, file=st.from_regex(SLICE_FILE_PATTERN, fullmatch=True),
+              offset=small_ints, data=hnp.arrays(np.uint8, st.integers(0, 64)), **common),
     st.builds(Forward, round_id=small_ints, ids=arrays(("int64",)), reset=st.booleans(),
               use_cache=st.booleans(), last_only=st.booleans(), score=st.booleans(),
               report_powers=st.booleans(), **common),
@@ -191,7 +203,7 @@ def malformed(draw, max_message_bytes: int = 1 << 16):
         return [*good, *([b""] * 80)], "frame_count"
     if case == "bad_dtype":
         h["arrays"][0]["dtype"] = draw(st.sampled_from(
-            ["object", "bool", "<U4", "float16", "O", "uint8", "", "V4"]) | st.integers())
+            ["object", "bool", "<U4", "float16", "O", "uint16", "", "V4"]) | st.integers())
         return _with_header(good, h), "bad_array"
     if case == "wrong_itemsize":
         h["arrays"][0]["dtype"] = draw(st.sampled_from(["float64", "complex64", "complex128",

@@ -28,8 +28,8 @@ from testbed.net.controller import Controller, ControllerConfig
 from testbed.net.errors import PeerLostError
 from testbed.net.results import JsonlRecorder
 from testbed.net.roles.common import (CHANNEL_ID, CONTROLLER_KEY, KEYS_ENV, BenchAddresses,
-                                      agent_config, model_fingerprint, node_ids, role_keys,
-                                      rss_bytes)
+                                      agent_config, model_fingerprint, node_ids, role_fingerprint,
+                                      role_keys, rss_bytes)
 from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job)
 from testbed.net.supervisor import Supervisor
 
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- role processes
-def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str:
-    """Run node ``node_id`` of ``bench`` until shutdown; returns the exit reason."""
+def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir=None) -> str:
+    """Run node ``node_id`` of ``bench`` until shutdown; returns the exit reason. model_dir:
+    its own checkpoint, or None to load the slice the controller sends."""
     from testbed.net.roles.node import NodeAgent
     ids = node_ids(bench)
     if node_id not in ids:
@@ -56,7 +57,7 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
         # fails at start with a message naming the node, its address and the check to run
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.nodes[index].radio, role="node", node_id=node_id)
-    cfg = agent_config(node_id, "node", addresses, model_fingerprint(model_dir), bench,
+    cfg = agent_config(node_id, "node", addresses, role_fingerprint(model_dir), bench,
                        radio=radio)
     try:
         return NodeAgent(cfg, model_dir, index, ids, radio=radio,
@@ -67,8 +68,9 @@ def serve_node(bench, node_id: str, addresses: BenchAddresses, model_dir) -> str
             radio.close()
 
 
-def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
-    """Run the bench's receiver until shutdown."""
+def serve_receiver(bench, addresses: BenchAddresses, model_dir=None) -> str:
+    """Run the bench's receiver until shutdown (it needs no checkpoint; given one, it
+    registers with its fingerprint)."""
     from testbed.net.roles.receiver import ReceiverAgent
     radio = None
     if bench.simulated:
@@ -81,7 +83,7 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
         from testbed.radio.factory import open_radio
         radio = open_radio(bench.receiver.primary_radio, role="receiver",
                            node_id=bench.receiver.id)
-    cfg = agent_config(bench.receiver.id, "receiver", addresses, model_fingerprint(model_dir),
+    cfg = agent_config(bench.receiver.id, "receiver", addresses, role_fingerprint(model_dir),
                        bench, radio=radio, n_antennas=bench.receiver.n_antennas)
     try:
         return ReceiverAgent(cfg, radio=radio,
@@ -92,7 +94,7 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir) -> str:
             radio.close()
 
 
-def serve_channel(bench, addresses: BenchAddresses, model_dir) -> str:
+def serve_channel(bench, addresses: BenchAddresses, model_dir=None) -> str:
     """Run the channel broker (radio side) and its control-plane agent until shutdown."""
     from sim_backend.broker import BrokerRoles, ChannelBroker, air_from_bench
     from testbed.net.roles.channel import ChannelAgent
@@ -104,7 +106,7 @@ def serve_channel(bench, addresses: BenchAddresses, model_dir) -> str:
     with ChannelBroker(air_from_bench(bench), addresses.broker, security=security,
                        roles=roles) as broker:
         log.info("channel broker serving at %s", broker.address)
-        cfg = agent_config(CHANNEL_ID, "channel", addresses, model_fingerprint(model_dir), bench)
+        cfg = agent_config(CHANNEL_ID, "channel", addresses, role_fingerprint(model_dir), bench)
         return ChannelAgent(cfg, broker).run()
 
 
@@ -159,12 +161,15 @@ def loopback_addresses() -> BenchAddresses:
 
 
 def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddresses,
-                model: str) -> list[str]:
+                model: str | None = None) -> list[str]:
     """Start channel broker (simulated benches) or the emulated radios (emulated benches),
     receiver and every node as children of ``sup``; returns the process names. The broker or
-    radios start first (the roles connect to them)."""
+    radios start first (the roles connect to them). model: a checkpoint every node loads itself
+    (``--model``); None: no role gets one and each node loads the slice the controller sends
+    it, as on a multi-host bench."""
     from testbed.net.roles.emulated_radios import start_emulated_radios
-    common = ["--bench", str(bench_spec), *addresses.as_args(), "--model", str(model)]
+    common = ["--bench", str(bench_spec), *addresses.as_args()]
+    node_args = [] if model is None else ["--model", str(model)]
     names = start_emulated_radios(sup, bench_spec, bench)
     if bench.simulated:
         sup.start_python(CHANNEL_ID, "testbed.cli", ["channel", *common])
@@ -172,7 +177,7 @@ def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddress
     sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
     names.append(bench.receiver.id)
     for nid in node_ids(bench):
-        sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
+        sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common, *node_args])
         names.append(nid)
     return names
 
@@ -288,6 +293,7 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                 sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)),
                                        keys=role_keys(bench, CONTROLLER_KEY))
             session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi,
+                                   model_dir=model_dir,
                                    corrections=None if calibration is None
                                    else calibration.corrections,
                                    measure_error=measure_error,
@@ -371,11 +377,12 @@ def traffic_table(per_process: dict) -> list[dict]:
 def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, run_dir,
                register_timeout_s: float = 120.0, n_streams: int | None = None,
                sup_hook=None, csi: str = "estimated", calibration=None,
-               measure_error: bool = False) -> int:
+               measure_error: bool = False, nodes_bring_model: bool = False) -> int:
     """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
     or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
     processes started (tests use it to kill a node mid-run). calibration: as `run_on_bench`
-    (checked before any process starts)."""
+    (checked before any process starts). nodes_bring_model: every node loads ``model`` itself
+    (default: the controller sends each node its slice)."""
     from testbed.net.roles.common import resolve_model_dir
     model_dir = resolve_model_dir(model)
     addresses = loopback_addresses()
@@ -388,7 +395,8 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
         generate_keys(run_dir / "keys", clients=ids)
         os.environ[KEYS_ENV] = str(run_dir / "keys")
     with Supervisor(run_dir) as sup:
-        start_bench(sup, bench_spec, bench, addresses, str(model_dir))
+        start_bench(sup, bench_spec, bench, addresses,
+                    str(model_dir) if nodes_bring_model else None)
         if sup_hook is not None:
             sup_hook(sup)
         code = run_on_bench(bench, addresses, model_dir, method, job, run_dir, supervisor=sup,

@@ -68,8 +68,10 @@ def addresses_from_args(bench, args) -> BenchAddresses:
                              for k in ("router", "pub", "broker", "estimates", "tap")})
 
 
-def add_address_args(parser) -> None:
-    """Add ``--bench``, ``--router``, ``--pub``, ``--broker`` and ``--model`` to a role parser."""
+def add_address_args(parser, model_optional: bool = False) -> None:
+    """Add ``--bench``, ``--router``, ``--pub``, ``--broker`` and ``--model`` to a role parser.
+    model_optional: ``--model`` defaults to None (a role that needs no checkpoint: a node then
+    loads the slice the controller sends it)."""
     parser.add_argument("--bench", required=True, help="bench YAML path or shipped name")
     parser.add_argument("--router", help="controller ROUTER address (default: from the bench)")
     parser.add_argument("--pub", help="controller PUB address (default: from the bench)")
@@ -78,8 +80,14 @@ def add_address_args(parser) -> None:
                         "receiver host, bench pub_port+2)")
     parser.add_argument("--tap", help="measurement sink address for --measure-error (default: "
                         "controller host, bench pub_port+3)")
-    parser.add_argument("--model", default="default",
-                        help="checkpoint directory or 'default' (the cached default model)")
+    if model_optional:
+        parser.add_argument("--model", default=None,
+                            help="checkpoint directory or 'default' (the cached default model); "
+                                 "default: none -- the controller sends a node its slice and "
+                                 "checks it by hash (nothing to train or copy here)")
+    else:
+        parser.add_argument("--model", default="default",
+                            help="checkpoint directory or 'default' (the cached default model)")
 
 
 def resolve_model_dir(spec: str | None) -> Path:
@@ -113,6 +121,18 @@ def model_fingerprint(model_dir: str | Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return "sha256:" + h.hexdigest()
+
+
+def role_fingerprint(model_dir: str | Path | None) -> str:
+    """What a role registers with: its checkpoint's `model_fingerprint`, or `NO_CHECKPOINT`
+    when it brings none (``model_dir`` None)."""
+    from testbed.net.schema import NO_CHECKPOINT
+    return NO_CHECKPOINT if model_dir is None else model_fingerprint(model_dir)
+
+
+def optional_model_dir(spec: str | None) -> Path | None:
+    """`resolve_model_dir` of ``--model`` when given, else None (no checkpoint here)."""
+    return None if spec is None else resolve_model_dir(spec)
 
 
 def node_ids(bench) -> list[str]:

@@ -70,7 +70,9 @@ class BenchSession:
     "estimated" (pilots; the product) or "perfect" (simulator truth through the channel agent);
     request_timeout_s: per request (s); budget: the link budget shared with the roles;
     corrections: {node id: NodeCorrection dict} sent in each node's ASSIGNMENT (calibration);
-    measure_error: nodes copy their partials to the measurement sink at ``tap_address``."""
+    measure_error: nodes copy their partials to the measurement sink at ``tap_address``;
+    model_dir: the checkpoint, whose slices go to the nodes that registered without one
+    (`testbed.net.roles.slices`; None: every node must bring its own)."""
 
     ctl: Controller
     bench: object
@@ -84,6 +86,7 @@ class BenchSession:
     corrections: dict[str, dict] | None = None
     measure_error: bool = False
     tap_address: str | None = None
+    model_dir: object = None
 
     def __post_init__(self) -> None:
         try:
@@ -152,14 +155,35 @@ class BenchSession:
                 return summary
             return {**summary, "correction": dict(self.corrections[n])}
 
-        msg = {n: Assignment(ratios=bench_ratios(self.bench), plan_summary=node_summary(n),
+        ratios = bench_ratios(self.bench)
+        slices = self.send_slices(ratios)
+        msg = {n: Assignment(ratios=ratios, plan_summary=node_summary(n),
                              model_fingerprint=self.fingerprint) for n in self.nodes}
         replies = self.ctl.gather(msg, timeout_s=max(self.request_timeout_s, 120.0))
         info = {n: getattr(r, "info", {}) for n, r in replies.items()}
+        for n, s in slices.items():
+            info[n]["slice"] = s
         if self.executor is not None:
             self.executor.node_latency_samples = {
                 n: int(i.get("schedule_latency_samples", 0)) for n, i in info.items()}
         return info
+
+    def send_slices(self, ratios: dict[str, float]) -> dict[str, dict]:
+        """Send their slices to the nodes that registered without a checkpoint; returns per
+        node how it got it (`SliceServer.deliver`)."""
+        from testbed.net.roles.slices import SliceServer
+        from testbed.net.schema import NO_CHECKPOINT
+        bare = {n: i for i, n in enumerate(self.nodes)
+                if self.ctl.peers[n].model_fingerprint == NO_CHECKPOINT}
+        if not bare:
+            return {}
+        if self.model_dir is None:
+            raise ConfigError(f"node(s) {sorted(bare)} brought no checkpoint and this controller "
+                              "has none to slice; give the controller --model")
+        if getattr(self, "_slice_server", None) is None:
+            self._slice_server = SliceServer(self.model_dir, self.fingerprint)
+        return self._slice_server.deliver(self.ctl, bare, [ratios[n] for n in self.nodes],
+                                          timeout_s=max(self.request_timeout_s, 120.0))
 
     def statistics_pass(self, train_ids: torch.Tensor, *, window: int, n_windows: int = 4,
                         decode_steps: int = 8) -> dict:

@@ -14,6 +14,11 @@ partial normalized by the site scale, precoded with B_n) transmitted at the plan
 receiver clock (through `CorrectedRadio` when calibrated), ``done_until`` the window end, then
 the `Estimate` the receiver publishes on its own PUB socket. With ``--measure-error`` a copy of
 the partial goes to the measurement sink (`TapPartial`), which the computation never reads.
+
+Weights: from the node's own checkpoint (``--model``; its fingerprint was checked at
+registration) or, without one, from the slice the controller sends before ASSIGNMENT
+(`testbed.net.roles.slices`: SHARD_OFFER / SHARD_CHUNK, cached by checkpoint, ratios and index,
+verified before use).
 """
 from __future__ import annotations
 
@@ -30,8 +35,10 @@ from testbed.methods import get_method
 from testbed.net.agent import Agent
 from testbed.net.roles.common import radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimateListener, TapSender
+from testbed.net.roles.slices import SliceReceiver
 from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, NodeStep, Partial,
-                                PayloadCommand, SoundCommand, StatsQuery, StatsReport)
+                                PayloadCommand, ShardChunk, ShardOffer, SoundCommand, StatsQuery,
+                                StatsReport)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.normalization import symbol_power
 from testbed.phy.round import RoundPlan, clip_to_full_scale, node_frame
@@ -69,7 +76,8 @@ class RelayAllReduce(AllReduce):
 class NodeAgent(Agent):
     """Agent of one bench node (see module docstring).
 
-    model_dir: checkpoint directory; index: this node's position in the bench (shard index);
+    model_dir: checkpoint directory, or None to load the slice the controller sends
+    (SHARD_OFFER, cached under ``cache_root``, default the testbed cache); index: this node's position in the bench (shard index);
     node_order: all node ids in bench order; radio: this node's transmitting `Radio` (any
     driver) or None when no over-the-air method is used; estimates_address: the receiver's
     PUB socket for `Estimate` broadcasts; budget: the link budget; step_timeout_s: longest wait
@@ -79,10 +87,11 @@ class NodeAgent(Agent):
 
     def __init__(self, config, model_dir, index: int, node_order: list[str], radio=None,
                  estimates_address: str | None = None, budget: LinkBudget = DEFAULT_BUDGET,
-                 step_timeout_s: float = 60.0, keys=None):
+                 step_timeout_s: float = 60.0, keys=None, cache_root=None):
         super().__init__(config)
         self.keys = keys  # RoleKeys on a CURVE bench (estimates and tap sockets)
         self.model_dir = model_dir
+        self.slices = SliceReceiver(config.node_id, cache_root)
         self.index = index
         self.node_order = list(node_order)
         self.radio = radio
@@ -109,6 +118,10 @@ class NodeAgent(Agent):
     def handle(self, message: Message) -> Message | None:
         """ASSIGNMENT -> load shard; FORWARD -> start a pass; PAYLOAD -> transmit, continue
         with the estimate; AGGREGATE (exact) -> continue; SOUND -> pilots; STATS -> counters."""
+        if isinstance(message, ShardOffer):
+            return Ack(info=self._slices_ready().on_offer(message))
+        if isinstance(message, ShardChunk):
+            return Ack(info=self._slices_ready().on_chunk(message))
         if isinstance(message, Assignment):
             return self._assign(message)
         if isinstance(message, Forward):
@@ -129,6 +142,7 @@ class NodeAgent(Agent):
                "rounds": self.rounds, "compute_s": self.compute_s,
                "estimate_wait_s": self.estimate_wait_s,
                "clipped_components": self.clipped_components,
+               "weights": "own checkpoint" if self.model_dir is not None else self.slices.stats,
                "traffic": {"controller": self.transport.traffic.table() if self.transport else []}}
         if self.estimates is not None:
             out["traffic"]["estimates"] = self.estimates.traffic.table()
@@ -144,9 +158,13 @@ class NodeAgent(Agent):
     # ------------------------------------------------------------------ assignment
     def _assign(self, msg: Assignment) -> Message:
         from testbed.llm.sharding import shard_checkpoint
-        if msg.model_fingerprint != self.config.model_fingerprint:
-            raise ValueError("assignment is for another model fingerprint")
         ratios = [msg.ratios[n] for n in self.node_order]
+        if self.model_dir is None:
+            weights = self.slices.slice_for(msg.model_fingerprint, ratios, self.index)
+        elif msg.model_fingerprint != self.config.model_fingerprint:
+            raise ValueError("assignment is for another model fingerprint")
+        else:
+            weights = self.model_dir
         self.method = get_method(msg.plan_summary.get("method", "exact"))
         if self.method.transport == "quantized":
             from testbed.llm.tp_gloo import QuantizedGlooAllReduce, init_gloo
@@ -173,7 +191,7 @@ class NodeAgent(Agent):
                 self.tap = TapSender(tap, self.keys)
         self._apply_correction(msg.plan_summary.get("correction"))
         torch.set_num_threads(int(msg.plan_summary.get("threads", 1)))
-        self.model = shard_checkpoint(self.model_dir, ratios, allreduce, nodes=[self.index])
+        self.model = shard_checkpoint(weights, ratios, allreduce, nodes=[self.index])
         self.rss_after_load = rss_bytes()
         log.info("%s: loaded shard %d (%d bytes), method %s", self.config.node_id, self.index,
                  self.model.nodes[0].param_bytes(), self.method.name)
@@ -181,6 +199,12 @@ class NodeAgent(Agent):
         if self.tx_radio is not None:
             info["schedule_latency_samples"] = int(self.tx_radio.schedule_latency_samples())
         return Ack(info=info)
+
+    def _slices_ready(self) -> SliceReceiver:
+        if self.model_dir is not None:
+            raise RuntimeError(f"{self.config.node_id} brings its own checkpoint (--model); it "
+                               "takes no slice from the controller")
+        return self.slices
 
     def _apply_correction(self, correction: dict | None) -> None:
         """Wrap the radio in `CorrectedRadio` for ``correction`` (a `NodeCorrection` dict from
