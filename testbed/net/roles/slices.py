@@ -68,7 +68,8 @@ class SliceServer:
                 timeout_s: float = 60.0) -> dict[str, dict]:
         """Offer each node in ``indices`` (node id -> bench index) its slice and send it to
         those without a verified copy; chunk k of every such node goes out together. Returns
-        per node: source ("controller" or "cache"), bytes sent, chunks, cache rejection."""
+        per node: source ("controller" or "cache"), bytes sent, chunks, the node's cache path and
+        why a cached copy was refused (if it was)."""
         if not indices:
             return {}
         replies = ctl.gather({n: self.offer(ratios, i) for n, i in indices.items()},
@@ -86,8 +87,11 @@ class SliceServer:
             for n, chunk in batch.items():
                 info[n]["bytes_sent"] += int(chunk.data.size)
                 info[n]["chunks"] += 1
-                if not queues[n] and not getattr(acks[n], "info", {}).get("stored"):
-                    raise RuntimeError(f"{n} did not confirm its slice after the last chunk")
+                if not queues[n]:
+                    done = dict(getattr(acks[n], "info", {}))
+                    if not done.pop("stored", False):
+                        raise RuntimeError(f"{n} did not confirm its slice after the last chunk")
+                    info[n].update(done)
         return info
 
 
