@@ -163,6 +163,39 @@ def print_summary(results_path: Path, model_dir) -> None:
     if rows:
         got = sum(r["bytes"] for r in rows if r["process"] == "controller" and r["direction"] == "in")
         print(f"traffic: the controller received {got / 1e3:.1f} kB in all")
+    for line in stream_health_lines(res):
+        print(line)
     rss = res.get("process_rss_bytes") or {}
     if rss:
         print("memory (RSS, MiB): " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in rss.items()))
+
+
+def stream_health_lines(res: dict) -> list[str]:
+    """Summary lines of every radio's stream counters in results.json (``radios``): one line
+    when all are clean, else one per radio with errors; roles whose counters could not be
+    fetched (a failed run) are named."""
+    from testbed.net.roles.common import HEALTH_COUNTERS
+    label = {"stream_breaks": "stream breaks", "resyncs": "re-syncs"}
+    radios = res.get("radios") or {}
+    lines = []
+    bad = []
+    for role, r in sorted(radios.items()):
+        c = r.get("counters", {})
+        errs = [f"{label.get(k, k)} {c[k]}" for k in HEALTH_COUNTERS if c.get(k)]
+        if errs:
+            bad.append(f"  {role} ({r.get('kind')} {r.get('serial')}): " + ", ".join(errs))
+    if radios:
+        shown = [label.get(k, k) for k in HEALTH_COUNTERS
+                 if any(k in r.get("counters", {}) for r in radios.values())]
+        if bad:
+            lines.append(f"stream health: {len(bad)} of {len(radios)} radios had errors "
+                         f"({' / '.join(shown)}):")
+            lines += bad
+        else:
+            lines.append(f"stream health: {len(radios)} radios clean (no "
+                         f"{', '.join(shown)})")
+    missing = res.get("radios_unreported") or []
+    if missing:
+        lines.append(f"stream health: no counters from {', '.join(missing)} (lost or busy when "
+                     "the run stopped)")
+    return lines

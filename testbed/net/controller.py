@@ -355,6 +355,33 @@ class Controller:
                 raise RemoteError(n, rep.code, rep.message)
         return out
 
+    def gather_available(self, msgs_by_node: Mapping[str, Message],
+                         timeout_s: float = 2.0) -> dict[str, Message]:
+        """Best-effort `gather` (e.g. counters after a failure): send to every peer still
+        reachable and return the replies that arrive within ``timeout_s`` seconds; lost,
+        silent or failing peers are left out. Never raises `PeerLostError`."""
+        ids: dict[str, int] = {}
+        for node_id, msg in msgs_by_node.items():
+            self._pending[msg.msg_id] = node_id
+            try:
+                self.send(node_id, msg)
+                ids[node_id] = msg.msg_id
+            except TestbedError:          # lost or not registered
+                self._pending.pop(msg.msg_id, None)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not all(i in self._replies for i in ids.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.pump(min(left, self.config.heartbeat_interval_s), check_liveness=False)
+            return {n: self._replies[i] for n, i in ids.items()
+                    if i in self._replies and not isinstance(self._replies[i], Error)}
+        finally:
+            for i in ids.values():
+                self._pending.pop(i, None)
+                self._replies.pop(i, None)
+
     def receive(self, timeout_s: float = 10.0, node_id: str | None = None,
                 msg_type: str | None = None) -> tuple[str, Message]:
         """Return the oldest unsolicited message (optionally from ``node_id`` / of

@@ -129,6 +129,13 @@ def test_killed_node_is_named_partial_results_saved_no_orphans(bench, model_dir,
     assert len(res["generated_ids"]) == res["steps_completed"]
     lines = (tmp_path / "steps.jsonl").read_text().splitlines()
     assert len(lines) == res["steps_completed"]
+    # the survivors' stream counters are saved; the lost node is named as unreported
+    assert set(res["radios"]) == {"receiver", "node0", "node1", "node3"}
+    assert all(set(r["counters"]) >= {"underflows", "overflows", "late", "stream_breaks"}
+               for r in res["radios"].values())
+    assert res["radios_unreported"] == ["node2"]
+    from testbed.commands.run import stream_health_lines
+    assert stream_health_lines(res)[-1].startswith("stream health: no counters from node2")
     alive = [p for p in killed["pids"] if psutil.pid_exists(p)
              and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []

@@ -30,7 +30,8 @@ from testbed.net.results import JsonlRecorder
 from testbed.net.roles.common import (CHANNEL_ID, CONTROLLER_KEY, KEYS_ENV, BenchAddresses,
                                       agent_config, model_fingerprint, node_ids, role_fingerprint,
                                       role_keys, rss_bytes)
-from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job)
+from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job,
+                                              stats_after_failure)
 from testbed.net.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,9 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             for p, s in stats.items():
                 traffic[p] = s.pop("traffic", {})
             results["radios"] = {p: s.pop("radio") for p, s in stats.items() if "radio" in s}
+            results["radios_unreported"] = sorted(
+                p for p, info in ctl.peers.items()
+                if info.capabilities.radio_kind != "none" and p not in results["radios"])
             results["process_stats"] = stats
         results["traffic"] = traffic_table(traffic)
         write_json(run_dir / "results.json", results)
@@ -329,16 +333,18 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             ctl.shutdown("run finished")
             save("ok", session=session, stats=stats)
         except PeerLostError as exc:
+            stats = stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {exc}")
             msg = (f"run stopped: {exc.node_id!r} was lost ({exc.detail}, last heard "
                    f"{exc.last_seen_age_s:.1f} s ago). Saved {len(steps)} completed step(s) to "
                    f"{run_dir}. Restart that role (or `testbed up` again) and rerun.")
-            save("failed", error=msg, session=session)
+            save("failed", error=msg, session=session, stats=stats)
             print(msg, file=sys.stderr, flush=True)
             return 1
         except BaseException as exc:
+            stats = None if isinstance(exc, KeyboardInterrupt) else stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {type(exc).__name__}: {exc}")
-            save("failed", error=f"{type(exc).__name__}: {exc}", session=session)
+            save("failed", error=f"{type(exc).__name__}: {exc}", session=session, stats=stats)
             raise
         finally:
             if sink is not None:

@@ -155,11 +155,23 @@ def bench_ratios(bench) -> dict[str, float]:
     return {i: 1.0 / len(ids) for i in ids}
 
 
-def radio_stats(radio) -> dict:
-    """A radio's identity and stream counters (JSON-able), for STATS and results.json."""
+#: the stream-health counters of a radio, in the order a summary prints them (`radio_stats`;
+#: ``resyncs`` only where the role re-establishes a time base)
+HEALTH_COUNTERS = ("underflows", "overflows", "late", "stream_breaks", "resyncs")
+
+
+def radio_stats(radio, resyncs: int | None = None) -> dict:
+    """A radio's identity and stream counters (JSON-able), for STATS and results.json:
+    `StreamCounters` plus ``stream_breaks`` (`Radio.stream_breaks`: underflows, overflows and
+    stream restarts -- each a discontinuity of its sample clock) and, when the role counts them,
+    ``resyncs`` (time base re-established)."""
     ident = radio.identity()
+    counters = radio.counters().as_dict()
+    counters["stream_breaks"] = int(radio.stream_breaks())
+    if resyncs is not None:
+        counters["resyncs"] = int(resyncs)
     return {"kind": ident.kind, "serial": ident.serial, "address": ident.address,
-            "counters": radio.counters().as_dict()}
+            "counters": counters}
 
 
 def radio_capabilities(radio, n_antennas: int = 1):

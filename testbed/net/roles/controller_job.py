@@ -298,6 +298,20 @@ class BenchSession:
         return out
 
 
+#: how long a failed run waits for the roles' counters (s)
+STATS_AFTER_FAILURE_S = 2.0
+
+
+def stats_after_failure(ctl: Controller, timeout_s: float = STATS_AFTER_FAILURE_S) -> dict:
+    """STATS from every role that still answers within ``timeout_s`` seconds (a failed run
+    saves what it can: radio counters, RSS, traffic); lost or busy roles are left out."""
+    now = time.monotonic()
+    live = [p for p, info in ctl.peers.items()
+            if now - info.last_seen <= ctl.config.peer_timeout_s]
+    replies = ctl.gather_available({p: StatsQuery() for p in live}, timeout_s)
+    return {p: r.info for p, r in replies.items() if isinstance(r, StatsReport)}
+
+
 def generate_job(session: BenchSession, prompt_ids: torch.Tensor, max_new_tokens: int,
                  keep_logits: bool = False):
     """Greedy decoding over the bench as a `Controller.run` job: yields one dict per token
