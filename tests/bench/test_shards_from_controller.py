@@ -1,7 +1,8 @@
 """Shards from the controller over real processes: nodes started without a checkpoint, with an
 empty cache (TESTBED_CACHE_DIR), get their slices from the controller and run `exact` and
 `aircomp-zf-sdr` with the logits of nodes that load the checkpoint themselves; a tampered
-cached slice is refused before use and fetched again. 2-node bench (4 processes): slow."""
+cached slice is refused before use and fetched again (2-node bench, 4 processes: slow).
+The digital method's gloo rendezvous on a multi-host bench."""
 from __future__ import annotations
 
 import json
@@ -16,8 +17,6 @@ from testbed.llm.default_model import ensure_default_model
 from testbed.llm.sharding import shard_checkpoint
 from testbed.net.roles.bench_runner import JobSpec, up_and_run
 from testbed.net.roles.common import resolve_bench
-
-pytestmark = pytest.mark.slow
 
 PROMPT = [72, 101, 108, 108, 111]
 RATIOS = (0.6, 0.4)
@@ -55,6 +54,7 @@ def _reference_logits(sharded, n_tokens):
     return np.stack(out)
 
 
+@pytest.mark.slow
 def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, monkeypatch):
     model_dir = ensure_default_model(progress=False)     # the controller's checkpoint
     bench_file = _two_node_bench(tmp_path)
@@ -96,3 +96,17 @@ def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, mo
     np.testing.assert_array_equal(air, own)
     assert res_air["generated_ids"] == res_own["generated_ids"]
     assert res_air["allreduce"]["rounds"] > 0
+
+
+def test_gloo_rendezvous_on_a_multi_host_bench_uses_node0_and_a_port_of_its_own():
+    """`--method digital` on pluto_4node: node0's address from the bench, a port none of the
+    bench's other sockets uses (node0 may share the receiver's host)."""
+    from testbed.net.roles.bench_runner import gloo_rendezvous
+    from testbed.net.roles.common import default_addresses
+    bench = resolve_bench("pluto_4node")
+    addrs = default_addresses(bench)
+    host, port = gloo_rendezvous(bench, addrs)
+    assert host == bench.nodes[0].host != "127.0.0.1"
+    used = {int(a.rsplit(":", 1)[1]) for a in (addrs.router, addrs.pub, addrs.broker,
+                                               addrs.estimates, addrs.tap)}
+    assert port not in used and len(used) == 5

@@ -128,17 +128,22 @@ def broker_client_options(bench, role_id: str) -> dict:
     return {"secure": lambda sock: curve_client(sock, keys)}
 
 
+#: the digital method's gloo rendezvous port on a multi-host bench: controller pub_port + this
+GLOO_PORT_OFFSET = 4
+
+
 def gloo_rendezvous(bench, addresses: BenchAddresses) -> tuple[str, int]:
     """(host, port) where node0 listens for the digital method's gloo rendezvous: loopback
     (a free port) when the bench runs on this host's loopback, else node0's bench ``host`` and
-    the controller's pub_port + 2."""
+    the controller's pub_port + 4 (+1..+3 are the broker, the receiver's estimates and the
+    measurement sink, `default_addresses`; node0 may share the receiver's host)."""
     from urllib.parse import urlsplit
 
     from testbed.llm.tp_gloo import free_port
     router_host = urlsplit(addresses.router).hostname or ""
     if router_host.startswith("127.") or router_host in ("localhost", "::1"):
         return "127.0.0.1", free_port("127.0.0.1")
-    return bench.nodes[0].host, bench.controller.pub_port + 2
+    return bench.nodes[0].host, bench.controller.pub_port + GLOO_PORT_OFFSET
 
 
 # ---------------------------------------------------------------------- local bench
