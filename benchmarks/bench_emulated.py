@@ -7,7 +7,11 @@ process per radio running our `PlutoRadio` driver (background streaming, as on a
 the drivers (register 0x80000088 and refill gaps), the emulated sample rate that was
 sustained, and whether the bench kept up (no overflow, no underflow). Ports are free ones.
 
-Usage: .venv/bin/python benchmarks/bench_emulated.py [--scales 1 2 4 8] [--seconds 8]
+``--cost`` also prints, free of the machine's load, the CPU seconds the emulated radios spend
+per emulated second producing RX blocks (air + ADC, no protocol) with silent nodes and with
+every node transmitting, per radio, and the time scale that cost alone needs on this many cores.
+
+Usage: .venv/bin/python benchmarks/bench_emulated.py [--scales 1 2 4 8] [--seconds 8] [--cost]
 """
 from __future__ import annotations
 
@@ -82,14 +86,64 @@ def run_scale(bench_path: Path, k: float, warmup_s: float, seconds: float) -> li
         emu.wait(timeout=10)
 
 
+def rx_cost(bench_path: Path, block: int = 16384, blocks: int = 8) -> dict[str, dict]:
+    """CPU s per emulated s of `EmulatedPluto.rx_block` per radio, nodes silent / transmitting
+    back-to-back 16384-sample pushes (noise-like, -10 dBFS)."""
+    import numpy as np
+
+    from sim_backend.emulated_bench import EmulatedBench
+    from sim_backend.pluto_emu.context import RX_CORE
+    from sim_backend.pluto_emu.device import Buffer
+    emu = EmulatedBench.from_bench(load_bench(bench_path), time_scale=1e6)
+    try:
+        bufs = {}
+        for name, srv in emu.servers.items():
+            dev = srv.device
+            core = dev.ctx.find_device(RX_CORE)
+            bufs[name] = (dev, Buffer(core, block, [c for c in core.channels if c.is_scan],
+                                      False, None))
+            dev.port.tune_rx(915e6)
+            dev.port.tune_tx(915e6)
+        bench = load_bench(bench_path)
+        receivers = set(bufs) - {n.id for n in bench.nodes}
+        out = {}
+        for case in ("silent", "transmitting"):
+            rng = np.random.default_rng(0)
+            for name, (dev, _) in bufs.items():
+                dev.port.tx_cut(0)
+                if case == "transmitting" and name not in receivers:
+                    for j in range(-block, (blocks + 2) * block, block):
+                        dev.port.tx_push(0.2 * (rng.standard_normal((1, block))
+                                                + 1j * rng.standard_normal((1, block))), j)
+            out[case] = {}
+            for name, (dev, buf) in bufs.items():
+                t = time.process_time()
+                for k in range(blocks):
+                    dev.rx_block(buf, k * block)
+                out[case][name] = (time.process_time() - t) / (blocks * block / 1e6)
+        return out
+    finally:
+        emu.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--scales", type=float, nargs="*", default=[1, 2, 4, 8])
     ap.add_argument("--seconds", type=float, default=8.0, help="measured wall seconds")
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up, emulated seconds")
+    ap.add_argument("--cost", action="store_true", help="also print the RX block CPU cost")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = _bench_file(Path(tmp))
+        if args.cost:
+            cost = rx_cost(path)
+            names = list(cost["silent"])
+            print(f"{'RX block CPU s per emulated s':<30}" + "".join(f"{n:>11}" for n in names)
+                  + f"{'total':>9}{'k needed':>10}")
+            for case, row in cost.items():
+                total = sum(row.values())
+                print(f"{case:<30}" + "".join(f"{row[n]:>11.3f}" for n in names)
+                      + f"{total:>9.2f}{total / mp.cpu_count():>10.2f}")
         print(f"{'k':>4} {'radio':<11} {'overflows':>9} {'underflows':>10} "
               f"{'samples/s':>10} {'x real time':>11}")
         verdict = []
@@ -101,6 +155,8 @@ def main() -> None:
                       f"{rate * k / 1e6:>11.2f} {err}")
             verdict.append((k, ok))
             print(f"{k:>4g} {'bench':<11} {'keeps up' if ok else 'FALLS BEHIND'}", flush=True)
+        if not verdict:
+            return
         good = [k for k, ok in verdict if ok]
         print(f"smallest time scale that keeps up at 1 MS/s: {min(good) if good else 'none'} "
               f"(target <= 4) on {mp.cpu_count()} cores")

@@ -36,8 +36,10 @@ the receiver's Nyquist band carry nothing. Noise: complex AWGN per receive anten
 ``10**((noise_dbm_hz - full_scale_dbm) / 10) * fs`` (air units: amplitude 1.0 is a full-scale
 DAC sample at 0 dB transmit gain, ``full_scale_dbm`` at the antenna).
 
-Cost: only non-zero transmit segments are resampled, so a bench of silent radios costs one
-noise draw per received block.
+Cost: only non-zero transmit segments are resampled, each onto a receiver's grid once per
+``GRID_CHUNK`` receiver samples (cached on the segment, shared by the receiver's antennas and
+windows: what a receiver gets does not depend on how it cuts its windows), so a bench of silent
+radios costs one noise draw per received block.
 """
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ from testbed.phy.resample import bandlimited_resample
 DEFAULT_NOISE_DBM_HZ = -169.0
 #: Power (dBm) of a full-scale DAC sample at 0 dB transmit gain (a Pluto puts out ~7 dBm).
 DEFAULT_FULL_SCALE_DBM = 7.0
+#: Receiver samples per cached piece of a transmitted segment resampled onto its grid.
+GRID_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class _Segment:
     pn: np.ndarray | None = None   # TX LO phase noise (rad) per sample, non-cyclic only
     period: int = 0
     _air: np.ndarray | None = field(default=None, repr=False)
+    #: (grid a, step, end) -> (first receiver index, (n_tx, m) resampled air samples)
+    _on_grid: dict = field(default_factory=dict, repr=False)
 
     def air(self) -> np.ndarray:
         """The samples as they leave the antenna (gain, phase noise), cached."""
@@ -218,9 +224,9 @@ class AirRadio:
         if x.ndim != 2 or x.shape[0] != self.n_tx:
             raise ConfigError(f"{self.name}: tx_push needs ({self.n_tx}, K), got {x.shape}")
         start = int(start)
-        pn = self._tx_pn.phases(start, x.shape[1], self.sample_rate_hz)
         if not x.any():
-            return
+            return              # the phase-noise processes bridge the gap exactly later
+        pn = self._tx_pn.phases(start, x.shape[1], self.sample_rate_hz)
         with self.lock:
             self._segments.append(_Segment(start, start + x.shape[1], x, self._gain(), pn))
             self._expire()
@@ -251,6 +257,7 @@ class AirRadio:
                         s.pn = None if s.pn is None else s.pn[:after - s.start]
                         s.end = after
                         s._air = None
+                        s._on_grid.clear()
                 keep.append(s)
             self._segments = keep
 
@@ -270,10 +277,13 @@ class AirRadio:
         horizon = self.now() - int(self.air.history_s * self.clock_hz)
         self._segments = [s for s in self._segments if s.end > horizon]
 
-    def _eval(self, ch: int, p0: float, step: float, n: int) -> np.ndarray | None:
+    def _eval(self, ch: int, a: float, step: float, start: int, n: int) -> np.ndarray | None:
         """Channel ``ch`` of the band-limited transmitted signal at this radio's sample
-        positions ``p0 + step k``, k < n; None if nothing was sent near them."""
+        positions ``a + step k`` for a receiver's samples k in ``[start, start + n)``; None if
+        nothing was sent near them. A finite segment is resampled onto a receiver's grid
+        ``(a, step)`` once, whole, and cached (every receive window and antenna slices it)."""
         h = INTERP_HALF_TAPS
+        p0 = a + step * start
         p_last = p0 + step * (n - 1)
         with self.lock:
             segs = [s for s in self._segments if s.end > p0 - h and s.start < p_last + h]
@@ -288,6 +298,17 @@ class AirRadio:
                 if lo < hi:
                     out[lo - r0:int(hi) - r0] += s.span(lo, int(hi))[ch]
                 continue
+            if not s.period:
+                k_lo = math.ceil((s.start - h - a) / step)
+                k_hi = math.floor((s.end - 1 + h - a) / step) + 1
+                c0 = max(0, (start - k_lo) // GRID_CHUNK)
+                c1 = (min(start + n, k_hi) - 1 - k_lo) // GRID_CHUNK
+                for c in range(c0, c1 + 1):
+                    k0, vals = self._on_grid(s, a, step, k_lo + c * GRID_CHUNK, k_hi)
+                    lo, hi = max(start, k0), min(start + n, k0 + vals.shape[1])
+                    if lo < hi:
+                        out[lo - start:hi - start] += vals[ch, lo - k0:hi - k0]
+                continue
             lo = max(s.start, math.floor(p0) - h)
             hi = int(min(s.end, math.ceil(p_last) + h + 1))
             if lo >= hi:
@@ -301,6 +322,22 @@ class AirRadio:
             out[k0:k1] += bandlimited_resample(x, p0 + step * k0 - lo, step, k1 - k0)[0]
         return out
 
+    def _on_grid(self, s: _Segment, a: float, step: float, k0: int, k_hi: int
+                 ) -> tuple[int, np.ndarray]:
+        """A finite segment's air samples (all channels) at positions ``a + step k`` for the
+        receiver indices k in ``[k0, min(k0 + GRID_CHUNK, k_hi))`` (the segment's samples
+        within INTERP_HALF_TAPS of them): (k0, (n_tx, m)), cached on the segment."""
+        key = (a, step, s.end, k0)
+        got = s._on_grid.get(key)
+        if got is None:
+            h = INTERP_HALF_TAPS
+            k1 = min(k0 + GRID_CHUNK, k_hi)
+            lo = max(s.start, math.floor(a + step * k0) - h)
+            hi = int(min(s.end, math.ceil(a + step * (k1 - 1)) + h + 1))
+            vals = bandlimited_resample(s.span(lo, hi), a + step * k0 - lo, step, k1 - k0)
+            got = s._on_grid[key] = (k0, vals)
+        return got
+
     # ------------------------------------------------------------------ receive
     def rx_pull(self, start: int, n: int) -> np.ndarray:
         """Complex baseband ``(n_rx, n)`` at the antennas (air units, noise included) for the
@@ -311,6 +348,7 @@ class AirRadio:
         tau0 = self.time_of(start)
         y = np.zeros((self.n_rx, n), np.complex128)
         k = None
+        evals: dict = {}
         for link in air.links_to(self):
             t = link.tx
             if t.tx_lo_hz is None or self.rx_lo_hz is None:
@@ -319,8 +357,11 @@ class AirRadio:
             if abs(df) >= self.sample_rate_hz / 2:
                 continue
             step = t.clock_hz / fs_r
-            p0 = (tau0 - t.epoch_s) * t.clock_hz
-            x = t._eval(link.tx_ch, p0, step, n)
+            a = (self.epoch_s - t.epoch_s) * t.clock_hz     # t's position of our sample 0
+            key = (id(t), link.tx_ch)
+            if key not in evals:             # shared by every antenna this TX reaches
+                evals[key] = t._eval(link.tx_ch, a, step, int(start), n)
+            x = evals[key]
             if x is None:
                 continue
             if k is None:
@@ -328,13 +369,16 @@ class AirRadio:
             # 2 pi df tau_k, with the large tau0 term reduced mod one cycle first
             ph = 2 * math.pi * (((df * tau0) % 1.0) + df / fs_r * k)
             y[link.rx_ch] += link.h * x * np.exp(1j * (ph + t.tx_phase_rad - self.rx_phase_rad))
+        if k is not None:     # RX LO phase noise on the signal (rotated AWGN is the same AWGN)
+            pn = self._rx_pn.phases(int(start), n, self.sample_rate_hz)
+            if pn is not None:
+                y *= np.exp(-1j * pn)[None, :]
         nv = air.noise_var(self.sample_rate_hz)
         if nv > 0:
-            w = self._rng.standard_normal((2, self.n_rx, n))
-            y += math.sqrt(nv / 2) * (w[0] + 1j * w[1])
-        pn = self._rx_pn.phases(int(start), n, self.sample_rate_hz)
-        if pn is not None:
-            y *= np.exp(-1j * pn)[None, :]
+            w = self._rng.standard_normal((2, self.n_rx, n), dtype=np.float32)
+            sd = math.sqrt(nv / 2)
+            y.real += sd * w[0]
+            y.imag += sd * w[1]
         return y
 
 
