@@ -184,8 +184,9 @@ class ChannelBroker:
             self._sock.bind(endpoint)
         except zmq.ZMQError as exc:
             self._teardown()
-            raise ConfigError(f"channel broker cannot bind {endpoint}: {exc}; pick another "
-                              "--broker-port or stop the process holding it") from None
+            raise ConfigError(f"channel broker cannot bind {endpoint}: {exc}; give another "
+                              "address with --broker tcp://HOST:PORT (default: the bench's "
+                              "controller pub_port + 1) or stop the process holding it") from None
         except BaseException:
             self._teardown()
             raise

@@ -53,7 +53,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from scipy.signal import lfilter
 
 from testbed.errors import ConfigError
 from testbed.phy.resample import bandlimited_resample  # noqa: F401  (also re-exported here)
@@ -182,6 +181,7 @@ class PLLPhase:
             x0 = self._last_phase
         w = self._rng.normal(0.0, sigma * math.sqrt(1.0 - rho * rho), n - 1)
         if n > 1:
+            from scipy.signal import lfilter   # ~1 s to import: only when phase noise is drawn
             rest, _ = lfilter([1.0], [1.0, -rho], w, zi=[rho * x0])
             ph = np.concatenate([[x0], rest])
         else:

@@ -25,6 +25,7 @@ import json
 import numpy as np
 import zmq
 
+from testbed.activity import waiting_on
 from testbed.errors import ConfigError, RadioNotFoundError, StreamError
 from testbed.radio import factory
 from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
@@ -80,6 +81,11 @@ class RemoteSimRadio(Radio):
               timeout_s: float | None = None) -> tuple[dict, list[bytes]]:
         if self._closed:
             raise StreamError("this RemoteSimRadio was closed; create a new one")
+        with waiting_on(f"waiting on the channel broker {self.address} ({header['op']})"):
+            return self._call_waiting(header, payload, timeout_s)
+
+    def _call_waiting(self, header: dict, payload: bytes | None,
+                      timeout_s: float | None) -> tuple[dict, list[bytes]]:
         seq = next(self._seq)
         frames = [json.dumps({**header, "seq": seq}).encode()]
         if payload is not None:

@@ -54,7 +54,7 @@ class SimBench:
 def impairment_preset(name: str, n_nodes: int, carrier_hz: float, seed: int) -> BenchImpairments | None:
     """The impairments of preset ``name`` (one of IMPAIRMENT_PRESETS) for ``n_nodes`` nodes at
     ``carrier_hz`` (Hz), drawn from ``np.random.default_rng(seed)`` (the same draw as
-    ``testbed calibrate --preset NAME --seed SEED``); None for "none". See `preset_by_name`."""
+    ``testbed calibrate --impairments NAME --seed SEED``); None for "none". See `preset_by_name`."""
     return preset_by_name(name, n_nodes, carrier_hz, seed)
 
 

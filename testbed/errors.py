@@ -19,3 +19,8 @@ class RadioNotFoundError(RadioError):
 
 class StreamError(RadioError):
     """Underflow/overflow/late bursts beyond what the caller allowed."""
+
+
+class DeprecatedSpellingWarning(FutureWarning):
+    """An old spelling of an option or method name was used (it still works); the message
+    names the new one. A FutureWarning, so Python shows it by default."""

@@ -1,7 +1,7 @@
 """``testbed calibrate``: sound every node, compute and check corrections, write a calibration.
 
 Simulated benches (every radio ``kind: sim``): the air is built from the bench's ``channel``
-section with an impairment preset (``--preset``). Hardware benches: radios are opened with
+section with an impairment preset (``--impairments``). Hardware benches: radios are opened with
 `testbed.radio.factory.open_radio` (fails clearly when no device answers). Output: a table per
 node (before / after), ``calibration_<bench>.json`` and two plots in ``--out``.
 """
@@ -13,25 +13,32 @@ from pathlib import Path
 
 import numpy as np
 
-PRESETS = ("uncalibrated-pluto", "usrp-shared-ref", "none")
+from sim_backend.impairment_presets import PRESET_NAMES
+
+PRESETS = ("none", *PRESET_NAMES)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``calibrate`` subcommand."""
+    from testbed.commands._options import ListAction, add_bench_arg, add_out_arg, float_list
     p = subparsers.add_parser("calibrate", help="measure and compensate per-node timing, CFO, "
                               "phase and gain; write a calibration file",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--bench", required=True, help="bench YAML (firmware_configs/benches/...)")
-    p.add_argument("--preset", choices=PRESETS, default=None,
-                   help="impairments of a simulated bench (default: the bench's "
+                              description=__doc__)
+    add_bench_arg(p)
+    p.add_argument("--impairments", choices=PRESETS, default=None, deprecated=("--preset",),
+                   help="impairment preset of a simulated bench (default: the bench's "
                         "channel.impairments, 'none' without one); recorded in the file")
-    p.add_argument("--out", default="calibration_out", help="output directory")
-    p.add_argument("--seed", type=int, default=None, help="seed of the simulated air/preset")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    add_out_arg(p, "calibration_out", root=False)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the simulated air and preset draw (default: the bench's "
+                        "channel.seed)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--mse0", type=float, default=0.01,
-                   help="AirComp MSE per channel use right after calibration, the baseline of the "
-                        "MSE-doubling time (default 0.01: 4 nodes, N_r = 4, 20 dB)")
-    p.add_argument("--track-ms", type=float, nargs="+", default=[0, 5, 10, 20, 35, 50],
+                   help="AirComp MSE per channel use right after calibration (linear), the "
+                        "baseline of the MSE-doubling time (default 0.01: 4 nodes, N_r = 4, "
+                        "20 dB)")
+    p.add_argument("--track-ms", type=float_list, action=ListAction, default="0,5,10,20,35,50",
+                   metavar="MS,MS,...",
                    help="times (ms after calibration) of the corrected soundings of the "
                         "residual-phase-over-time plot")
     p.set_defaults(func=run)
@@ -39,12 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def bench_preset(cfg, requested: str | None) -> str:
     """The impairment preset to calibrate a simulated bench ``cfg`` with: ``requested``
-    (``--preset``) if given, else the bench's ``channel.impairments`` -- "none" without one,
+    (``--impairments``) if given, else the bench's ``channel.impairments`` -- "none" without one,
     never a preset the bench did not ask for. The file records it, and a bench whose preset
     differs refuses the file at load; a ``requested`` preset other than the bench's is said."""
     have = (cfg.channel.impairments if cfg.channel is not None else None) or "none"
     if requested is not None and requested != have:
-        print(f"note: calibrating with --preset {requested} although bench {cfg.name!r} asks for "
+        print(f"note: calibrating with --impairments {requested} although bench {cfg.name!r} asks for "
               f"impairments {have!r}: the file is for `testbed demo --impairments {requested}` "
               f"or a bench with channel.impairments: {requested}; runs on {cfg.name!r} itself "
               "will refuse it")
@@ -188,13 +195,13 @@ def run(args: argparse.Namespace) -> int:
 
     from calibration.persistence import BenchKey, CalibrationRecord, save_calibration
     from calibration.procedures import calibrate
-    from testbed.config.loader import load_bench
+    from testbed.net.roles.common import resolve_bench
 
-    cfg = load_bench(args.bench)
+    cfg = resolve_bench(args.bench)
     kinds = cfg.radio_kinds()
     seed = args.seed if args.seed is not None else (cfg.channel.seed if cfg.channel else 0)
     if kinds == {"sim"}:
-        preset = bench_preset(cfg, args.preset)
+        preset = bench_preset(cfg, args.impairments)
         txs, rx, truth, imp = _sim_bench(cfg, preset, seed)
     else:
         preset = None

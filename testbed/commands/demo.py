@@ -11,21 +11,13 @@ import time
 from testbed.errors import ConfigError
 
 
-def _floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise ConfigError(f"{what} is empty; give comma-separated numbers, e.g. 0,10,20")
-    return vals
-
-
 def register(subparsers) -> None:
     """Add the `demo` subcommand."""
+    from testbed.commands._options import (ListAction, add_model_arg, add_out_arg, float_list,
+                                           name_list)
     from calibration.session import EXPIRY_POLICIES
-    from sim_backend.sim_allreduce import IMPAIRMENT_PRESETS
-    from testbed.experiments.demo import DEFAULT_PROMPT, METHODS
+    from sim_backend.impairment_presets import PRESET_NAMES
+    from testbed.methods import METHOD_NAMES as DEMO_METHODS
 
     p = subparsers.add_parser(
         "demo", help="LLM tensor parallelism over the simulated air: exact vs digital vs FDMA vs AirComp",
@@ -36,36 +28,45 @@ def register(subparsers) -> None:
             "then sweep the SNR. Analog methods use calibrated normalization scales (a "
             "calibration pass over training text, never held-out text). SNR is the signal-model "
             "SNR at unit precoder power, Rayleigh fading, a new block per all-reduce. Writes "
-            "<out>/demo-<timestamp>/results.json and PNG plots."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--snr-db", type=float, default=20.0, help="SNR of the per-method table (dB)")
-    p.add_argument("--nodes", type=int, default=None,
-                   help="number of nodes N (equal split 1/N unless --ratios; default: len(--ratios))")
-    p.add_argument("--ratios", default=None,
-                   help="model fraction per node, comma-separated, summing to 1 (default 0.4,0.3,0.2,0.1)")
-    p.add_argument("--rx-antennas", type=int, default=4, help="receiver antennas N_r")
-    p.add_argument("--tx-antennas", type=int, default=1, help="antennas per node N_t")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of {', '.join(METHODS)}")
-    p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for greedy generation")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="greedy generation length (tokens)")
-    p.add_argument("--eval-windows", type=int, default=8,
+            "<out>/demo-<timestamp>/results.json and PNG plots."))
+    p.add_argument("--snr-db", type=float, default=20.0, help="SNR of the per-method table, dB")
+    p.add_argument("--nodes", type=int, default=None, metavar="N",
+                   help="number of nodes N, equal split 1/N (default: the number of --ratios)")
+    p.add_argument("--ratios", type=float_list, default=None, metavar="R,R,...",
+                   help="model fraction per node, comma-separated, summing to 1 "
+                        "(default 0.4,0.3,0.2,0.1, or 1/N each with --nodes)")
+    p.add_argument("--rx-antennas", type=int, default=4, metavar="N_R",
+                   help="receiver antennas N_r")
+    p.add_argument("--tx-antennas", type=int, default=1, metavar="N_T",
+                   help="antennas per node N_t")
+    p.add_argument("--methods", type=name_list, action=ListAction,
+                   default=",".join(DEMO_METHODS), metavar="M,M,...",
+                   help=f"comma-separated subset of {', '.join(DEMO_METHODS)}")
+    p.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="prompt for greedy generation (default: the first 30 bytes of a "
+                        "held-out-style Python docstring)")
+    p.add_argument("--max-new-tokens", type=int, default=32, metavar="K",
+                   help="greedy generation length, tokens")
+    p.add_argument("--eval-windows", type=int, default=8, metavar="N",
                    help="held-out windows for the per-method perplexity")
-    p.add_argument("--sweep-windows", type=int, default=4, help="held-out windows per SNR-sweep point")
-    p.add_argument("--window", type=int, default=128, help="perplexity window (tokens = bytes)")
-    p.add_argument("--snr-sweep", default="0,10,20,30", help="SNRs of the sweep, comma-separated (dB)")
+    p.add_argument("--sweep-windows", type=int, default=4, metavar="N",
+                   help="held-out windows per SNR-sweep point")
+    p.add_argument("--window", type=int, default=128, metavar="TOKENS",
+                   help="perplexity window, tokens (= bytes)")
+    p.add_argument("--snr-sweep", type=float_list, action=ListAction, default="0,10,20,30",
+                   metavar="DB,DB,...", help="SNRs of the sweep, comma-separated, dB")
     p.add_argument("--seed", type=int, default=0, help="seed of channels and noise")
-    p.add_argument("--out", default="runs", help="root directory of run directories")
-    p.add_argument("--model", default=None,
-                   help="'default' (trained tiny Llama, cached) or a local HF checkpoint directory")
+    add_out_arg(p)
+    add_model_arg(p)
     p.add_argument("--quick", action="store_true",
                    help="small run for tests: 2 windows of 64 tokens, 4 new tokens, sweep 0,30 dB")
-    p.add_argument("--impairments", choices=IMPAIRMENT_PRESETS, default="none",
-                   help="impairments of the analog methods' simulated bench (none: ideal bench, "
-                        "today's numbers)")
+    p.add_argument("--impairments", choices=("none", *PRESET_NAMES), default="none",
+                   help="impairment preset of the analog methods' simulated bench (none: ideal "
+                        "bench)")
     p.add_argument("--impairments-seed", type=int, default=1234,
-                   help="seed of the preset's draw (the simulated hardware; 1234 = the default "
-                        "of `testbed calibrate --bench firmware_configs/benches/sim_4node.yaml`)")
+                   help="seed of the preset's draw (the simulated hardware; 1234 = the "
+                        "channel seed of sim_4node, what `testbed calibrate --bench sim_4node` "
+                        "uses)")
     p.add_argument("--csi", choices=("perfect", "estimated"), default=None,
                    help="channel knowledge of the analog methods (default: estimated, from "
                         "per-frame pilots and silent samples, as on a bench; perfect: the "
@@ -75,15 +76,16 @@ def register(subparsers) -> None:
                         "radios (to see them fail), FILE loads a calibration (refused if it does "
                         "not match the bench)")
     p.add_argument("--calibration-max-age", type=float, default=None, metavar="S",
-                   help="warn when the calibration file is older than S seconds")
+                   help="warn (or with --strict-calibration refuse) when the calibration file "
+                        "is older than S seconds")
     p.add_argument("--strict-calibration", action="store_true",
                    help="refuse (instead of warn about) a calibration file older than "
                         "--calibration-max-age")
     p.add_argument("--on-expiry", choices=EXPIRY_POLICIES, default="recalibrate",
                    help="what a run does when its calibration expires or a radio re-tunes")
     p.add_argument("--valid-for", type=float, default=None, metavar="S",
-                   help="calibration validity (s) when the calibration carries none (default: "
-                        "from its residual CFO)")
+                   help="calibration validity in seconds when the calibration carries none "
+                        "(default: from its residual CFO)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -93,8 +95,11 @@ def config_from_args(args: argparse.Namespace):
     """Build and validate a `DemoConfig` from parsed arguments; ConfigError on bad options."""
     from testbed.experiments.demo import DemoConfig, validate_config
 
+    from testbed.commands._options import canonical_method
+    from testbed.methods import METHOD_NAMES as DEMO_METHODS
+
     if args.ratios is not None:
-        ratios = _floats(args.ratios, "--ratios")
+        ratios = tuple(args.ratios)
         if args.nodes is not None and args.nodes != len(ratios):
             raise ConfigError(f"--nodes {args.nodes} but --ratios has {len(ratios)} entries; "
                               "give one ratio per node or drop --nodes")
@@ -104,12 +109,13 @@ def config_from_args(args: argparse.Namespace):
         ratios = tuple([1.0 / args.nodes] * args.nodes)
     else:
         ratios = (0.4, 0.3, 0.2, 0.1)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = tuple(canonical_method(m, DEMO_METHODS, "--methods") for m in args.methods)
+    prompt = {} if args.prompt is None else {"prompt": args.prompt}
     cfg = DemoConfig(ratios=ratios, n_rx=args.rx_antennas, n_tx=args.tx_antennas, snr_db=args.snr_db,
-                     methods=methods, prompt=args.prompt, max_new_tokens=args.max_new_tokens,
+                     methods=methods, max_new_tokens=args.max_new_tokens, **prompt,
                      window=args.window, eval_windows=args.eval_windows,
                      sweep_windows=args.sweep_windows,
-                     snr_sweep_db=_floats(args.snr_sweep, "--snr-sweep"), seed=args.seed,
+                     snr_sweep_db=tuple(args.snr_sweep), seed=args.seed,
                      model=None if args.model in (None, "default") else args.model,
                      progress=not args.no_progress, impairments=args.impairments,
                      impairments_seed=args.impairments_seed, csi=args.csi,

@@ -4,20 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from testbed.radio.discovery import discover
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``devices`` subcommand."""
     p = subparsers.add_parser("devices", help="list attached PlutoSDR and USRP radios",
                               description="Scan libiio contexts and UHD for attached radios "
                                           "and print their addresses, serials and firmware.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="print the scan as JSON (machine-readable)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the scan; exit code 0 if any radio was found, 3 if none."""
+    from testbed.radio.discovery import discover
     results = discover()
     n = sum(len(r.radios) for r in results)
     if getattr(args, "json", False):

@@ -20,25 +20,31 @@ import time
 
 def register(subparsers) -> None:
     """Add the `emulate` subcommand."""
+    from testbed.commands._options import add_bench_arg
     p = subparsers.add_parser("emulate", help="serve emulated radios (PlutoSDR on iiod, USRP "
                                               "behind the UHD API) on a real-time air", description=__doc__)
     p.add_argument("what", nargs="?", choices=["pluto"], help="serve a single Pluto")
-    p.add_argument("--bench", help="bench YAML (path or shipped name) whose radios to serve")
+    add_bench_arg(p, required=False)
     p.add_argument("--port", type=int, default=30431, help="TCP port of the single Pluto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--name", default="pluto", help="radio name (sets its serial)")
-    p.add_argument("--mode", choices=["1r1t", "2r2t"], default="1r1t")
-    p.add_argument("--loopback-cable-db", type=float, default=None,
+    p.add_argument("--mode", choices=["1r1t", "2r2t"], default="1r1t",
+                   help="firmware mode of the single Pluto: one or two RX/TX channels")
+    p.add_argument("--loopback-cable-db", type=float, default=None, metavar="DB",
                    help="TX->RX cable of this gain in dB (negative = attenuation)")
-    p.add_argument("--ppm", type=float, default=0.0, help="TCXO offset of the single Pluto")
-    p.add_argument("--time-scale", type=float, default=None,
-                   help="emulated time runs k times slower than the wall clock (default: the "
+    p.add_argument("--ppm", type=float, default=0.0,
+                   help="TCXO frequency offset of the single Pluto, ppm")
+    p.add_argument("--time-scale", type=float, default=None, metavar="K",
+                   help="emulated time runs K times slower than the wall clock (default: the "
                         "bench's channel.time_scale, else 1)")
     p.add_argument("--seed", type=int, default=None, help="air seed (default: the bench's)")
-    p.add_argument("--cap", type=float, default=None, help="throughput cap, MB/s per radio")
-    p.add_argument("--fault", action="append", default=[],
-                   help="AT:NAME:KIND[:ARG], e.g. 5:pi5-a:stall:3 or 2:pluto:unplug")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many s")
+    p.add_argument("--cap", type=float, default=None, metavar="MBPS",
+                   help="throughput cap per radio, MB/s (default: none)")
+    p.add_argument("--fault", action="append", default=[], metavar="AT:NAME:KIND[:ARG]",
+                   help="inject a fault AT seconds after start (repeatable), e.g. "
+                        "5:pi5-a:stall:3 or 2:pluto:unplug")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: run until Ctrl-C)")
     p.set_defaults(func=run)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 
 def register(subparsers) -> None:
     """Add the `experiment` subcommand with one sub-parser per registered experiment."""
+    from testbed.commands._options import add_out_arg
     from testbed.experiments.registry import experiment_names, load_experiment
 
     parser = subparsers.add_parser(
@@ -18,10 +18,8 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="experiment", metavar="NAME")
     for name in experiment_names():
         module = load_experiment(name)
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR",
-                       help="root of the run directories (default: runs/)")
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        add_out_arg(p)
         p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
         p.add_argument("--quick", action="store_true",
                        help="tiny sizes for a smoke test (< 30 s); numbers are not meaningful")
@@ -42,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     module = args.experiment_module
     run_dir = make_run_dir(args.out, module.NAME)
     options = {k: v for k, v in vars(args).items()
-               if k not in ("func", "experiment_module", "experiment_parser", "command", "verbose")}
+               if k not in ("func", "experiment_module", "experiment_parser", "command", "verbose",
+                            "verbose_cmd")}
     t0 = time.perf_counter()
     results = module.run(args, run_dir)
     elapsed = time.perf_counter() - t0

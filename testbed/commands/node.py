@@ -4,11 +4,12 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     """Add the `node` subcommand."""
-    from testbed.net.roles.common import add_address_args
+    from testbed.commands._options import add_address_args
     p = subparsers.add_parser("node", help="run one shard node of a bench (agent process)",
                               description=__doc__)
     add_address_args(p, model_optional=True)
-    p.add_argument("--id", required=True, help="node id from the bench file")
+    p.add_argument("--id", required=True, metavar="NODE_ID",
+                   help="this node's id in the bench file (nodes[].id, e.g. node0)")
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     """Add the `receiver` subcommand."""
-    from testbed.net.roles.common import add_address_args
+    from testbed.commands._options import add_address_args
     p = subparsers.add_parser("receiver", help="run the bench's receiver (agent process)",
                               description=__doc__)
     add_address_args(p, model_optional=True)

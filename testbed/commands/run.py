@@ -3,7 +3,8 @@
 
 Without ``--up`` this process is the controller of roles started elsewhere (`testbed node`,
 `testbed receiver`, `testbed channel`, pointed at the bench's controller address); with
-``--up`` it starts them itself on loopback. Writes a run directory with results.json."""
+``--up`` it starts them itself on loopback. Writes a run directory with results.json and the
+plots of the demo that apply to one method."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,52 +12,24 @@ from pathlib import Path
 from testbed.errors import ConfigError
 
 
-def add_run_args(p, job_required: bool = True) -> None:
-    """Job, method and output flags shared by `run`, `up --then-run` and `controller`."""
-    from testbed.methods import METHOD_NAMES
-    p.add_argument("--method", default="exact", choices=METHOD_NAMES, help="all-reduce method")
-    p.add_argument("--prompt", help="prompt text (generation)")
-    p.add_argument("--prompt-ids", help="prompt as comma-separated token ids")
-    p.add_argument("--max-new-tokens", type=int, default=8)
-    p.add_argument("--eval-text", help="file to score, or 'heldout' (the default model's "
-                                       "held-out text)")
-    p.add_argument("--eval-windows", type=int, default=2)
-    p.add_argument("--eval-window", type=int, default=64, help="tokens per window")
-    p.add_argument("--streams", type=int, default=None, help="AirComp streams L")
-    p.add_argument("--csi", choices=("estimated", "perfect"), default="estimated",
-                   help="channel knowledge of the analog methods: estimated (LS from a pilot "
-                        "sounding frame over the air each channel realization, noise from its "
-                        "silent samples; works on every bench) or perfect (the simulator's true "
-                        "channels and noise: simulated benches only, recorded in results.json)")
-    p.add_argument("--measure-error", action="store_true",
-                   help="measurement tap: nodes also copy their partials to a sink in the "
-                        "controller process (never read by the computation) so results.json "
-                        "can report the all-reduce error")
-    p.add_argument("--run-dir", type=Path, help="output directory (default runs/bench-...)")
-    p.add_argument("--register-timeout", type=float, default=120.0, help="seconds")
-
-
-def add_calibration_args(p) -> None:
-    """--calibration FILE, --calibration-max-age S, --strict-calibration (`run`, `up`)."""
-    p.add_argument("--calibration", type=Path, default=None,
-                   help="calibration file from `testbed calibrate` (simulated benches): checked "
-                        "against the bench, each node transmits through its correction")
-    p.add_argument("--calibration-max-age", type=float, default=None, metavar="S",
-                   help="warn (or with --strict-calibration refuse) when the file is older (s)")
-    p.add_argument("--strict-calibration", action="store_true",
-                   help="refuse a calibration older than --calibration-max-age")
-
-
 def register(subparsers) -> None:
     """Add the `run` subcommand."""
-    from testbed.net.roles.common import add_address_args
+    from testbed.commands._options import add_address_args, add_calibration_args, add_run_args
     p = subparsers.add_parser("run", help="generate / measure perplexity over a bench",
                               description=__doc__)
     add_address_args(p)
     add_run_args(p)
     add_calibration_args(p)
-    p.add_argument("--up", action="store_true", help="start the bench's processes first")
+    p.add_argument("--up", action="store_true",
+                   help="start the bench's role processes first (on this host)")
     p.set_defaults(func=run)
+
+
+def method_from_args(args) -> str:
+    """``--method`` in its canonical spelling (old spellings warn)."""
+    from testbed.commands._options import canonical_method
+    from testbed.methods import METHOD_NAMES
+    return canonical_method(args.method, METHOD_NAMES)
 
 
 def job_from_args(args, model_dir):
@@ -67,11 +40,8 @@ def job_from_args(args, model_dir):
         raise ConfigError("give either --prompt/--prompt-ids (generation) or --eval-text "
                           "(perplexity), not both")
     if args.prompt_ids:
-        try:
-            ids = [int(x) for x in args.prompt_ids.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(f"--prompt-ids {args.prompt_ids!r}: comma-separated integers") from None
-        return JobSpec("generate", prompt_ids=ids, max_new_tokens=args.max_new_tokens)
+        return JobSpec("generate", prompt_ids=list(args.prompt_ids),
+                       max_new_tokens=args.max_new_tokens)
     if args.prompt is not None:
         from testbed.llm.loading import load_tokenizer
         ids = [int(i) for i in load_tokenizer(model_dir).encode(args.prompt)]
@@ -85,7 +55,7 @@ def job_from_args(args, model_dir):
             from testbed.llm.loading import load_tokenizer
             text = Path(args.eval_text).read_text(encoding="utf-8")
             ids = [int(i) for i in load_tokenizer(model_dir).encode(text)]
-        return JobSpec("perplexity", eval_ids=ids, window=args.eval_window,
+        return JobSpec("perplexity", eval_ids=ids, window=args.window,
                        n_windows=args.eval_windows)
     return None
 
@@ -105,27 +75,37 @@ def calibration_from_args(args, bench):
 
 def run(args) -> int:
     """Run the job; exit 1 (with the reason) if a role was lost mid-run."""
-    from testbed.experiments.runs import make_run_dir
-    from testbed.net.roles.bench_runner import run_on_bench, up_and_run
+    from testbed.commands._options import run_dir_from_args
+    from testbed.net.roles.bench_runner import local_addresses, run_on_bench, up_and_run
     from testbed.net.roles.common import addresses_from_args, resolve_bench, resolve_model_dir
     bench = resolve_bench(args.bench)
+    method = method_from_args(args)
     model_dir = resolve_model_dir(args.model)
     job = job_from_args(args, model_dir)
     if job is None:
         raise ConfigError("nothing to run: give --prompt/--prompt-ids or --eval-text")
     cal = calibration_from_args(args, bench)
-    run_dir = args.run_dir or make_run_dir("runs", f"bench-{bench.name}-{args.method}")
+    run_dir = run_dir_from_args(args, f"bench-{bench.name}-{method}")
+    addresses = addresses_from_args(bench, args)
     if args.up:
-        code = up_and_run(args.bench, bench, str(model_dir), args.method, job, run_dir,
+        code = up_and_run(args.bench, bench, str(model_dir), method, job, run_dir,
                           args.register_timeout, args.streams, csi=args.csi, calibration=cal,
-                          measure_error=args.measure_error)
+                          measure_error=args.measure_error,
+                          addresses=local_addresses(args.router, args.pub, args.broker,
+                                                    args.estimates, args.tap))
     else:
-        code = run_on_bench(bench, addresses_from_args(bench, args), model_dir, args.method, job,
+        print(f"controller: ROUTER {addresses.router}, PUB {addresses.pub}; run directory "
+              f"{run_dir}", flush=True)
+        code = run_on_bench(bench, addresses, model_dir, method, job,
                             run_dir, register_timeout_s=args.register_timeout,
                             n_streams=args.streams, csi=args.csi, calibration=cal,
                             measure_error=args.measure_error)
-    print_summary(Path(run_dir) / "results.json", model_dir)
-    print(f"results: {Path(run_dir) / 'results.json'}", flush=True)
+    print_summary(run_dir / "results.json", model_dir)
+    if not args.no_plots:
+        from testbed.experiments.plots import plot_bench_run
+        for path in plot_bench_run(run_dir):
+            print(f"wrote {path}")
+    print(f"results: {run_dir / 'results.json'}", flush=True)
     return code
 
 

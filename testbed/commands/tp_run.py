@@ -16,25 +16,27 @@ def register(subparsers) -> None:
         "tp-run",
         help="run a tensor-parallel split over N local processes with a gloo all-reduce",
         description=(
-            "Split a Llama/Qwen2/Mistral checkpoint over --world processes with uneven --ratios "
+            "Split a Llama/Qwen2/Mistral checkpoint over --nodes processes with uneven --ratios "
             "(whole KV groups and MLP columns, largest-remainder rounding). Each process reads "
             "only its own weight slices and all-reduces partial sums with torch.distributed "
             "gloo over TCP on 127.0.0.1. Greedy decoding with a KV cache."),
     )
-    parser.add_argument("--world", type=int, default=None, metavar="N",
-                        help="number of processes (default: the number of --ratios, else 2)")
-    parser.add_argument("--ratios", default=None, metavar="R0,R1,...",
+    from testbed.commands._options import add_model_arg, int_list
+    parser.add_argument("--nodes", type=int, default=None, metavar="N", deprecated=("--world",),
+                        help="number of processes (nodes) N (default: the number of --ratios, "
+                             "else 2)")
+    parser.add_argument("--ratios", default=None, metavar="R,R,...",
                         help="per-process fractions summing to 1, e.g. 0.5,0.3,0.2 "
                              "(default: equal shares)")
-    parser.add_argument("--model", default="default", metavar="PATH|default",
-                        help="save_pretrained checkpoint directory (safetensors), or 'default' "
-                             "for the embedded tiny Llama (trained once and cached)")
-    parser.add_argument("--prompt", default="def ", help="prompt text (needs a tokenizer)")
-    parser.add_argument("--prompt-ids", default=None, metavar="ID,ID,...",
+    add_model_arg(parser)
+    parser.add_argument("--prompt", default="def ", metavar="TEXT",
+                        help="prompt text (needs a tokenizer)")
+    parser.add_argument("--prompt-ids", type=int_list, default=None, metavar="ID,ID,...",
                         help="prompt as token ids instead of text (no tokenizer needed)")
-    parser.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up after this many seconds (default 600)")
+    parser.add_argument("--max-new-tokens", type=int, default=16, metavar="K",
+                        help="tokens to generate (greedy)")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                        help="give up after this many seconds")
     parser.set_defaults(func=run)
 
 
@@ -45,14 +47,14 @@ def parse_ratios(text: str | None, world: int | None) -> tuple[float, ...]:
     if text is None:
         n = 2 if world is None else world
         if n < 1:
-            raise ConfigError(f"--world must be >= 1, got {n}")
+            raise ConfigError(f"--nodes must be >= 1, got {n}")
         return (1.0 / n,) * n
     try:
         ratios = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"--ratios {text!r}: expected comma-separated numbers like 0.5,0.3,0.2") from None
     if world is not None and world != len(ratios):
-        raise ConfigError(f"--world {world} but --ratios has {len(ratios)} entries; give one ratio "
+        raise ConfigError(f"--nodes {world} but --ratios has {len(ratios)} entries; give one ratio "
                           "per process")
     return ratios
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from testbed.llm.plan import ArchSpec, make_plan
     from testbed.llm.tp_gloo import run_tp_gloo
 
-    ratios = parse_ratios(args.ratios, args.world)
+    ratios = parse_ratios(args.ratios, args.nodes)
     model_dir = resolve_model_dir(args.model)
     try:
         plan = make_plan(ArchSpec.from_config(load_config(model_dir)), ratios)
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     tokenizer = _tokenizer(model_dir)
     if args.prompt_ids is not None:
-        ids = [int(x) for x in args.prompt_ids.split(",") if x.strip()]
+        ids = list(args.prompt_ids)
     elif tokenizer is not None:
         ids = list(tokenizer.encode(args.prompt))
     else:

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true",
                         help="retrain even if a cached checkpoint exists (replaces it)")
     parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                        help="cache root to use instead of the default location")
+                        help="cache root to use instead of the default location "
+                             "($TESTBED_CACHE_DIR, else $XDG_CACHE_HOME/aircomp-testbed, else "
+                             "~/.cache/aircomp-testbed)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(func=run)
 

@@ -29,12 +29,13 @@ HELP = "SSCA model assignment vs equal / compute-proportional splits on heteroge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options: --iters, --draws, --n-rx, --noise-var, --path-draws."""
+    """Options: --iters, --draws, --rx-antennas, --noise-var, --path-draws."""
     parser.add_argument("--iters", type=int, default=300, help="SSCA iterations (default 300)")
     parser.add_argument("--draws", type=int, default=1000, help="held-out channel draws (default 1000)")
     parser.add_argument("--path-draws", type=int, default=200,
                         help="held-out draws per checkpoint of the SSCA path (default 200)")
-    parser.add_argument("--n-rx", type=int, default=2, help="receive antennas N_r (default 2)")
+    parser.add_argument("--rx-antennas", type=int, default=2, dest="n_rx", metavar="N_R",
+                        deprecated=("--n-rx",), help="receive antennas N_r (default 2)")
     parser.add_argument("--noise-var", type=float, default=0.1, help="sigma^2, linear power units (default 0.1)")
 
 

@@ -259,7 +259,7 @@ def bench_setup(cfg: DemoConfig) -> BenchSetup:
             f"calibration {cfg.calibration} was made on the simulated bench with preset "
             f"{have[0]!r}, seed {have[1]!r}; this run simulates preset {cfg.impairments!r}, seed "
             f"{cfg.impairments_seed} (other hardware). Pass --impairments {have[0]} "
-            f"--impairments-seed {have[1]}, or re-run `testbed calibrate --preset "
+            f"--impairments-seed {have[1]}, or re-run `testbed calibrate --impairments "
             f"{cfg.impairments} --seed {cfg.impairments_seed}`.")
     setup.calibration, setup.record = "file", rec
     setup.reference = calibration_reference(cfg.calibration)
@@ -710,7 +710,7 @@ def make_plots(results: dict, run_dir) -> dict:
         hlines={m: r["perplexity"] for m, r in fixed.items()},
         xlabel="SNR (dB)", ylabel="held-out perplexity per byte (linear)",
         title=f"Perplexity vs SNR ({results['heldout']['sweep_windows']} windows of "
-              f"{results['heldout']['window_tokens']} tokens)", logy=True)
+              f"{results['heldout']['window_tokens']} tokens)", plain_logy=True)
     c = results.get("constellation")
     if c is not None:
         files["constellation"] = constellation_plot(

@@ -32,11 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options: --max-nodes, --bandwidth-mhz, --snr-db, --bits, --downlink, --overhead-symbols,
     --pilot-symbols, --pipeline-samples."""
     from testbed.optim.latency import FRAME_OVERHEAD_SYMBOLS, PILOT_SYMBOLS, PIPELINE_SAMPLES
-    parser.add_argument("--max-nodes", type=int, default=16, help="largest N of the node sweep (default 16)")
+    parser.add_argument("--max-nodes", type=int, default=16, metavar="N", help="largest N of the node sweep (default 16)")
     parser.add_argument("--bandwidth-mhz", type=float, default=1.0,
                         help="bandwidth of the node sweep, MHz (default 1)")
-    parser.add_argument("--sweep-nodes", type=int, default=4, help="N of the bandwidth/SNR sweeps (default 4)")
-    parser.add_argument("--snr-db", type=float, default=20.0, help="uplink SNR per node, dB (default 20)")
+    parser.add_argument("--sweep-nodes", type=int, default=4, metavar="N", help="N of the bandwidth/SNR sweeps (default 4)")
+    parser.add_argument("--snr-db", type=float, default=20.0, metavar="SNR_DB", help="uplink SNR per node, dB (default 20)")
     parser.add_argument("--bits", type=int, default=8, help="digital quantization bits (default 8)")
     parser.add_argument("--downlink", choices=("digital", "analog", "none"), default="digital",
                         help="downlink broadcast of the aggregate (default digital)")
@@ -120,6 +120,8 @@ def _plot(path: Path, name: str, link, sweep_nodes: int, by_n, by_b) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from testbed.experiments.plots import integer_axis
+
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for col, (x, lat, marks), xlabel, logx in (
             (0, by_n, "number of nodes N", False), (1, by_b, "bandwidth B (Hz)", True)):
@@ -144,6 +146,8 @@ def _plot(path: Path, name: str, link, sweep_nodes: int, by_n, by_b) -> None:
             a.set_xlabel(xlabel)
             if logx:
                 a.set_xscale("log")
+            else:
+                integer_axis(a)
             a.grid(True, which="both", alpha=0.3)
             a.legend(fontsize=7)
     axes[0, 0].set_title(f"vs N at B = {link.bandwidth_hz / 1e6:g} MHz")

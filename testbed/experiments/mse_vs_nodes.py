@@ -29,11 +29,14 @@ AIRCOMP_METHODS = ("zf-sdr", "mmse", "channel-inversion")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options: --nodes (list), --draws, --n-rx, --snr-db."""
-    parser.add_argument("--nodes", type=int, nargs="+", default=[2, 3, 4, 6, 8, 12, 16],
-                        help="numbers of nodes N (default 2 3 4 6 8 12 16)")
+    """Options: --node-counts (list), --draws, --rx-antennas, --snr-db."""
+    from testbed.commands._options import ListAction, int_list
+    parser.add_argument("--node-counts", type=int_list, action=ListAction, dest="nodes",
+                        default="2,3,4,6,8,12,16", metavar="N,N,...", deprecated=("--nodes",),
+                        help="numbers of nodes N, comma-separated")
     parser.add_argument("--draws", type=int, default=100, help="channel draws per N (default 100)")
-    parser.add_argument("--n-rx", type=int, default=4, help="receive antennas N_r (default 4)")
+    parser.add_argument("--rx-antennas", type=int, default=4, dest="n_rx", metavar="N_R",
+                        deprecated=("--n-rx",), help="receive antennas N_r (default 4)")
     parser.add_argument("--snr-db", type=float, default=20.0, help="SNR P/sigma^2, dB (default 20)")
 
 
@@ -91,6 +94,8 @@ def _plot(path: Path, nodes, means: dict, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from testbed.experiments.plots import integer_axis
+
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     labels = {"fdma-energy": "uncoded FDMA (equal energy, N x airtime)",
               "fdma-power": "uncoded FDMA (equal power and latency)"}
@@ -98,6 +103,7 @@ def _plot(path: Path, nodes, means: dict, title: str) -> None:
         ax.semilogy(nodes, y, marker="s" if name.startswith("fdma") else "o",
                     linestyle="--" if name.startswith("fdma") else "-", label=labels.get(name, f"AirComp {name}"))
     ax.set_xlabel("number of nodes N")
+    integer_axis(ax, nodes)
     ax.set_ylabel("mean MSE of the sum per channel use (linear)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)

@@ -25,14 +25,16 @@ ZF_METHODS = ("zf-sdr", "channel-inversion", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options: --draws, --nodes, --n-rx, --n-tx, --snr-min/--snr-max/--snr-step (dB)."""
+    """Options: --draws, --nodes, --rx-antennas, --tx-antennas, --snr-min/--snr-max/--snr-step (dB)."""
     parser.add_argument("--draws", type=int, default=200, help="channel draws (default 200)")
-    parser.add_argument("--nodes", type=int, default=4, help="N transmitting nodes (default 4)")
-    parser.add_argument("--n-rx", type=int, default=4, help="receive antennas N_r (default 4)")
-    parser.add_argument("--n-tx", type=int, default=1, help="antennas per node N_t (default 1)")
-    parser.add_argument("--snr-min", type=float, default=0.0, help="lowest SNR, dB (default 0)")
-    parser.add_argument("--snr-max", type=float, default=30.0, help="highest SNR, dB (default 30)")
-    parser.add_argument("--snr-step", type=float, default=5.0, help="SNR step, dB (default 5)")
+    parser.add_argument("--nodes", type=int, default=4, metavar="N", help="N transmitting nodes (default 4)")
+    parser.add_argument("--rx-antennas", type=int, default=4, dest="n_rx", metavar="N_R",
+                        deprecated=("--n-rx",), help="receive antennas N_r (default 4)")
+    parser.add_argument("--tx-antennas", type=int, default=1, dest="n_tx", metavar="N_T",
+                        deprecated=("--n-tx",), help="antennas per node N_t (default 1)")
+    parser.add_argument("--snr-min", type=float, default=0.0, metavar="DB", help="lowest SNR, dB (default 0)")
+    parser.add_argument("--snr-max", type=float, default=30.0, metavar="DB", help="highest SNR, dB (default 30)")
+    parser.add_argument("--snr-step", type=float, default=5.0, metavar="DB", help="SNR step, dB (default 5)")
 
 
 def sweep(n_nodes: int, n_rx: int, n_tx: int, snrs_db: np.ndarray, draws: int, seed: int,

@@ -30,17 +30,24 @@ HELP = "perplexity of the trained default model with AirComp / FDMA / digital al
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options: --snrs, --nodes, --node-counts, --snr-db, --n-rx, --method, --window, --windows, --bits."""
-    parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0, 15.0, 20.0, 30.0],
-                        help="SNRs of the SNR sweep, dB (default 0 5 10 15 20 30)")
-    parser.add_argument("--nodes", type=int, default=4, help="N of the SNR sweep (default 4)")
-    parser.add_argument("--node-counts", type=int, nargs="+", default=[2, 4, 8],
-                        help="N values of the node sweep (default 2 4 8)")
+    """Options: --snr-sweep, --nodes, --node-counts, --snr-db, --rx-antennas, --method, --window,
+    --eval-windows, --bits."""
+    from testbed.commands._options import ListAction, float_list, int_list
+    parser.add_argument("--snr-sweep", type=float_list, action=ListAction, dest="snrs",
+                        default="0,5,10,15,20,30", metavar="DB,DB,...", deprecated=("--snrs",),
+                        help="SNRs of the SNR sweep, comma-separated, dB")
+    parser.add_argument("--nodes", type=int, default=4, metavar="N", help="N of the SNR sweep (default 4)")
+    parser.add_argument("--node-counts", type=int_list, action=ListAction, default="2,4,8",
+                        metavar="N,N,...", help="N values of the node sweep, comma-separated")
     parser.add_argument("--snr-db", type=float, default=10.0, help="SNR of the node sweep, dB (default 10)")
-    parser.add_argument("--n-rx", type=int, default=4, help="receive antennas N_r (default 4)")
-    parser.add_argument("--method", default="zf-sdr", help="AirComp transceiver design (default zf-sdr)")
-    parser.add_argument("--window", type=int, default=128, help="tokens per window (default 128)")
-    parser.add_argument("--windows", type=int, default=6, help="windows scored (default 6)")
+    parser.add_argument("--rx-antennas", type=int, default=4, dest="n_rx", metavar="N_R",
+                        deprecated=("--n-rx",), help="receive antennas N_r (default 4)")
+    parser.add_argument("--method", default="aircomp-zf-sdr", metavar="METHOD",
+                        help="AirComp transceiver design: aircomp-zf-sdr, aircomp-mmse, "
+                             "aircomp-channel-inversion, ... (default aircomp-zf-sdr)")
+    parser.add_argument("--window", type=int, default=128, metavar="TOKENS", help="tokens per window (default 128)")
+    parser.add_argument("--eval-windows", type=int, default=6, dest="windows", metavar="N",
+                        deprecated=("--windows",), help="windows scored (default 6)")
     parser.add_argument("--bits", type=int, default=8, help="digital all-reduce bits (default 8)")
 
 
@@ -63,7 +70,8 @@ def measure(model, tokens, kind: str, n_nodes: int, snr_db: float, args, seed: i
     from testbed.llm.perplexity import evaluate_perplexity
     from testbed.llm.sharding import shard_model
 
-    ar = make_allreduce(kind, n_nodes, snr_db, args.n_rx, args.method, args.bits, seed)
+    design = args.method.removeprefix("aircomp-")
+    ar = make_allreduce(kind, n_nodes, snr_db, args.n_rx, design, args.bits, seed)
     sharded = shard_model(model, np.full(n_nodes, 1.0 / n_nodes), ar)
     res = evaluate_perplexity(sharded, tokens, window=args.window, max_windows=args.windows, progress=False)
     out = {"ppl": res.ppl, "nll_per_token": res.nll_per_token, "n_tokens": res.n_tokens}
@@ -82,6 +90,10 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict:
     from testbed.llm.loading import load_model_and_tokenizer
     from testbed.llm.textdata import heldout_tokens
 
+    from testbed.commands._options import canonical_method
+    from testbed.optim.transceiver import METHODS as DESIGNS
+
+    args.method = canonical_method(args.method, tuple(f"aircomp-{m}" for m in DESIGNS))
     if args.quick:
         args.snrs, args.node_counts, args.window, args.windows = [0.0, 30.0], [2, 4], 48, 1
     if args.window < 2 or args.windows < 1 or min(args.node_counts) < 1 or args.nodes < 1:
@@ -113,6 +125,8 @@ def _plot(run_dir: Path, snrs, counts, ref, vs_snr, vs_n, args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from testbed.experiments.plots import integer_axis, plain_log_axis
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
     for k in ("aircomp", "fdma"):
         ax1.plot(snrs, [r["ppl"] for r in vs_snr[k]], marker="o", label=f"{k} ({args.method})" if k == "aircomp" else k)
@@ -124,9 +138,12 @@ def _plot(run_dir: Path, snrs, counts, ref, vs_snr, vs_n, args) -> None:
         ax2.plot(counts, [r["ppl"] for r in vs_n[k]], marker="o", label=k)
     ax2.set_xlabel("number of nodes N")
     ax2.set_title(f"vs N at {args.snr_db:g} dB, N_r = {args.n_rx}")
+    integer_axis(ax2, counts)
+    every = [r["ppl"] for rows in (*vs_snr.values(), *vs_n.values()) for r in rows]
+    every += [ref["exact"]["ppl"], ref["digital"]["ppl"]]
     for ax in (ax1, ax2):
-        ax.set_yscale("log")
-        ax.set_ylabel("perplexity per byte (log scale)")
+        plain_log_axis(ax, every)
+        ax.set_ylabel("perplexity per byte")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Default tiny Llama, held-out text, {args.windows} x {args.window}-token windows")

@@ -6,6 +6,11 @@ and, if needed, ``on_broadcast(message)`` (RESULT and other broadcasts) and
 SHUTDOWN, when ``stop()`` is called, or when the parent process is gone; it raises
 `RegistrationError` if refused / unanswered and `ControllerLostError` if the controller falls
 silent for ``controller_timeout_s``.
+
+Heartbeats come from their own thread, so they do not stop while a handler waits on its radio,
+the channel broker or a long computation; each carries what the agent is waiting on and for how
+long (`testbed.activity`), so the controller can tell a dead or frozen role (heartbeats stop)
+from a live one stuck on its radio or the broker. The socket is shared under a lock.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from testbed.activity import describe, waiting_on
 from testbed.net.codec import DEFAULT_CODEC, Codec
 from testbed.net.errors import ControllerLostError, MessageError, RegistrationError
 from testbed.net.schema import (PROTOCOL_VERSION, Capabilities, Error, Heartbeat, Message,
@@ -68,6 +74,10 @@ class Agent:
         self._hb_seq = 0
         self._last_controller = 0.0
         self._backlog: list[Incoming] = []
+        self._io = threading.Lock()            # the transport's sockets, shared with heartbeats
+        self._hb_stop = threading.Event()
+        self._hb_thread: threading.Thread | None = None
+        self._run_thread = threading.get_ident()
 
     # ------------------------------------------------------------- to override
     def handle(self, message: Message) -> Message | None:
@@ -95,15 +105,46 @@ class Agent:
     def run(self) -> str:
         """Connect, register, then serve until shutdown; return the exit reason."""
         cfg = self.config
+        self._run_thread = threading.get_ident()
         self.transport = AgentTransport(cfg.node_id, cfg.router_address, cfg.pub_address,
                                         curve=cfg.curve, codec=cfg.codec)
         try:
             ack = self._register()
             self.heartbeat_interval_s = ack.heartbeat_interval_s
+            self._start_heartbeats()
             self.on_registered(ack)
             return self._serve()
         finally:
-            self.transport.close()
+            self._hb_stop.set()
+            if self._hb_thread is not None:
+                self._hb_thread.join(timeout=2.0)
+            with self._io:
+                self.transport.close()
+
+    # ------------------------------------------------------------- heartbeats
+    def heartbeat_status(self) -> str:
+        """What the heartbeat says: ``status`` if a subclass set one other than "ok", else what
+        the serving thread waits on (`testbed.activity.describe`), cut to the schema's limit."""
+        text = self.status if self.status != "ok" else describe(self._run_thread)
+        return text[:256]
+
+    def _start_heartbeats(self) -> None:
+        self._hb_stop.clear()
+        self._hb_thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                           name=f"heartbeat-{self.config.node_id}")
+        self._hb_thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            hb = Heartbeat(seq=self._hb_seq, timestamp=time.time(),
+                           status=self.heartbeat_status())
+            self._hb_seq += 1
+            with self._io:
+                if self._hb_stop.is_set():
+                    return
+                self.transport.send(hb)
+            if self._hb_stop.wait(self.heartbeat_interval_s):
+                return
 
     def _register(self) -> RegisterAck:
         cfg = self.config
@@ -147,7 +188,6 @@ class Agent:
 
     def _serve(self) -> str:
         cfg = self.config
-        next_hb = 0.0
         for item in self._backlog:
             reason = self._dispatch(item)
             if reason is not None:
@@ -160,18 +200,15 @@ class Agent:
                 log.warning("%s: parent process %d is gone; exiting", cfg.node_id, self._ppid)
                 return "parent exited"
             now = time.monotonic()
-            if now >= next_hb:
-                self.transport.send(Heartbeat(seq=self._hb_seq, timestamp=time.time(),
-                                              status=self.status))
-                self._hb_seq += 1
-                next_hb = now + self.heartbeat_interval_s
             silent = now - self._last_controller
             if silent > cfg.controller_timeout_s:
                 raise ControllerLostError(
                     f"{cfg.node_id}: no heartbeat from the controller for {silent:.1f} s "
                     f"(limit {cfg.controller_timeout_s:g} s); it stopped or the network "
                     "dropped -- restart the controller, then this agent")
-            for item in self.transport.poll(min(0.1, max(0.0, next_hb - now))):
+            with self._io:
+                batch = self.transport.poll(0.05)
+            for item in batch:
                 reason = self._dispatch(item)
                 if reason is not None:
                     return reason
@@ -200,20 +237,23 @@ class Agent:
             log.warning("%s: controller reported %s: %s", self.config.node_id, msg.code,
                         msg.message)
             return None
+        label = msg.info.get("op") if isinstance(getattr(msg, "info", None), dict) else None
         try:
-            answer = self.handle(msg)
+            with waiting_on(f"handling {label or msg.type}"):
+                answer = self.handle(msg)
         except Exception as exc:  # keep serving; the controller gets the reason
             log.exception("%s: handler failed on %s", self.config.node_id, msg.type)
             answer = Error(code="handler_failed", node_id=self.config.node_id,
                            message=f"{type(exc).__name__}: {exc}"[:8000])
         self.n_handled += 1
         if answer is not None:
-            try:
-                self.transport.send(reply(msg, answer))
-            except MessageError as exc:  # the reply fails its own validation: say so instead
-                log.error("%s: reply to %s cannot be sent: %s", self.config.node_id, msg.type,
-                          exc)
-                self.transport.send(reply(msg, Error(
-                    code="reply_invalid", node_id=self.config.node_id,
-                    message=f"{type(answer).__name__} reply failed validation: {exc}"[:8000])))
+            with self._io:
+                try:
+                    self.transport.send(reply(msg, answer))
+                except MessageError as exc:  # the reply fails its own validation: say so instead
+                    log.error("%s: reply to %s cannot be sent: %s", self.config.node_id, msg.type,
+                              exc)
+                    self.transport.send(reply(msg, Error(
+                        code="reply_invalid", node_id=self.config.node_id,
+                        message=f"{type(answer).__name__} reply failed validation: {exc}"[:8000])))
         return None

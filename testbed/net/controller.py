@@ -179,8 +179,10 @@ class Controller:
                 if now - p.last_seen > self.config.peer_timeout_s]
         if lost:
             age, peer = max(lost, key=lambda t: t[0])
+            said = "" if peer.status == "ok" else f" (its last heartbeat said: {peer.status})"
             raise PeerLostError(peer.node_id, age, self.config.peer_timeout_s,
-                                detail=f"no heartbeat or message after seq {peer.last_seq}")
+                                detail=f"no heartbeat or message after seq {peer.last_seq}{said}",
+                                role=peer.role)
 
     def _heartbeat_if_due(self, now: float) -> None:
         if now >= self._next_hb:
@@ -269,7 +271,7 @@ class Controller:
                     f"{PROTOCOL_VERSION}; run the same testbed version on every machine")
         if msg.node_id not in cfg.expected_peers:
             return (f"node id {msg.node_id!r} is not in the bench (known: "
-                    f"{sorted(cfg.expected_peers)}); fix --node-id or the bench file")
+                    f"{sorted(cfg.expected_peers)}); fix the role's --id or the bench file")
         if cfg.expected_peers[msg.node_id] != msg.role:
             return (f"{msg.node_id!r} is a {cfg.expected_peers[msg.node_id]} in the bench but "
                     f"registered as {msg.role}; start it with the matching role command")
@@ -285,13 +287,18 @@ class Controller:
 
     # ----------------------------------------------------------------- registration wait
     def wait_for_peers(self, node_ids: Iterable[str] | None = None,
-                       timeout_s: float = 60.0) -> dict[str, PeerInfo]:
+                       timeout_s: float = 60.0,
+                       watch: Callable[[], None] | None = None) -> dict[str, PeerInfo]:
         """Pump until every peer in ``node_ids`` (default: all expected) has registered.
 
-        Raises `RegistrationError` naming the missing ones after ``timeout_s`` seconds."""
+        Raises `RegistrationError` naming the missing ones after ``timeout_s`` seconds.
+        ``watch()`` is called about every 0.1 s while waiting; whatever it raises (e.g. a local
+        role process that died while starting) ends the wait at once."""
         wanted = set(self.config.expected_peers if node_ids is None else node_ids)
         deadline = time.monotonic() + timeout_s
         while not wanted <= self.peers.keys():
+            if watch is not None:
+                watch()
             left = deadline - time.monotonic()
             if left <= 0:
                 missing = sorted(wanted - self.peers.keys())
@@ -316,7 +323,8 @@ class Controller:
             peer = self.peers[node_id]
             raise PeerLostError(node_id, time.monotonic() - peer.last_seen,
                                 self.config.peer_timeout_s,
-                                detail="connection gone (or its send queue is full)")
+                                detail="connection gone (or its send queue is full)",
+                                role=peer.role)
 
     def broadcast(self, msg: Message) -> None:
         """Publish ``msg`` to every agent on the PUB socket."""
@@ -340,10 +348,7 @@ class Controller:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     waiting = sorted(n for n, i in ids.items() if i not in self._replies)
-                    raise RequestTimeout(f"no reply from {waiting} within {timeout_s:g} s "
-                                         "although they still send heartbeats; the handler "
-                                         "is slow or stuck -- raise the timeout or check "
-                                         "their logs")
+                    raise self._timeout_error(waiting, timeout_s)
                 self.pump(min(left, self.config.heartbeat_interval_s))
             out = {n: self._replies.pop(i) for n, i in ids.items()}
         finally:
@@ -381,6 +386,30 @@ class Controller:
             for i in ids.values():
                 self._pending.pop(i, None)
                 self._replies.pop(i, None)
+
+    def _timeout_error(self, waiting: list[str], timeout_s: float) -> RequestTimeout:
+        """A `RequestTimeout` naming who did not reply and what their heartbeats say they wait
+        on: a peer stuck on the channel broker blames the broker, one stuck on its radio the
+        radio, otherwise the peer itself (its handler is slow or stuck)."""
+        said = {n: self.peers[n].status if n in self.peers else "unknown" for n in waiting}
+        culprit_id = waiting[0]
+        stuck = [n for n in waiting if "channel broker" in said[n]]
+        radio = [n for n in waiting if "radio." in said[n]]
+        if stuck:
+            culprit, culprit_id = "broker", stuck[0]
+            hint = ("the channel broker does not answer although its process heartbeats: its "
+                    "serving thread may have failed (see logs/channel.log); restart the bench")
+        elif radio:
+            culprit, culprit_id = "radio", radio[0]
+            hint = (f"{radio[0]}'s radio does not complete a call: check the device (stream "
+                    "counters, cabling, `testbed devices`) and its log")
+        else:
+            culprit = self.peers[culprit_id].role if culprit_id in self.peers else "node"
+            hint = ("their handler is slow or stuck -- raise the timeout or check their logs")
+        detail = "; ".join(f"{n}: {said[n]}" for n in waiting)
+        return RequestTimeout(f"no reply from {waiting} within {timeout_s:g} s although they "
+                              f"still send heartbeats ({detail}); blamed on the {culprit}: "
+                              f"{hint}", waiting=said, culprit=culprit, culprit_id=culprit_id)
 
     def receive(self, timeout_s: float = 10.0, node_id: str | None = None,
                 msg_type: str | None = None) -> tuple[str, Message]:

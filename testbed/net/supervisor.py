@@ -126,6 +126,29 @@ class Supervisor:
         """Exit code per child (None while running)."""
         return {n: p.returncode() for n, p in self.procs.items()}
 
+    def exited(self) -> dict[str, int]:
+        """Exit code of every child that has exited (negative = killed by that signal)."""
+        return {n: rc for n, rc in self.poll().items() if rc is not None}
+
+    def log_tail(self, name: str, n_lines: int = 12) -> list[str]:
+        """The last ``n_lines`` lines of child ``name``'s log (waits up to 1 s for the log
+        pump to catch up with an exited child)."""
+        proc = self.procs[name]
+        if proc.returncode() is not None and proc._pump is not None:
+            proc._pump.join(timeout=1.0)
+        try:
+            lines = proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+        return lines[-n_lines:]
+
+    def raise_if_exited(self, names: Sequence[str] | None = None) -> None:
+        """Raise `ChildExitedError` for the first of ``names`` (default: all children) that has
+        exited, quoting the end of its log."""
+        for name, rc in self.exited().items():
+            if names is None or name in names:
+                raise ChildExitedError(name, rc, self.procs[name].log_path, self.log_tail(name))
+
     def alive(self) -> list[str]:
         """Names of children still running."""
         return [n for n, p in self.procs.items() if p.returncode() is None]
@@ -193,6 +216,20 @@ class Supervisor:
             raise KeyboardInterrupt
         else:
             raise SystemExit(128 + signum)
+
+
+class ChildExitedError(TestbedError):
+    """A supervised child exited when it should be running (e.g. while the bench starts).
+    ``name``, ``returncode`` (negative: killed by that signal), ``log_path``, ``tail`` (the
+    last lines of its log)."""
+
+    def __init__(self, name: str, returncode: int, log_path: Path, tail: list[str]):
+        self.name, self.returncode, self.log_path, self.tail = name, returncode, log_path, tail
+        how = (f"was killed by signal {-returncode}" if returncode < 0
+               else f"exited with status {returncode}")
+        quoted = "\n".join(f"    {line}" for line in tail) or "    (empty log)"
+        super().__init__(f"{name} {how} while the bench was starting; the end of {log_path}:"
+                         f"\n{quoted}\nfix the cause above and start again")
 
 
 def _killpg(pgid: int, sig: int) -> None:

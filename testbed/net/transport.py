@@ -79,7 +79,7 @@ def generate_keys(out_dir: str | Path, clients: Sequence[str] = ("client",)) -> 
     """
     if not zmq.has("curve"):
         raise ConfigError("this libzmq was built without CURVE (libsodium); install a pyzmq "
-                          "wheel with CURVE support or run without --curve")
+                          "wheel with CURVE support, or set controller.curve: false in the bench file")
     out = Path(out_dir)
     (out / "clients").mkdir(parents=True, exist_ok=True)
     (out / "allowed").mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-import torch
 
 GB = 1e9  #: decimal gigabyte, bytes
 
@@ -129,6 +128,8 @@ def measure_compute_flops(seconds: float = 1.0, size: int = 512, threads: int | 
     """
     if seconds <= 0 or size < 1:
         raise ValueError(f"seconds must be > 0 and size >= 1, got seconds={seconds}, size={size}")
+    import torch    # only here: the optimizer and the CLI must not load torch to list nodes
+
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))

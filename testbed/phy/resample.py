@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.fft import next_fast_len
-from scipy.signal import czt
 
 _PAD = 8          # FFT length / span of the input and output positions
 
@@ -36,6 +34,8 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     distance t of the span, so the error on a full-band white burst is ~1e-7 of its power.
     A position on the integer input grid returns that sample (to ~1e-12).
     """
+    from scipy.fft import next_fast_len   # scipy.signal costs ~1 s to import: only when used
+    from scipy.signal import czt
     x = np.asarray(x, dtype=complex)
     if x.ndim != 2:
         raise ValueError(f"x must be (channels, samples), got shape {x.shape}")

@@ -10,7 +10,7 @@ from testbed.cli import main
 @pytest.mark.slow
 def test_calibrate_command_writes_a_matching_file(tmp_path, capsys):
     rc = main(["calibrate", "--bench", "firmware_configs/benches/sim_4node.yaml",
-               "--preset", "uncalibrated-pluto", "--out", str(tmp_path), "--seed", "3"])
+               "--impairments", "uncalibrated-pluto", "--out", str(tmp_path), "--seed", "3"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "after: timing" in out and out.count("\n   ") >= 4
@@ -20,7 +20,7 @@ def test_calibrate_command_writes_a_matching_file(tmp_path, capsys):
     assert all(abs(t) < 0.05 for t in data["residual"]["timing_samples"])
     radios = tuple((r["kind"], r["serial"]) for r in data["radios"])
     load_calibration(path, BenchKey("sim_4node", radios, 915e6, 1e6, "uncalibrated-pluto", 3))
-    assert "note: calibrating with --preset uncalibrated-pluto" in out
+    assert "note: calibrating with --impairments uncalibrated-pluto" in out
     assert (tmp_path / "correlation_peaks.png").stat().st_size > 1000
     assert (tmp_path / "residual_phase.png").stat().st_size > 1000
     assert "MSE doubles after" in out

@@ -8,6 +8,9 @@ perplexity), results.json with per-process RSS, per-token latency, logits hash, 
 predicted all-reduce error, the traffic table of every socket and (``--measure-error``) the
 measurement tap's error; on a lost peer it saves what it has and returns exit code 1 with a
 message naming the peer.
+A round that does not finish is blamed on the node, receiver, radio or broker it waits on,
+and a user's Ctrl-C is recorded as ``interrupted``. Only the controller side imports torch
+(inside `run_on_bench`): the channel and receiver processes never load the model libraries.
 """
 from __future__ import annotations
 
@@ -21,18 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from testbed.errors import ConfigError, TestbedError
+from testbed.errors import ConfigError
 from testbed.net.controller import Controller, ControllerConfig
-from testbed.net.errors import PeerLostError
+from testbed.net.errors import PeerLostError, RequestTimeout
 from testbed.net.results import JsonlRecorder
 from testbed.net.roles.common import (CHANNEL_ID, CONTROLLER_KEY, KEYS_ENV, BenchAddresses,
                                       agent_config, model_fingerprint, node_ids, role_fingerprint,
                                       role_keys, rss_bytes)
-from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job,
-                                              stats_after_failure)
-from testbed.net.supervisor import Supervisor
+from testbed.net.supervisor import ChildExitedError, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,16 @@ def free_ports(n: int) -> list[int]:
 
 def loopback_addresses() -> BenchAddresses:
     """Fresh loopback addresses for a local bench (avoids clashes with other benches)."""
-    return BenchAddresses(*(f"tcp://127.0.0.1:{port}" for port in free_ports(5)))
+    return local_addresses()
+
+
+def local_addresses(router: str | None = None, pub: str | None = None, broker: str | None = None,
+                    estimates: str | None = None, tap: str | None = None) -> BenchAddresses:
+    """Addresses of a local bench (`testbed up`): the given ones, fresh loopback ports for the
+    others."""
+    given = (router, pub, broker, estimates, tap)
+    return BenchAddresses(*(g or f"tcp://127.0.0.1:{port}"
+                            for g, port in zip(given, free_ports(5))))
 
 
 def start_bench(sup: Supervisor, bench_spec: str, bench, addresses: BenchAddresses,
@@ -221,9 +230,18 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     success, 1 if a peer was lost (message printed). calibration: a checked
     `testbed.net.roles.bench_calibration.BenchCalibration` (each node transmits through its
     correction; results.json records the file) or None (raw radios). measure_error: nodes copy
-    their partials to a measurement sink in this process (results.json: ``measurement_tap``)."""
+    their partials to a measurement sink in this process (results.json: ``measurement_tap``).
+    supervisor: the local bench's `Supervisor` (`up_and_run`): a child that exits before
+    registering ends the wait at once (`ChildExitedError` quoting its log).
+    A lost peer or a round that times out is saved as status "failed" with ``culprit`` =
+    {"kind": node | receiver | radio | broker, "id": peer}; Ctrl-C as "interrupted" (re-raised,
+    except for ``job.kind == "none"``, where it is the normal way to stop: returns 0)."""
+    import torch
+
     from testbed.experiments.runs import write_json
     from testbed.llm.textdata import train_tokens
+    from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job,
+                                                  stats_after_failure)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = model_fingerprint(model_dir)
@@ -236,11 +254,13 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     steps: list[dict] = []
     sink = None
 
-    def save(status: str, error: str | None = None, session: BenchSession | None = None,
-             stats: dict | None = None) -> None:
+    def save(status: str, error: str | None = None, session=None,
+             stats: dict | None = None, culprit: dict | None = None) -> None:
         results["status"] = status
         if error:
             results["error"] = error
+        if culprit:
+            results["culprit"] = culprit
         results["steps_completed"] = len(steps)
         if job.kind == "generate":
             results["prompt_ids"] = job.prompt_ids
@@ -293,7 +313,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     with Controller(controller_config(bench, addresses, fingerprint)) as ctl:
         try:
             t0 = time.perf_counter()
-            ctl.wait_for_peers(timeout_s=register_timeout_s)
+            ctl.wait_for_peers(timeout_s=register_timeout_s,
+                               watch=None if supervisor is None else supervisor.raise_if_exited)
             results["registration_s"] = time.perf_counter() - t0
             results["registered"] = {p: info.capabilities.model_dump()
                                      for p, info in ctl.peers.items()}
@@ -340,12 +361,32 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
         except PeerLostError as exc:
             stats = stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {exc}")
-            msg = (f"run stopped: {exc.node_id!r} was lost ({exc.detail}, last heard "
+            who = "the channel broker" if exc.role == "channel" else f"{exc.role or 'peer'}"
+            msg = (f"run stopped: {who} {exc.node_id!r} was lost ({exc.detail}, last heard "
                    f"{exc.last_seen_age_s:.1f} s ago). Saved {len(steps)} completed step(s) to "
                    f"{run_dir}. Restart that role (or `testbed up` again) and rerun.")
-            save("failed", error=msg, session=session, stats=stats)
+            save("failed", error=msg, session=session, stats=stats,
+                 culprit={"kind": exc.culprit, "id": exc.node_id})
             print(msg, file=sys.stderr, flush=True)
             return 1
+        except RequestTimeout as exc:
+            stats = stats_after_failure(ctl)
+            ctl.shutdown(f"run aborted: {exc}")
+            msg = f"run stopped: {exc} Saved {len(steps)} completed step(s) to {run_dir}."
+            save("failed", error=msg, session=session, stats=stats,
+                 culprit={"kind": exc.culprit, "id": exc.culprit_id, "waiting": exc.waiting})
+            print(msg, file=sys.stderr, flush=True)
+            return 1
+        except KeyboardInterrupt:
+            ctl.shutdown("interrupted by the user (Ctrl-C)")
+            what = (f"{len(steps)} completed step(s), results.json and steps.jsonl"
+                    if job.kind != "none" else "the bench's registration and assignment")
+            save("interrupted", error=f"interrupted by the user (Ctrl-C); saved {what}",
+                 session=session)
+            print(f"interrupted: saved {what} in {run_dir}", file=sys.stderr, flush=True)
+            if job.kind == "none":
+                return 0
+            raise
         except BaseException as exc:
             stats = None if isinstance(exc, KeyboardInterrupt) else stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {type(exc).__name__}: {exc}")
@@ -388,16 +429,24 @@ def traffic_table(per_process: dict) -> list[dict]:
 def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, run_dir,
                register_timeout_s: float = 120.0, n_streams: int | None = None,
                sup_hook=None, csi: str = "estimated", calibration=None,
-               measure_error: bool = False, nodes_bring_model: bool = False) -> int:
+               measure_error: bool = False, nodes_bring_model: bool = False,
+               addresses: BenchAddresses | None = None) -> int:
     """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
     or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
     processes started (tests use it to kill a node mid-run). calibration: as `run_on_bench`
     (checked before any process starts). nodes_bring_model: every node loads ``model`` itself
-    (default: the controller sends each node its slice)."""
+    (default: the controller sends each node its slice). addresses: where the roles meet
+    (default: fresh loopback ports, `local_addresses`); printed with the run directory. A
+    child that dies before registering stops everything with `ChildExitedError` (its log's
+    last lines)."""
     from testbed.net.roles.common import resolve_model_dir
     model_dir = resolve_model_dir(model)
-    addresses = loopback_addresses()
+    addresses = addresses or local_addresses()
     run_dir = Path(run_dir)
+    print(f"bench {bench.name}: controller ROUTER {addresses.router}, PUB {addresses.pub}"
+          + (f", channel broker {addresses.broker}" if bench.channel is not None else "")
+          + f", receiver estimates {addresses.estimates}, measurement sink {addresses.tap}"
+          + f"; run directory {run_dir} (role logs in {run_dir / 'logs'})", flush=True)
     if bench.controller.curve and not os.environ.get(KEYS_ENV):
         # a local CURVE bench: fresh keys for every role in the run dir, inherited by children
         from testbed.net.transport import generate_keys
@@ -410,9 +459,14 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
                     str(model_dir) if nodes_bring_model else None)
         if sup_hook is not None:
             sup_hook(sup)
-        code = run_on_bench(bench, addresses, model_dir, method, job, run_dir, supervisor=sup,
-                            register_timeout_s=register_timeout_s, n_streams=n_streams,
-                            csi=csi, calibration=calibration, measure_error=measure_error)
+        try:
+            code = run_on_bench(bench, addresses, model_dir, method, job, run_dir,
+                                supervisor=sup, register_timeout_s=register_timeout_s,
+                                n_streams=n_streams, csi=csi, calibration=calibration,
+                                measure_error=measure_error)
+        except ChildExitedError as exc:
+            print(f"bench {bench.name} did not start: {exc}", file=sys.stderr, flush=True)
+            return 1
         for name in sup.alive():  # give agents a moment to act on SHUTDOWN
             sup.wait(name, 3.0)
     return code

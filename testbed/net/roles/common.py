@@ -68,28 +68,6 @@ def addresses_from_args(bench, args) -> BenchAddresses:
                              for k in ("router", "pub", "broker", "estimates", "tap")})
 
 
-def add_address_args(parser, model_optional: bool = False) -> None:
-    """Add ``--bench``, ``--router``, ``--pub``, ``--broker`` and ``--model`` to a role parser.
-    model_optional: ``--model`` defaults to None (a role that needs no checkpoint: a node then
-    loads the slice the controller sends it)."""
-    parser.add_argument("--bench", required=True, help="bench YAML path or shipped name")
-    parser.add_argument("--router", help="controller ROUTER address (default: from the bench)")
-    parser.add_argument("--pub", help="controller PUB address (default: from the bench)")
-    parser.add_argument("--broker", help="channel broker address (default: bench pub_port+1)")
-    parser.add_argument("--estimates", help="receiver's estimates PUB address (default: "
-                        "receiver host, bench pub_port+2)")
-    parser.add_argument("--tap", help="measurement sink address for --measure-error (default: "
-                        "controller host, bench pub_port+3)")
-    if model_optional:
-        parser.add_argument("--model", default=None,
-                            help="checkpoint directory or 'default' (the cached default model); "
-                                 "default: none -- the controller sends a node its slice and "
-                                 "checks it by hash (nothing to train or copy here)")
-    else:
-        parser.add_argument("--model", default="default",
-                            help="checkpoint directory or 'default' (the cached default model)")
-
-
 def resolve_model_dir(spec: str | None) -> Path:
     """``default``/None -> the default model's cache dir (trained once); else an existing dir.
     Either is verified (`testbed.llm.manifest.verify_checkpoint`) before any role uses it."""

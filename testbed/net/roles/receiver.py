@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from testbed.activity import waiting_on
 from testbed.net.agent import Agent
 from testbed.net.roles.common import radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimatePublisher
@@ -70,7 +71,8 @@ class ReceiverAgent(Agent):
         self._need_radio()
         first, n = plan.window(self.budget)
         t0 = time.perf_counter()
-        window = self.radio.receive(n, first)
+        with waiting_on("waiting on radio.receive"):
+            window = self.radio.receive(n, first)
         self.wait_s += time.perf_counter() - t0
         return window
 
