@@ -77,6 +77,7 @@ class Agent:
         self._io = threading.Lock()            # the transport's sockets, shared with heartbeats
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
+        self._last_hb = float("-inf")          # monotonic time of the last heartbeat sent
         self._run_thread = threading.get_ident()
 
     # ------------------------------------------------------------- to override
@@ -135,16 +136,28 @@ class Agent:
         self._hb_thread.start()
 
     def _heartbeat_loop(self) -> None:
-        while True:
-            hb = Heartbeat(seq=self._hb_seq, timestamp=time.time(),
-                           status=self.heartbeat_status())
-            self._hb_seq += 1
-            with self._io:
-                if self._hb_stop.is_set():
-                    return
-                self.transport.send(hb)
-            if self._hb_stop.wait(self.heartbeat_interval_s):
-                return
+        """Send a heartbeat whenever the serving thread has not sent one for an interval (it
+        sends them itself while it polls; this thread covers the time it spends in a handler,
+        waiting on its radio or the broker). Waiting for the socket lock is bounded, so a
+        busy serving loop cannot starve the heartbeats: it is sending them."""
+        while not self._hb_stop.wait(self.heartbeat_interval_s / 4):
+            if time.monotonic() - self._last_hb < self.heartbeat_interval_s:
+                continue
+            if not self._io.acquire(timeout=self.heartbeat_interval_s):
+                continue
+            try:
+                if (not self._hb_stop.is_set()
+                        and time.monotonic() - self._last_hb >= self.heartbeat_interval_s):
+                    self._send_heartbeat_locked()
+            finally:
+                self._io.release()
+
+    def _send_heartbeat_locked(self) -> None:
+        """Send the next heartbeat (the caller holds the socket lock)."""
+        hb = Heartbeat(seq=self._hb_seq, timestamp=time.time(), status=self.heartbeat_status())
+        self._hb_seq += 1
+        self._last_hb = time.monotonic()
+        self.transport.send(hb)
 
     def _register(self) -> RegisterAck:
         cfg = self.config
@@ -199,19 +212,23 @@ class Agent:
             if self._parent_gone():
                 log.warning("%s: parent process %d is gone; exiting", cfg.node_id, self._ppid)
                 return "parent exited"
-            now = time.monotonic()
-            silent = now - self._last_controller
-            if silent > cfg.controller_timeout_s:
-                raise ControllerLostError(
-                    f"{cfg.node_id}: no heartbeat from the controller for {silent:.1f} s "
-                    f"(limit {cfg.controller_timeout_s:g} s); it stopped or the network "
-                    "dropped -- restart the controller, then this agent")
             with self._io:
+                if time.monotonic() - self._last_hb >= self.heartbeat_interval_s:
+                    self._send_heartbeat_locked()
                 batch = self.transport.poll(0.05)
             for item in batch:
                 reason = self._dispatch(item)
                 if reason is not None:
                     return reason
+            # judged after reading what arrived: a handler that blocked longer than the limit
+            # (radio, broker) must not make the controller look lost while its heartbeats wait
+            # in the socket
+            silent = time.monotonic() - self._last_controller
+            if silent > cfg.controller_timeout_s and not batch:
+                raise ControllerLostError(
+                    f"{cfg.node_id}: no heartbeat from the controller for {silent:.1f} s "
+                    f"(limit {cfg.controller_timeout_s:g} s); it stopped or the network "
+                    "dropped -- restart the controller, then this agent")
 
     def _dispatch(self, item: Incoming) -> str | None:
         msg = item.message
