@@ -30,7 +30,6 @@ import time
 import numpy as np
 import torch
 
-from testbed.activity import waiting_on
 from testbed.llm.allreduce import AllReduce
 from testbed.methods import get_method
 from testbed.net.agent import Agent
@@ -233,14 +232,12 @@ class NodeAgent(Agent):
         (later by the corrected burst's margin)."""
         x, over = clip_to_full_scale(x)
         self.clipped_components += over
-        with waiting_on("waiting on radio.transmit"):
-            self.tx_radio.transmit(x, start)
+        self.tx_radio.transmit(x, start)
         if self.correction is not None:
             # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited
             # tail past the end (plus the timing advance's rounding): declare past them
             until = max(until, start + x.shape[1] + CORRECTION_HALF_TAPS + 2)
-        with waiting_on("waiting on radio.done_until"):
-            self.tx_radio.done_until(until)
+        self.tx_radio.done_until(until)
 
     # ------------------------------------------------------------------ forward pass
     def _forward(self, msg: Forward) -> Message:
