@@ -14,8 +14,12 @@ from pydantic import Field, model_validator
 from testbed.config.radio import RadioConfig, _Strict
 
 ASSIGNMENT_POLICIES = ("given", "equal", "compute_proportional", "ssca")
-ALLREDUCE_METHODS = ("aircomp", "exact", "digital", "analog_fdma")
-TRANSCEIVER_METHODS = ("zf_sdr", "mmse", "siso_optimum", "channel_inversion", "random")
+#: AirComp transceiver designs, spelled as `testbed.optim.transceiver.METHODS` (a bench file may
+#: name ``aircomp-<design>``; kept here as text so loading a bench stays light).
+TRANSCEIVER_DESIGNS = ("zf-sdr", "mmse", "siso-optimal", "channel-inversion", "random")
+#: the old ``allreduce: {method, transceiver}`` spellings of bench files -> the one name
+_OLD_DESIGNS = {"zf_sdr": "zf-sdr", "siso_optimum": "siso-optimal",
+                "channel_inversion": "channel-inversion"}
 
 
 class ControllerSection(_Strict):
@@ -79,13 +83,54 @@ class ChannelSection(_Strict):
 
 
 class AllReduceSection(_Strict):
-    """Defaults of the all-reduce; command line flags override them."""
+    """Defaults of the all-reduce; command line flags override them.
 
-    method: Literal["aircomp", "exact", "digital", "analog_fdma"] = "aircomp"
-    transceiver: Literal["zf_sdr", "mmse", "siso_optimum", "channel_inversion", "random"] = \
-        "zf_sdr"
+    ``method``: the method's one name, as on the command line (`testbed.methods`: exact,
+    digital, fdma, aircomp-zf-sdr, aircomp-mmse), or ``aircomp-<design>`` for another AirComp
+    design of `TRANSCEIVER_DESIGNS`. The old form ``method: aircomp`` + ``transceiver: zf_sdr``
+    (and ``analog_fdma``) still loads, with a `DeprecatedSpellingWarning` naming the new one."""
+
+    method: str = "aircomp-zf-sdr"
     streams: int = Field(1, ge=1, description="symbol streams L per channel use")
     quant_bits: int = Field(8, ge=1, le=32, description="digital baseline quantization")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data):
+        if not isinstance(data, dict) or ("transceiver" not in data
+                                          and data.get("method") not in ("aircomp", "analog_fdma")):
+            return data
+        import warnings
+
+        from testbed.errors import DeprecatedSpellingWarning
+        data = dict(data)
+        design = str(data.pop("transceiver", "zf_sdr"))
+        old = data.get("method", "aircomp")
+        if old == "aircomp":
+            new = f"aircomp-{_OLD_DESIGNS.get(design, design.replace('_', '-'))}"
+        else:
+            new = "fdma" if old == "analog_fdma" else old
+        warnings.warn_explicit(
+            f"bench file allreduce: method: {old}" + (f", transceiver: {design}" if old ==
+                                                      "aircomp" else "")
+            + f" is an old spelling; write allreduce: method: {new}", DeprecatedSpellingWarning,
+            filename="bench file", lineno=0, module="testbed.config")
+        data["method"] = new
+        return data
+
+    @model_validator(mode="after")
+    def _known_method(self) -> "AllReduceSection":
+        from testbed.methods import METHOD_NAMES
+        designs = tuple(f"aircomp-{d}" for d in TRANSCEIVER_DESIGNS)
+        if self.method not in METHOD_NAMES and self.method not in designs:
+            raise ValueError(f"allreduce.method {self.method!r}: use one of "
+                             f"{', '.join(dict.fromkeys(METHOD_NAMES + designs))}")
+        return self
+
+    @property
+    def design(self) -> str | None:
+        """The AirComp transceiver design of ``method`` (None for other methods)."""
+        return self.method.removeprefix("aircomp-") if self.method.startswith("aircomp-") else None
 
 
 class BenchConfig(_Strict):
