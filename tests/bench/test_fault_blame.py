@@ -137,3 +137,40 @@ def test_role_dying_at_start_stops_up_within_5_s_quoting_its_log(tmp_path, model
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["status"] == "failed" and "channel" in res["error"]
     assert _alive(seen["pids"]) == []
+
+
+def test_ctrl_c_is_recorded_as_interrupted_with_what_was_saved(tmp_path, model_dir):
+    """A user's Ctrl-C (SIGINT to `testbed run --up`) tears the bench down and leaves
+    results.json with status "interrupted" and the steps done so far; exit status 130."""
+    import subprocess
+    import sys
+    spec = bench_file(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "run", "--bench", str(spec), "--up",
+         "--method", "exact", "--prompt-ids", ",".join(map(str, PROMPT)),
+         "--max-new-tokens", "400", "--out", str(out), "--model", str(model_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        steps = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(out.glob("*/steps.jsonl"))
+            if found and len(found[0].read_text().splitlines()) >= 2:
+                steps = found[0]
+                break
+            time.sleep(0.05)
+        assert steps is not None, "the run never got going"
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, text
+    res = json.loads((steps.parent / "results.json").read_text())
+    assert res["status"] == "interrupted", res
+    assert "Ctrl-C" in res["error"] and res["steps_completed"] >= 2
+    assert len(steps.read_text().splitlines()) == res["steps_completed"]
+    assert "interrupted: saved" in text
+    assert _alive(children) == []
