@@ -133,3 +133,13 @@ def test_error_texts_name_only_flags_that_exist():
             mentioned.setdefault(flag, src.relative_to(ROOT))
     unknown = {f: str(where) for f, where in mentioned.items() if f not in known}
     assert unknown == {}
+
+
+def test_up_honours_the_address_flags_and_fills_in_the_rest():
+    from testbed.net.roles.bench_runner import local_addresses
+    args = build_parser().parse_args(["up", "--bench", "sim_4node", "--router",
+                                      "tcp://127.0.0.1:5999", "--broker", "tcp://127.0.0.1:5998"])
+    a = local_addresses(args.router, args.pub, args.broker, args.estimates, args.tap)
+    assert a.router == "tcp://127.0.0.1:5999" and a.broker == "tcp://127.0.0.1:5998"
+    others = {a.pub, a.estimates, a.tap}
+    assert len(others) == 3 and all(x.startswith("tcp://127.0.0.1:") for x in others)
