@@ -13,10 +13,46 @@ correction (receiver clock -> node clock).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
-_PAD = 8          # FFT length / span of the input and output positions
+_PAD = 2          # FFT length / span of the input and output positions
+# 1/u - cot(u) = sum_j _COT_SERIES[j-1] u^(2j-1), |u| < pi: 2^(2j) |B_2j| / (2j)!, B Bernoulli
+_COT_SERIES = (1 / 3, 1 / 45, 2 / 945, 1 / 4725, 2 / 93555, 1382 / 638512875, 4 / 18243225,
+               3617 / 162820783125, 87734 / 38979295480125, 349222 / 1531329465290625)
+
+
+@lru_cache(maxsize=1)
+def _correction_weights() -> np.ndarray:
+    """W (Q+1, Q+1), Q = 2 len(_COT_SERIES) - 1: sum_j a_j pi^q_j (tau - kappa)^q_j, q_j = 2j - 1,
+    = sum_{i, r} tau^i W[i, r] M_r with the moments M_r of (-kappa)^r (binomial expansion)."""
+    Q = 2 * len(_COT_SERIES) - 1
+    W = np.zeros((Q + 1, Q + 1))
+    for j, a in enumerate(_COT_SERIES, start=1):
+        q = 2 * j - 1
+        for i in range(q + 1):
+            W[i, q - i] += a * np.pi ** q * math.comb(q, i)
+    return W
+
+
+@lru_cache(maxsize=64)
+def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Chirps of the chirp-z transform X[j] = sum_k c[k] w^(j k), j < m, w = exp(j 2 pi step /
+    n_fft), for inputs of length n (Bluestein: w^(jk) = w^(j^2/2) w^(k^2/2) w^(-(j-k)^2/2)).
+
+    Returns ``(chirp, kernel_fft, n_conv)``: chirp[i] = w^(i^2/2) for i < max(n, m), the FFT
+    (length n_conv) of the convolution kernel w^(-(j-k)^2/2), j - k = -(n-1)..m-1. Cached: a
+    node's bursts share their length, output length and clock ratio, so a plan is reused every
+    round (building one costs about as much as transforming with it)."""
+    from scipy.fft import fft, next_fast_len  # imported when used: a light start for roles
+    i = np.arange(max(n, m), dtype=float)
+    # phase pi step i^2 / n_fft, with the integer part of i^2 reduced modulo 2 n_fft first
+    chirp = np.exp(1j * np.pi * (np.mod(i * i, 2.0 * n_fft) / n_fft
+                                  + (step - 1.0) * (i * i) / n_fft))
+    n_conv = next_fast_len(n + m - 1)
+    kernel = np.conj(np.concatenate([chirp[n - 1:0:-1], chirp[:m]]))
+    return chirp, fft(kernel, n_conv), n_conv
 
 
 def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
@@ -34,8 +70,7 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     distance t of the span, so the error on a full-band white burst is ~1e-7 of its power.
     A position on the integer input grid returns that sample (to ~1e-12).
     """
-    from scipy.fft import next_fast_len   # scipy.signal costs ~1 s to import: only when used
-    from scipy.signal import czt
+    from scipy.fft import fft, ifft, next_fast_len   # imported when used: a light start for roles
     x = np.asarray(x, dtype=complex)
     if x.ndim != 2:
         raise ValueError(f"x must be (channels, samples), got shape {x.shape}")
@@ -60,10 +95,27 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     spec = np.fft.fftshift(np.fft.fft(buf, axis=1), axes=1) / n_fft   # bins -N/2 .. N/2-1
     t0 = first_position + left                                         # padded coordinates
     k = np.arange(n_fft)
-    # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m
-    coef = spec * np.exp(2j * np.pi * k * t0 / n_fft)[None, :]
-    w = np.exp(2j * np.pi * step / n_fft)                               # z_m = w^-m
-    vals = czt(coef, m=n_out, w=w, a=1.0, axis=1)
+    # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m: a chirp-z transform
+    # (w = exp(j 2 pi step / N)) of coef = spec exp(j 2 pi k t0 / N)
+    chirp, kernel_fft, n_conv = _czt_plan(n_fft, n_out, float(step), n_fft)
+    coef = spec * (np.exp(2j * np.pi * ((k * (t0 % 1.0)) % n_fft) / n_fft
+                          + 2j * np.pi * ((k * math.floor(t0)) % n_fft) / n_fft) * chirp[:n_fft])[None, :]
+    vals = ifft(fft(coef, n_conv, axis=1) * kernel_fft[None, :], axis=1)[:, n_fft - 1:n_fft - 1 + n_out]
+    vals = vals * chirp[None, :n_out]
     t = t0 + step * np.arange(n_out)
     # bin -N/2 entered as exp(-j pi t); the symmetric (real-kernel) choice is cos(pi t)
-    return vals * np.exp(-1j * np.pi * t)[None, :] + spec[:, :1] * (1j * np.sin(np.pi * t))[None, :]
+    sin_t = np.sin(np.pi * t)
+    y = vals * np.exp(-1j * np.pi * t)[None, :] + spec[:, :1] * (1j * sin_t)[None, :]
+    # sinc(s) - D_N(s) = sin(pi s) (1/N) (1/u - cot u), u = pi s / N, and sin(pi (t - p)) =
+    # sin(pi t) (-1)^p: the Dirichlet kernel's deficit as a short series in centred, scaled
+    # positions tau = (t - c) / N, kappa = (p - c) / N (|tau|, |kappa| <= 1/4: no cancellation)
+    c = left + lo + span / 2.0
+    p_in = left + np.arange(k_len)
+    kappa = (p_in - c) / n_fft
+    W = _correction_weights()
+    powers = np.arange(W.shape[0])
+    z = x * np.where(p_in % 2 == 0, 1.0, -1.0)[None, :]
+    moments = z @ ((-kappa)[:, None] ** powers[None, :])                # (C, Q+1)
+    tau = (t - c) / n_fft
+    corr = (moments @ W.T) @ (tau[:, None] ** powers[None, :]).T         # (C, n_out)
+    return y + corr * (sin_t / n_fft)[None, :]
