@@ -2,12 +2,20 @@
 
 1. One simulated AirComp all-reduce (D = 4096 reals, N = 8 nodes, N_r = 8, N_t = 1, perfect
    CSI, new fading block per call): wall time per call, split into transceiver design and the
-   rest (normalize, pack, frame, air, detect, aggregate), vs the exact torch sum.
-2. Over ``--draws`` seeded channel draws at SNR 10/20/30 dB (N = 4, N_r = 4, N_t = 1 and 2): the
+   rest (normalize, pack, frame, air, detect, aggregate), vs the exact torch sum and vs the
+   round's airtime (its payload frame at the air's sample rate, 1 MS/s); target wall <= airtime.
+   Every method in ``--methods`` (default zf-sdr and mmse), side by side.
+2. Greedy decoding of the default model split over the 4-node simulated bench (`sim_4node`),
+   in one process: tokens/s with the exact all-reduce and with AirComp (each design method),
+   median decode step over ``--tokens`` tokens; target AirComp / exact >= 0.5 (skip with
+   ``--tokens 0``).
+3. Over ``--draws`` seeded channel draws at SNR 10/20/30 dB (N = 4, N_r = 4, N_t = 1 and 2): the
    MSE measured through the air (unit-power complex Gaussian symbols, ``--symbols`` per draw)
    vs `testbed.optim.transceiver.aircomp_mse` of the design used.
 
 Usage: .venv/bin/python benchmarks/bench_aircomp.py [--draws 200] [--method zf-sdr]
+         [--methods zf-sdr,mmse] [--tokens 32] [--repeats 20]
+Thread settings as the `testbed` command sets them (`testbed.threads.configure_threads`).
 """
 from __future__ import annotations
 
@@ -22,35 +30,78 @@ from testbed.llm.allreduce import ExactAllReduce
 from testbed.optim.transceiver import aircomp_mse, design_transceiver
 from testbed.phy.analog_allreduce import LocalExecutor
 from testbed.phy.round import RoundDesign, RoundPlan
+from testbed.threads import configure_threads
 
 
-def bench_wall_time(method: str, repeats: int) -> None:
+def bench_wall_time(methods: list[str], repeats: int) -> None:
     n_nodes, n_rx, d = 8, 8, 4096
-    ar, bench = build_sim_allreduce("aircomp", n_nodes=n_nodes, n_rx=n_rx, n_tx=1, snr_db=20.0,
-                                    seed=0, design_method=method)
     g = torch.Generator().manual_seed(0)
     parts = [torch.randn(1, 4, d // 4, generator=g) for _ in range(n_nodes)]
     exact = ExactAllReduce()
-    ar(parts, layer=0, site="attn")  # warm-up
-    ar.reset_stats()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        ar(parts, layer=0, site="attn")
-    t_air = (time.perf_counter() - t0) / repeats
+    runs = {}
+    for method in methods:
+        ar, bench = build_sim_allreduce("aircomp", n_nodes=n_nodes, n_rx=n_rx, n_tx=1,
+                                        snr_db=20.0, seed=0, design_method=method)
+        ar(parts, layer=0, site="attn")  # warm-up
+        ar.reset_stats()
+        runs[method] = (ar, bench, [])
+    for _ in range(repeats):                  # interleaved: the same load for every method
+        for method, (ar, _, times) in runs.items():
+            t0 = time.perf_counter()
+            ar(parts, layer=0, site="attn")
+            times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     for _ in range(200):
         exact(parts, layer=0, site="attn")
     t_exact = (time.perf_counter() - t0) / 200
-    st = ar.stats()[(0, "attn")]
-    t_design = st["design_s"]
-    print(f"## wall time, D={d} reals, N={n_nodes}, N_r={n_rx}, N_t=1, 20 dB, design={method}")
-    print(f"exact sum            : {t_exact * 1e3:9.3f} ms")
-    print(f"AirComp (total)      : {t_air * 1e3:9.3f} ms   ratio {t_air / t_exact:8.0f}x")
-    print(f"  transceiver design : {t_design * 1e3:9.3f} ms")
-    print(f"  PHY + air          : {(t_air - t_design) * 1e3:9.3f} ms   ratio "
-          f"{(t_air - t_design) / t_exact:8.0f}x")
-    print(f"measured/predicted MSE (symbols): {st['mse_symbols'] / st['mse_predicted']:.3f}, "
-          f"channel uses {st['channel_uses']:.0f}")
+    print(f"## wall time per all-reduce, D={d} reals, N={n_nodes}, N_r={n_rx}, N_t=1, 20 dB, "
+          f"perfect CSI, {repeats} calls (median; design: mean)")
+    print(f"exact sum: {t_exact * 1e3:.3f} ms\n")
+    print("| design | airtime ms | wall ms | wall / airtime | design ms | PHY + air ms | "
+          "wall / exact | measured / predicted MSE |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method, (ar, bench, times) in runs.items():
+        plan = RoundPlan("aircomp", n_nodes, 1, 1, d, 0)
+        airtime = plan.layout(bench.budget).total_len / bench.air.sample_rate_hz
+        st = ar.stats()[(0, "attn")]
+        t_air, t_design = float(np.median(times)), st["design_s"]
+        print(f"| {method} | {airtime * 1e3:.3f} | {t_air * 1e3:.3f} | {t_air / airtime:.2f} | "
+              f"{t_design * 1e3:.3f} | {(t_air - t_design) * 1e3:.3f} | {t_air / t_exact:.0f} | "
+              f"{st['mse_symbols'] / st['mse_predicted']:.3f} |")
+
+
+def bench_decode(methods: list[str], tokens: int) -> None:
+    """In-process greedy decoding on the sim_4node split: tokens/s exact vs AirComp."""
+    from sim_backend.channel import ChannelModel
+    from testbed.llm.default_model import ensure_default_model
+    from testbed.llm.sharding import shard_checkpoint
+    from testbed.net.roles.common import bench_ratios, resolve_bench
+    bench = resolve_bench("sim_4node")
+    model_dir = ensure_default_model(progress=False)
+    r = bench_ratios(bench)
+    ratios = [r[n.id] for n in bench.nodes]
+    ch = bench.channel
+    prompt = torch.tensor([[72, 101, 108, 108, 111]])
+    rows = []
+    for method in ["exact"] + methods:
+        if method == "exact":
+            allreduce = "exact"
+        else:
+            model = ChannelModel(4, 4, 1, path_loss_db=np.array(
+                [ch.path_loss_db[f"node{i}"] for i in range(4)]))
+            allreduce, _ = build_sim_allreduce("aircomp", n_nodes=4, n_rx=4, snr_db=ch.snr_db,
+                                               seed=ch.seed, channel_model=model,
+                                               design_method=method)
+        sharded = shard_checkpoint(model_dir, ratios, allreduce)
+        sharded.generate(prompt, tokens)
+        rows.append((method, 1.0 / float(np.median(sharded.step_seconds[1:]))))
+    print(f"\n## greedy decoding in one process, sim_4node split, default model, {tokens} tokens "
+          "(median decode step)")
+    print("| all-reduce | tokens/s | / exact |")
+    print("|---|---|---|")
+    for method, tps in rows:
+        print(f"| {method if method == 'exact' else 'aircomp-' + method} | {tps:.1f} | "
+              f"{tps / rows[0][1]:.3f} |")
 
 
 def bench_mse_table(method: str, draws: int, k: int) -> None:
@@ -112,9 +163,17 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--symbols", type=int, default=2000, help="channel uses per draw")
     ap.add_argument("--method", default="zf-sdr")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--methods", default="zf-sdr,mmse",
+                    help="design methods of the wall-time and decoding tables, comma-separated")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--tokens", type=int, default=32, help="decoded tokens per method (0: skip)")
     args = ap.parse_args()
-    bench_wall_time(args.method, args.repeats)
+    th = configure_threads()
+    print(f"Threads: torch {th['torch']}, BLAS {th['blas']}.\n")
+    methods = [m for m in args.methods.split(",") if m]
+    bench_wall_time(methods, args.repeats)
+    if args.tokens:
+        bench_decode(methods, args.tokens)
     bench_mse_table(args.method, args.draws, args.symbols)
     bench_fdma_vs_aircomp(args.method, min(args.draws, 50))
 

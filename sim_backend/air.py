@@ -39,12 +39,13 @@ class _Tx:
 @dataclass
 class _Burst:
     node_id: int
-    start: int           # air sample of contribution[:, 0]
-    contribution: np.ndarray  # (N_r, K') complex128, after the channel
+    start: int           # air sample of samples[:, 0]
+    channel: np.ndarray  # (N_r, n_tx): the node's channel when the burst was scheduled
+    samples: np.ndarray  # (n_tx, K') complex128 on the air grid, before the channel
 
     @property
     def end(self) -> int:
-        return self.start + self.contribution.shape[1]
+        return self.start + self.samples.shape[1]
 
 
 @dataclass
@@ -160,8 +161,10 @@ class SimAir:
         if x.ndim != 2 or x.shape[0] != tx.n_tx:
             raise ConfigError(f"burst of node {node_id} must be ({tx.n_tx}, K), got {x.shape}")
         x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
-        contribution = tx.channel @ np.ascontiguousarray(x_air, dtype=np.complex128)
-        self._bursts.append(_Burst(node_id, int(air_start), contribution))
+        # the channel product is taken at receive time (one product for all bursts that share
+        # their span, e.g. the nodes of an AirComp round), with the channel of this block
+        self._bursts.append(_Burst(node_id, int(air_start), tx.channel,
+                                   np.ascontiguousarray(x_air, dtype=np.complex128)))
         self.stats.bursts += 1
 
     def receive(self, n_samples: int, start_sample: int) -> np.ndarray:
@@ -172,13 +175,23 @@ class SimAir:
             raise ConfigError(f"n_samples must be >= 0, got {n}")
         y = np.zeros((self.n_rx, n), dtype=np.complex128)
         t1 = t0 + n
+        spans: dict[tuple[int, int], list[_Burst]] = {}
         for b in self._bursts:
-            lo, hi = max(t0, b.start), min(t1, b.end)
-            if lo < hi:
-                y[:, lo - t0:hi - t0] += b.contribution[:, lo - b.start:hi - b.start]
+            if max(t0, b.start) < min(t1, b.end):
+                spans.setdefault((b.start, b.end), []).append(b)
+        for (start, end), group in spans.items():
+            lo, hi = max(t0, start), min(t1, end)
+            if len(group) == 1:
+                H, X = group[0].channel, group[0].samples
+            else:                                   # sum_n H_n x_n as one product
+                H = np.concatenate([b.channel for b in group], axis=1)
+                X = np.concatenate([b.samples for b in group], axis=0)
+            y[:, lo - t0:hi - t0] += H @ X[:, lo - start:hi - start]
         if self.noise_var > 0:
             w = self.rng.standard_normal((2, self.n_rx, n))
-            y += np.sqrt(self.noise_var / 2.0) * (w[0] + 1j * w[1])
+            s = np.sqrt(self.noise_var / 2.0)
+            y.real += s * w[0]
+            y.imag += s * w[1]
         self._bursts = [b for b in self._bursts if b.end > t1]
         self.now = max(self.now, t1)
         self.stats.windows += 1

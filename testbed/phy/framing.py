@@ -17,6 +17,7 @@ A frame on the air, in samples from the frame start::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import gcd
 
 import numpy as np
@@ -35,6 +36,12 @@ def zadoff_chu(length: int, root: int = 1) -> np.ndarray:
         raise ValueError(f"length must be >= 2, got {length}")
     if gcd(root, length) != 1:
         raise ValueError(f"root {root} must be coprime with length {length}")
+    return _zadoff_chu(int(length), int(root)).copy()
+
+
+@lru_cache(maxsize=32)
+def _zadoff_chu(length: int, root: int) -> np.ndarray:
+    # cached: every frame of a round and every detection use the same few sequences
     k = np.arange(length)
     return np.exp(-1j * np.pi * root * k * (k + length % 2) / length)
 
@@ -104,7 +111,8 @@ def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
         raise ValueError(f"window of {y.shape[1]} samples is too short to search {search_len} lags "
                          f"with a {lp}-sample preamble")
     seg = y[:, :search_len + lp - 1]
-    corr = np.stack([np.correlate(r, p, mode="valid") for r in seg])  # (N_r, search_len)
+    # corr[r, d] = sum_k y_r[d + k] conj(p_k), all antennas and lags in one product
+    corr = np.lib.stride_tricks.sliding_window_view(seg, lp, axis=1) @ np.conj(p)   # (N_r, search_len)
     energy = np.abs(corr) ** 2
     score = energy.sum(axis=0)
     win_e = np.abs(seg) ** 2
