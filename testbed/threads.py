@@ -81,9 +81,8 @@ def blas_threads() -> list[int]:
 
 
 def set_blas_threads(n: int) -> int:
-    """Set every loaded OpenBLAS to ``n`` threads; returns how many libraries were set.
-
-    Import numpy (and scipy.linalg, if used) first: only libraries already loaded are seen."""
+    """Set every loaded OpenBLAS to ``n`` threads; returns how many libraries were set (only
+    libraries already loaded are seen)."""
     if int(n) < 1:
         raise ConfigError(f"BLAS threads must be >= 1, got {n}")
     count = 0
@@ -112,15 +111,11 @@ def _env_int(name: str) -> int | None:
 
 def configure_threads(torch_threads: int | None = None, blas_threads: int | None = None) -> dict:
     """Apply the thread settings: torch intra-op threads (``torch_threads``, else
-    ``$TESTBED_THREADS``, else `default_torch_threads`; set only if torch is importable) and
-    BLAS threads (``blas_threads``, else ``$TESTBED_BLAS_THREADS``, else 1). torch is not
-    imported for this: if it is not loaded yet, ``OMP_NUM_THREADS`` is set, which torch reads
-    when it is. Returns ``{"torch": n, "blas": n, "blas_libraries": count}``."""
-    import numpy  # noqa: F401  (load numpy's BLAS so that it is set too)
-    try:
-        import scipy.linalg  # noqa: F401
-    except ImportError:
-        pass
+    ``$TESTBED_THREADS``, else `default_torch_threads`) and
+    BLAS threads (``blas_threads``, else ``$TESTBED_BLAS_THREADS``, else 1). Nothing is
+    imported for this (a light start): libraries already loaded are set now, and
+    ``OMP_NUM_THREADS`` (torch, if not loaded yet) and ``OPENBLAS_NUM_THREADS`` are set for those
+    loaded later (and for child processes). Returns ``{"torch": n, "blas": n, "blas_libraries": count}``."""
     t = torch_threads if torch_threads is not None else _env_int("TESTBED_THREADS")
     t = default_torch_threads() if t is None else int(t)
     if t < 1:
@@ -132,4 +127,5 @@ def configure_threads(torch_threads: int | None = None, blas_threads: int | None
         torch.set_num_threads(t)
     else:                                                     # read by torch when it is imported
         os.environ["OMP_NUM_THREADS"] = str(t)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(b)               # read by an OpenBLAS loaded later
     return {"torch": t, "blas": b, "blas_libraries": set_blas_threads(b)}
