@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
           f"state from calibration time, {valid['doubling_per_round_csi_s']:.3g} s with per-frame "
           f"pilots; valid for {valid['valid_for_s']:.3g} s (x{valid['validity_factor']} of the latter)")
     key = BenchKey.from_radios(cfg.name, txs, rx, preset=preset,
-                               seed=seed if preset is not None else None)
+                               seed=seed if preset not in (None, "none") else None)
     before = {"timing_samples": [m.delay_samples for m in res.before],
               "cfo_hz": [m.cfo_hz for m in res.before],
               "phase_deg": [float(np.degrees(c.phase_rad)) for c in res.corrections],

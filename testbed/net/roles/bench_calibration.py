@@ -18,7 +18,8 @@ from testbed.errors import ConfigError
 def bench_key(bench) -> BenchKey:
     """`BenchKey` of a simulated bench config: radios (kind, serial) in node order then the
     receiver, carrier (Hz) and sample rate (Hz) of the receiver radio config, the channel's
-    impairment preset ("none" without one) and seed (the simulated hardware)."""
+    impairment preset ("none" without one) and, with impairments, their seed (the simulated
+    hardware)."""
     kinds = {n.radio.kind for n in bench.nodes} | {bench.receiver.primary_radio.kind}
     if kinds != {"sim"} or bench.channel is None:
         raise ConfigError(f"bench {bench.name!r}: --calibration on a multi-process bench needs a "
@@ -26,8 +27,9 @@ def bench_key(bench) -> BenchKey:
                           f"kinds here: {sorted(kinds)}")
     rx = bench.receiver.primary_radio
     radios = tuple(("sim", f"sim-node-{i}") for i in range(len(bench.nodes))) + (("sim", "sim-rx"),)
+    preset = bench.channel.impairments or "none"
     return BenchKey(bench.name, radios, float(rx.center_freq_hz), float(rx.sample_rate_hz),
-                    preset=bench.channel.impairments or "none", seed=bench.channel.seed)
+                    preset=preset, seed=None if preset == "none" else bench.channel.seed)
 
 
 @dataclass
