@@ -59,7 +59,8 @@ import numpy as np
 import zmq
 
 from sim_backend.air import SimAir
-from sim_backend.broker_protocol import RADIO_OPS, BadRequest, RadioRequest, parse_request
+from sim_backend.broker_protocol import (MAX_WINDOW_SAMPLES, RADIO_OPS, BadRequest, RadioRequest,
+                                         parse_request)
 from sim_backend.channel import ChannelModel, noise_var_from_snr_db
 from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import node_now
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 
 #: most receive windows waiting at once (the receiver asks one at a time)
 MAX_PENDING = 64
+#: largest frame the broker accepts: the biggest burst payload (complex64), bytes
+MAX_FRAME_BYTES = 8 * MAX_WINDOW_SAMPLES
 
 #: ``channel.impairments`` values the broker builds (``none`` or no value: no impairments).
 IMPAIRMENT_PRESETS = PRESET_NAMES
@@ -178,6 +181,8 @@ class ChannelBroker:
         self._security = None
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        # a frame larger than the biggest burst is never buffered: its sender is disconnected
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         try:
             if security is not None:
                 self._security = security(self._ctx, [self._sock])

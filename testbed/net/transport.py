@@ -166,9 +166,13 @@ def _printable(identity: str) -> str:
     return identity if identity.isprintable() else ascii(identity)
 
 
-def _base_socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
+def _base_socket(ctx: zmq.Context, kind: int, max_frame_bytes: int = -1) -> zmq.Socket:
+    """A socket with linger 0, bounded reconnects and, with ``max_frame_bytes`` > 0, ZMQ's
+    MAXMSGSIZE: a peer sending a bigger frame is disconnected before it is buffered."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    if max_frame_bytes > 0:
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
     return sock
@@ -245,7 +249,7 @@ class ControllerTransport(_Receiver):
         self._ctx = zmq.Context()
         self.security: CurveServerSecurity | None = None
         try:
-            self.router = _base_socket(self._ctx, zmq.ROUTER)
+            self.router = _base_socket(self._ctx, zmq.ROUTER, codec.max_message_bytes)
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.pub = _base_socket(self._ctx, zmq.PUB)
             if curve is not None:
@@ -323,9 +327,9 @@ class AgentTransport(_Receiver):
         self.identity = f"{node_id}#{secrets.token_hex(4)}"
         self._ctx = zmq.Context()
         try:
-            self.dealer = _base_socket(self._ctx, zmq.DEALER)
+            self.dealer = _base_socket(self._ctx, zmq.DEALER, codec.max_message_bytes)
             self.dealer.setsockopt(zmq.IDENTITY, self.identity.encode())
-            self.sub = _base_socket(self._ctx, zmq.SUB)
+            self.sub = _base_socket(self._ctx, zmq.SUB, codec.max_message_bytes)
             self.sub.setsockopt(zmq.SUBSCRIBE, b"")
             if curve is not None:
                 for sock in (self.dealer, self.sub):

@@ -218,3 +218,29 @@ def test_measurement_sink_survives_hostile_pushes():
         ctx.term()
         sink.close()
         pub.close()
+
+
+def test_a_frame_over_the_size_limit_is_dropped_before_it_is_buffered():
+    """ZMQ's MAXMSGSIZE on the ROUTER: the sender of a too-large frame is disconnected; the
+    controller never sees it and keeps serving."""
+    from testbed.net.codec import Codec
+    codec = Codec(max_message_bytes=1 << 16)
+    with Controller(ControllerConfig({"n0": "node"}, "fp", codec=codec)) as ctl:
+        agent = EchoAgent(AgentConfig("n0", ctl.router_address, ctl.pub_address,
+                                      model_fingerprint="fp", codec=codec))
+        with agent_thread(agent) as at:
+            ctl.wait_for_peers(timeout_s=10)
+            ctx, raw = _raw_dealer(ctl.router_address)
+            try:
+                raw.send_multipart([b"{" + b" " * (1 << 17) + b"}"])
+                ctl.pump(0.5)
+                assert sum(ctl.rejections.values()) == 0 and not raw.poll(200)
+                raw.send_multipart([b"{}"])  # after a reconnect, small frames are answered
+                pump_until(ctl, lambda: sum(ctl.rejections.values()) == 1, 10)
+            finally:
+                raw.close()
+                ctx.term()
+            x = np.arange(4, dtype=np.float32)
+            rep = ctl.request("n0", Partial(layer=0, site="a", round_id=1, tensor=x), 5)
+            np.testing.assert_array_equal(rep.tensor, x)
+            assert at.error is None
