@@ -27,6 +27,9 @@ from testbed.net.schema import (PROTOCOL_VERSION, Aggregate, AggregateCommand, C
                                 StatsReport)
 
 N_FRAMES = 2000
+#: generous liveness limits (s): on 2 loaded cores the agent thread, sharing this process with
+#: the controller, can be starved for seconds while both chew through 2000 hostile frames
+PATIENT = dict(heartbeat_interval_s=0.5, peer_timeout_s=15.0)
 
 
 def _templates() -> list[list[bytes]]:
@@ -60,10 +63,10 @@ def _raw_dealer(address: str):
 
 
 def test_controller_survives_hostile_frames_from_a_stranger(caplog):
-    cfg = ControllerConfig({"n0": "node"}, "fp")
+    cfg = ControllerConfig({"n0": "node"}, "fp", **PATIENT)
     with Controller(cfg) as ctl:
         agent = EchoAgent(AgentConfig("n0", ctl.router_address, ctl.pub_address,
-                                      model_fingerprint="fp"))
+                                      model_fingerprint="fp", controller_timeout_s=15.0))
         with agent_thread(agent) as at:
             ctl.wait_for_peers(timeout_s=10)
             peers_before = {k: (p.identity, p.role) for k, p in ctl.peers.items()}
@@ -122,9 +125,9 @@ def _fuzz_agent(make_agent, node_id: str, role: str, stats_probe):
     """Throw N_FRAMES hostile frames at the agent ``make_agent(config)`` directly and N_FRAMES
     on the broadcast channel, from its controller; then check it still answers
     ``stats_probe()``."""
-    ctl = Controller(ControllerConfig({node_id: role}, "fp"))
+    ctl = Controller(ControllerConfig({node_id: role}, "fp", **PATIENT))
     cfg = AgentConfig(node_id, ctl.router_address, ctl.pub_address, role=role,
-                      model_fingerprint="fp")
+                      model_fingerprint="fp", controller_timeout_s=15.0)
     agent = make_agent(cfg)
     with ctl, agent_thread(agent) as at:
         ctl.wait_for_peers(timeout_s=10)
