@@ -2,6 +2,7 @@
 
     testbed emulate --bench B [--time-scale k]          every radio of an emulated bench file
     testbed emulate pluto --port P [--mode 1r1t|2r2t] [--loopback-cable-db X] [--time-scale k]
+    testbed emulate usrp --port P [--model x310|b210] [--channels N] [--loopback-cable-db X]
 
 Plutos speak iiod (point `iio_info -u ip:127.0.0.1:P`, pyadi-iio or a radio config at the
 printed URIs); USRPs are reached by UsrpRadio with device args `type=emulated,addr=HOST:PORT`
@@ -23,17 +24,23 @@ def register(subparsers) -> None:
     from testbed.commands._options import add_bench_arg
     p = subparsers.add_parser("emulate", help="serve emulated radios (PlutoSDR on iiod, USRP "
                                               "behind the UHD API) on a real-time air", description=__doc__)
-    p.add_argument("what", nargs="?", choices=["pluto"], help="serve a single Pluto")
+    p.add_argument("what", nargs="?", choices=["pluto", "usrp"],
+                   help="serve a single Pluto or USRP")
     add_bench_arg(p, required=False)
-    p.add_argument("--port", type=int, default=30431, help="TCP port of the single Pluto")
+    p.add_argument("--port", type=int, default=None,
+                   help="TCP port of the single radio (default: Pluto 30431, USRP 30451)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--name", default="pluto", help="radio name (sets its serial)")
+    p.add_argument("--name", default=None,
+                   help="radio name (sets its serial; default: the kind, pluto or usrp)")
     p.add_argument("--mode", choices=["1r1t", "2r2t"], default="1r1t",
                    help="firmware mode of the single Pluto: one or two RX/TX channels")
+    p.add_argument("--model", choices=["x310", "x300", "b210", "b200"], default="x310",
+                   help="model of the single USRP")
+    p.add_argument("--channels", type=int, default=1, help="RX/TX channels of the single USRP")
     p.add_argument("--loopback-cable-db", type=float, default=None, metavar="DB",
                    help="TX->RX cable of this gain in dB (negative = attenuation)")
     p.add_argument("--ppm", type=float, default=0.0,
-                   help="TCXO frequency offset of the single Pluto, ppm")
+                   help="TCXO frequency offset of the single radio, ppm")
     p.add_argument("--time-scale", type=float, default=None, metavar="K",
                    help="emulated time runs K times slower than the wall clock (default: the "
                         "bench's channel.time_scale, else 1)")
@@ -84,7 +91,7 @@ def run(args) -> int:
     from sim_backend.realtime_air import LOParams, RealtimeAir
     from testbed.errors import ConfigError
     if (args.what is None) == (args.bench is None):
-        raise ConfigError("give either --bench B or `pluto --port P`")
+        raise ConfigError("give either --bench B or `pluto --port P` / `usrp --port P`")
     if args.bench:
         from testbed.net.roles.common import resolve_bench
         bench = EmulatedBench.from_bench(resolve_bench(args.bench),
@@ -94,8 +101,17 @@ def run(args) -> int:
         args.time_scale = args.time_scale or 1.0
         bench = EmulatedBench(RealtimeAir(1e6, time_scale=args.time_scale,
                                           seed=args.seed or 0))
-        bench.serve(args.name, args.host, args.port, mode=args.mode,
-                    lo=LOParams(ppm=args.ppm), loopback_cable_db=args.loopback_cable_db)
+        name = args.name or args.what
+        if args.what == "pluto":
+            bench.serve(name, args.host, args.port or 30431, mode=args.mode,
+                        lo=LOParams(ppm=args.ppm), loopback_cable_db=args.loopback_cable_db)
+        else:
+            srv = bench.serve_usrp(name, args.host, args.port or 30451, model=args.model,
+                                   n_channels=args.channels, lo=LOParams(ppm=args.ppm))
+            if args.loopback_cable_db is not None:
+                port = srv.device.port
+                for ch in range(srv.device.n):
+                    bench.air.connect(port, ch, port, ch, gain_db=args.loopback_cable_db)
     try:
         faults = []
         for spec in args.fault:

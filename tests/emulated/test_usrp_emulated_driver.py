@@ -201,3 +201,27 @@ def test_emulated_module_has_the_names_and_values_of_real_uhd():
     real_ts = uhd.types.TimeSpec.from_ticks(2 ** 40 + 7, 1e6)
     assert (ts.get_full_secs(), ts.get_frac_secs()) == pytest.approx(
         (real_ts.get_full_secs(), real_ts.get_frac_secs()), abs=1e-12)
+
+
+def test_emulate_usrp_command_serves_one_usrp_with_a_loopback_cable():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "emulate", "usrp", "--port",
+                             str(port), "--name", "cli-usrp", "--loopback-cable-db", "-20",
+                             "--duration", "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if "emulate: ready" in line:
+                break
+        args = f"type=emulated,addr=127.0.0.1:{port}"
+        radio = UsrpRadio(config(args, "internal", "none"), node_id="solo").open()
+        assert radio.identity().extra["node_id"] == "solo"
+        at = radio.now() + 200_000
+        radio.transmit(REF, at)
+        i, g = peak(radio.receive(1000, at - 300)[0])
+        assert i == 300 and g == pytest.approx(1.0, abs=1e-3)     # -20 dB cable, +20 dB RX
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
