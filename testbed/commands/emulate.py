@@ -2,7 +2,7 @@
 
     testbed emulate --bench B [--time-scale k]          every radio of an emulated bench file
     testbed emulate pluto --port P [--mode 1r1t|2r2t] [--loopback-cable-db X] [--time-scale k]
-    testbed emulate usrp --port P [--model x310|b210] [--channels N] [--loopback-cable-db X]
+    testbed emulate usrp --port P [--usrp-model x310|b210] [--channels N] [--loopback-cable-db X]
 
 Plutos speak iiod (point `iio_info -u ip:127.0.0.1:P`, pyadi-iio or a radio config at the
 printed URIs); USRPs are reached by UsrpRadio with device args `type=emulated,addr=HOST:PORT`
@@ -34,9 +34,10 @@ def register(subparsers) -> None:
                    help="radio name (sets its serial; default: the kind, pluto or usrp)")
     p.add_argument("--mode", choices=["1r1t", "2r2t"], default="1r1t",
                    help="firmware mode of the single Pluto: one or two RX/TX channels")
-    p.add_argument("--model", choices=["x310", "x300", "b210", "b200"], default="x310",
+    p.add_argument("--usrp-model", choices=["x310", "x300", "b210", "b200"], default="x310",
                    help="model of the single USRP")
-    p.add_argument("--channels", type=int, default=1, help="RX/TX channels of the single USRP")
+    p.add_argument("--channels", type=int, default=1, metavar="N",
+                   help="RX/TX channels of the single USRP")
     p.add_argument("--loopback-cable-db", type=float, default=None, metavar="DB",
                    help="TX->RX cable of this gain in dB (negative = attenuation)")
     p.add_argument("--ppm", type=float, default=0.0,
@@ -106,7 +107,7 @@ def run(args) -> int:
             bench.serve(name, args.host, args.port or 30431, mode=args.mode,
                         lo=LOParams(ppm=args.ppm), loopback_cable_db=args.loopback_cable_db)
         else:
-            srv = bench.serve_usrp(name, args.host, args.port or 30451, model=args.model,
+            srv = bench.serve_usrp(name, args.host, args.port or 30451, model=args.usrp_model,
                                    n_channels=args.channels, lo=LOParams(ppm=args.ppm))
             if args.loopback_cable_db is not None:
                 port = srv.device.port
