@@ -36,8 +36,8 @@ from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.fdma import single_node_zf
 from testbed.phy.normalization import symbol_power
 from testbed.phy.round import (SCHEMES, ReceivedFrame, RoundDesign, RoundPlan, aggregate_symbols,
-                               clip_to_full_scale, cut_frame, denormalize_sum, estimate_channels,
-                               estimate_noise_var, node_frame, normalized_symbols)
+                               cut_frame, denormalize_sum, estimate_channels, estimate_noise_var,
+                               node_frame, normalized_symbols)
 from testbed.phy.scale_policy import ScaleKeeper
 from testbed.radio.base import Radio
 
@@ -183,10 +183,10 @@ class LocalExecutor(RoundExecutor):
         also returns the transmitters' peak component and clipped fraction (full scale 1)."""
         peak, clipped, sent = 0.0, 0, 0
         for n, (radio, x) in enumerate(zip(self.tx_radios, frames)):
-            peak = max(peak, float(np.max(np.abs(x.view(np.float32)))) if x.size else 0.0)
-            x, over = clip_to_full_scale(x)
-            clipped += over
-            sent += 2 * x.size
+            comps = np.abs(np.asarray(x).view(np.float32))
+            peak = max(peak, float(comps.max()) if comps.size else 0.0)
+            clipped += int(np.count_nonzero(comps > 1.0))   # beyond full scale (the radio's DAC)
+            sent += comps.size
             radio.transmit(x, plan.start - self.tx_advance[n])
         first, n_samples = plan.window(self.budget)
         window = self.rx_radio.receive(n_samples, first)

@@ -175,17 +175,6 @@ def node_frame(node: int, plan: RoundPlan, budget: LinkBudget, *,
     return x.astype(np.complex64)
 
 
-def clip_to_full_scale(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Saturate every I and Q component of a frame (full-scale units) at +-1, as a DAC does;
-    returns the clipped frame (complex64) and how many components were clipped."""
-    x = np.asarray(x, dtype=np.complex64)
-    re, im = x.real, x.imag
-    over = int(np.count_nonzero(np.abs(re) > 1.0) + np.count_nonzero(np.abs(im) > 1.0))
-    if over == 0:
-        return x, 0
-    return (np.clip(re, -1, 1) + 1j * np.clip(im, -1, 1)).astype(np.complex64), over
-
-
 @dataclass(frozen=True)
 class ReceivedFrame:
     """A frame cut out of a receive window: samples ``(N_r, total_len)`` in signal-model units,

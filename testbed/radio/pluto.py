@@ -459,7 +459,11 @@ class PlutoRadio(Radio):
         if self._n_tx == 0:
             raise RadioError(f"node {self._node_id!r}: no TX channel configured "
                              "(n_tx_channels = 0)")
-        counts = to_dac_counts(as_channel_matrix(samples, self._n_tx))
+        counts, saturated = to_dac_counts(as_channel_matrix(samples, self._n_tx))
+        if saturated:
+            self.tx_clipped_samples += saturated
+            log.debug("node %r: %d I/Q components beyond full scale saturated", self._node_id,
+                      saturated)
         at_sample = int(at_sample)
         with self._cond:
             self._raise_if_broken()

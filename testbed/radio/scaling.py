@@ -20,17 +20,18 @@ RX_FULL_SCALE_COUNTS = 2 ** 11
 INT16_MAX = 2 ** 15 - 1
 
 
-def to_dac_counts(samples: np.ndarray) -> np.ndarray:
+def to_dac_counts(samples: np.ndarray) -> tuple[np.ndarray, int]:
     """Full-scale-1.0 complex samples -> complex values in Pluto ``tx()`` counts (+-2**14),
-    rounded to integers. Shape is kept. Raises ValueError if any I or Q component exceeds
-    full scale (magnitude > 1.0), naming the peak so the caller can back off."""
+    rounded to integers, shape kept; I and Q components beyond full scale (magnitude > 1.0)
+    saturate at +-2**14 as a DAC does (never wrap around the int16 container). Returns the
+    counts and how many components saturated."""
     x = np.asarray(samples)
-    peak = float(max(np.max(np.abs(x.real), initial=0.0), np.max(np.abs(x.imag), initial=0.0)))
-    if peak > 1.0 + 1e-9:
-        raise ValueError(f"samples exceed full scale: peak |I|/|Q| = {peak:.3f} > 1.0; scale "
-                         "the burst down (normalized full scale is 1.0)")
-    counts = np.round(x.real * TX_FULL_SCALE_COUNTS) + 1j * np.round(x.imag * TX_FULL_SCALE_COUNTS)
-    return counts.astype(np.complex128)
+    re, im = x.real, x.imag
+    over = int(np.count_nonzero(np.abs(re) > 1.0) + np.count_nonzero(np.abs(im) > 1.0))
+    if over:
+        re, im = np.clip(re, -1.0, 1.0), np.clip(im, -1.0, 1.0)
+    counts = np.round(re * TX_FULL_SCALE_COUNTS) + 1j * np.round(im * TX_FULL_SCALE_COUNTS)
+    return counts.astype(np.complex128), over
 
 
 def from_adc_counts(counts: np.ndarray) -> np.ndarray:

@@ -50,19 +50,20 @@ def bench_and_cal(tmp_path_factory):
 def test_calibrated_aircomp_run_succeeds_and_records_the_file(bench_and_cal, tmp_path):
     yaml, cal = bench_and_cal
     code = main(["run", "--bench", str(yaml), *RUN, "--calibration", str(cal),
-                 "--calibration-max-age", "3600", "--run-dir", str(tmp_path)])
+                 "--calibration-max-age", "3600", "--measure-error", "--run-dir", str(tmp_path)])
     res = json.loads((tmp_path / "results.json").read_text())
     assert code == 0 and res["status"] == "ok", res.get("error")
     assert res["calibration"]["path"] == str(cal.resolve())
     import hashlib
     assert res["calibration"]["sha256"] == hashlib.sha256(cal.read_bytes()).hexdigest()
     assert res["calibration"]["warnings"] == []
-    air = res["allreduce"]
-    assert air["rounds"] == 8
-    # the corrected bench behaves as a calibrated one: measured MSE follows the prediction
-    ratio = air["mse_tensor_mean"] / air["mse_tensor_predicted_mean"]
+    air, tap = res["allreduce"], res["measurement_tap"]
+    assert air["rounds"] == 8 and tap["rounds_measured"] == 8
+    # the corrected bench behaves as a calibrated one: the tap's measured MSE follows the
+    # designs' prediction
+    ratio = tap["mse_tensor_mean"] / air["mse_tensor_predicted_mean"]
     assert 0.5 < ratio < 2.0, ratio
-    assert air["mse_tensor_mean"] < 1e-2
+    assert tap["mse_tensor_mean"] < 1e-2
 
 
 def test_uncalibrated_impaired_bench_finds_no_frame(bench_and_cal, tmp_path, capsys):

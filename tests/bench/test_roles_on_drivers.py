@@ -87,7 +87,8 @@ def test_exact_and_aircomp_rounds_through_the_roles_on_driver(kind, tmp_path, mo
             exact.assign()
             got = exact.forward(torch.tensor([IDS]), reset=True, use_cache=False, last_only=True)
             np.testing.assert_allclose(got[0], ref, atol=1e-4)
-            air = BenchSession(ctl, bench, fp, "aircomp-zf-sdr", csi="estimated")
+            # generous slack: the roles share this process (and a loaded CI machine)
+            air = BenchSession(ctl, bench, fp, "aircomp-zf-sdr", csi="estimated", slack_s=0.2)
             air.assign()
             scales = air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=2,
                                          decode_steps=2)

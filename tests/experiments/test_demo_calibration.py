@@ -61,7 +61,7 @@ def test_calibrated_perplexity_within_2_percent_of_impairment_free(model_parts, 
     same fading blocks."""
     free = run_method(model_parts, small_cfg(csi="estimated"))
     cal = run_method(model_parts, small_cfg(impairments="uncalibrated-pluto"))
-    perfect = run_method(model_parts, small_cfg())
+    perfect = run_method(model_parts, small_cfg(csi="perfect"))   # the simulator's truth
     with capsys.disabled():
         print(f"\nperplexity {METHOD}: impairment-free (estimated CSI) {free['perplexity']:.4f}, "
               f"calibrated {cal['perplexity']:.4f} ({cal['perplexity'] / free['perplexity']:.4f}x), "

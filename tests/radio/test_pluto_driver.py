@@ -40,10 +40,15 @@ def test_tx_scaled_to_2_pow_14_and_rx_normalized_from_2_pow_11():
     assert dac is not None
 
 
-def test_over_full_scale_raises_instead_of_int16_wrap():
-    radio, _ = make()
-    with pytest.raises(ValueError, match="full scale"):
-        radio.transmit(np.full(10, 1.5 + 0j), radio.now())
+def test_over_full_scale_saturates_like_a_dac_instead_of_int16_wrap():
+    radio, fake = make()
+    at = radio.now() + 100
+    radio.transmit(np.full(10, 1.5 - 2.0j), at)
+    assert radio.tx_clipped_samples == 20                  # 10 I and 10 Q components
+    radio.receive(20, at)
+    stream = np.concatenate([b for _, b in fake._dac], axis=1)
+    assert np.max(np.abs(stream.real)) == TX_FULL_SCALE_COUNTS
+    assert np.min(stream.imag) == -TX_FULL_SCALE_COUNTS    # saturated, not wrapped
 
 
 def test_burst_lands_at_its_sample_position_with_loopback_delay():

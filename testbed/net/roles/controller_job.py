@@ -86,6 +86,8 @@ class BenchSession:
     corrections: dict[str, dict] | None = None
     measure_error: bool = False
     tap_address: str | None = None
+    #: extra lead on real-time radios for the roles' own work (s); see `BenchExecutor`
+    slack_s: float = 0.05
     model_dir: object = None
 
     def __post_init__(self) -> None:
@@ -118,7 +120,8 @@ class BenchSession:
         self.truth: BenchTruth | None = None
         if self.spec.analog:
             self.executor = BenchExecutor(self.ctl, self.nodes, self.receiver, self.budget,
-                                          extra_lead=extra, timeout_s=self.request_timeout_s)
+                                          extra_lead=extra, timeout_s=self.request_timeout_s,
+                                          slack_s=self.slack_s)
             self.executor.tap = self.measure_error
             self.truth = BenchTruth(self.ctl, CHANNEL_ID) if self.csi == "perfect" else None
             n_tx = 1

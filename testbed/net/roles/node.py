@@ -41,7 +41,7 @@ from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, No
                                 StatsReport)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.normalization import symbol_power
-from testbed.phy.round import RoundPlan, clip_to_full_scale, node_frame
+from testbed.phy.round import RoundPlan, node_frame
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +227,10 @@ class NodeAgent(Agent):
         return self.tx_radio.correction if self.tx_radio is not self.radio else None
 
     def _send(self, x: np.ndarray, start: int, until: int) -> None:
-        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start`` (saturated at full
-        scale, as the DAC would), then declare this node done up to receiver sample ``until``
-        (later by the corrected burst's margin)."""
-        x, over = clip_to_full_scale(x)
-        self.clipped_components += over
+        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start``, then declare this node
+        done up to receiver sample ``until`` (later by the corrected burst's margin). Components
+        beyond full scale are counted here and saturated by the radio's DAC."""
+        self.clipped_components += int(np.count_nonzero(np.abs(np.asarray(x).view(np.float32)) > 1.0))
         self.tx_radio.transmit(x, start)
         if self.correction is not None:
             # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited
