@@ -69,6 +69,7 @@ def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, mo
         a = res["assignment"][n]
         assert a["weights"]["source"] == "controller" and a["slice"]["source"] == "controller"
         assert a["slice"]["bytes_sent"] == a["weights"]["bytes_received"] > 0
+        assert a["slice"]["sha256"] == a["weights"]["sha256"]
     # nothing but the two slices in the nodes' cache: no default model was trained there
     assert [p.name for p in cache.iterdir()] == ["slices"]
     slices = sorted((cache / "slices").iterdir())

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from testbed.llm.default_model import ensure_default_model
 from testbed.net.codec import decode, encode
 from testbed.net.errors import MessageError
-from testbed.net.roles.slices import SliceReceiver, SliceServer
+from testbed.net.roles.slices import SliceReceiver, SliceServer, slice_digest
 from testbed.net.schema import ShardChunk
 
 RATIOS = [0.6, 0.4]
@@ -31,7 +31,7 @@ def _receive(receiver, server, index):
     ack = receiver.on_offer(_wire(server.offer(RATIOS, index)))
     if not ack["need"]:
         return ack, 0
-    chunks = server.chunks(RATIOS, index)
+    chunks = list(server.chunks(RATIOS, index))
     for c in chunks[:-1]:
         assert receiver.on_chunk(_wire(c)) == {"stored": False}
     last = receiver.on_chunk(_wire(chunks[-1]))
@@ -43,10 +43,12 @@ def test_slice_travels_in_chunks_and_is_cached(server, tmp_path):
     rx = SliceReceiver("node1", tmp_path)
     ack, n_chunks = _receive(rx, server, 1)
     size = sum(len(b) for b in server.files(RATIOS, 1).values())
-    assert n_chunks == sum(-(-len(b) // server.chunk_bytes) for b in server.files(RATIOS, 1).values())
+    assert n_chunks == sum(-(-len(b) // server.chunk_bytes)
+                           for b in server.files(RATIOS, 1).values())
     assert n_chunks > 2 and rx.stats == {"source": "controller", "bytes_received": size,
                                          "cache_rejected": None}
     d = rx.slice_for("sha256:test", RATIOS, 1)
+    assert rx.stats["sha256"] == slice_digest(server.offer(RATIOS, 1))
     assert {p.name for p in d.iterdir()} == {"config.json", "model.safetensors",
                                              "weights_manifest.json"}
     assert (d / "model.safetensors").read_bytes() == server.files(RATIOS, 1)["model.safetensors"]
@@ -84,7 +86,7 @@ def test_tampered_cache_is_refused_and_fetched_again(server, tmp_path):
 
 def test_chunks_out_of_order_or_unoffered_are_refused(server, tmp_path):
     rx = SliceReceiver("node1", tmp_path)
-    chunks = server.chunks(RATIOS, 1)
+    chunks = list(server.chunks(RATIOS, 1))
     with pytest.raises(ValueError, match="without a matching SHARD_OFFER"):
         rx.on_chunk(chunks[0])
     rx.on_offer(server.offer(RATIOS, 1))

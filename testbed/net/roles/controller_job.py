@@ -165,6 +165,11 @@ class BenchSession:
         replies = self.ctl.gather(msg, timeout_s=max(self.request_timeout_s, 120.0))
         info = {n: getattr(r, "info", {}) for n, r in replies.items()}
         for n, s in slices.items():
+            loaded = (info[n].get("weights") or {}).get("sha256")
+            if loaded != s["sha256"]:
+                raise ConfigError(f"{n} loaded a slice with digest {str(loaded)[:16]}..., the "
+                                  f"controller offered {s['sha256'][:16]}...; restart {n} (its "
+                                  "slice cache is re-checked and refilled)")
             info[n]["slice"] = s
         if self.executor is not None:
             self.executor.node_latency_samples = {

@@ -1,10 +1,11 @@
 """Shards from the controller: the controller, which holds the checkpoint, sends each node that
 registered without one (`NO_CHECKPOINT`) its slice before ASSIGNMENT.
 
-Exchange per such node: SHARD_OFFER (checkpoint fingerprint, ratios, node index, the slice's
-files with size and SHA-256) -> ACK ``need``; when needed, SHARD_CHUNK requests of at most
-``chunk_bytes`` each, in order, every one acknowledged; the ack of the last says the slice is
-stored. The node caches slices by checkpoint fingerprint + ratios + index
+Exchange per such node, node after node: SHARD_OFFER (checkpoint fingerprint, ratios, node
+index, the slice's files with size and SHA-256) -> ACK ``need``; when needed, SHARD_CHUNK
+requests of at most ``chunk_bytes`` each, in order, every one acknowledged; the ack of the last
+says the slice is stored. The node's ASSIGNMENT ack reports the digest of the slice it loaded,
+which the controller compares with what it offered (`BenchSession.assign`). The node caches slices by checkpoint fingerprint + ratios + index
 (`testbed.llm.node_slice`), checks a cached one against the offer before use and fetches it
 again when the check fails. A node that brings its own checkpoint registered with its
 fingerprint, which the controller compared at registration; it gets no offer.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -30,22 +31,23 @@ DEFAULT_CHUNK_BYTES = 4 * 2**20
 
 
 class SliceServer:
-    """Controller side: cuts node slices of ``model_dir`` (checkpoint ``fingerprint``) once per
-    (ratios, index) and sends them to the nodes that ask."""
+    """Controller side: cuts node slices of ``model_dir`` (checkpoint ``fingerprint``) and sends
+    them to the nodes that ask, one node at a time, so at most one slice is held in memory."""
 
     def __init__(self, model_dir: str | Path, fingerprint: str,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES):
         self.model_dir = Path(model_dir)
         self.fingerprint = fingerprint
         self.chunk_bytes = int(chunk_bytes)
-        self._cut: dict[tuple, dict[str, bytes]] = {}
+        self._last: tuple[tuple, dict[str, bytes]] | None = None
 
     def files(self, ratios: Sequence[float], index: int) -> dict[str, bytes]:
-        """Node ``index``'s slice files for ``ratios`` (cut on first use)."""
+        """Node ``index``'s slice files for ``ratios`` (the last one cut is kept)."""
         key = (tuple(float(r) for r in ratios), int(index))
-        if key not in self._cut:
-            self._cut[key] = cut_node_slice(self.model_dir, list(key[0]), key[1])
-        return self._cut[key]
+        if self._last is None or self._last[0] != key:
+            self._last = None                  # drop the previous slice before cutting
+            self._last = (key, cut_node_slice(self.model_dir, list(key[0]), key[1]))
+        return self._last[1]
 
     def offer(self, ratios: Sequence[float], index: int) -> ShardOffer:
         """The SHARD_OFFER of node ``index``'s slice."""
@@ -54,45 +56,47 @@ class SliceServer:
                           index=index, files={n: SliceFile(**e) for n, e in manifest.items()},
                           chunk_bytes=self.chunk_bytes)
 
-    def chunks(self, ratios: Sequence[float], index: int) -> list[ShardChunk]:
-        """The SHARD_CHUNKs of node ``index``'s slice, file by file, in order."""
-        out = []
+    def chunks(self, ratios: Sequence[float], index: int) -> Iterator[ShardChunk]:
+        """The SHARD_CHUNKs of node ``index``'s slice, file by file, in order (made as sent)."""
         for name, data in self.files(ratios, index).items():
             buf = np.frombuffer(data, dtype=np.uint8)
             for start in range(0, len(data), self.chunk_bytes):
-                out.append(ShardChunk(file=name, offset=start,
-                                      data=buf[start:start + self.chunk_bytes].copy()))
-        return out
+                yield ShardChunk(file=name, offset=start,
+                                 data=buf[start:start + self.chunk_bytes].copy())
 
     def deliver(self, ctl, indices: dict[str, int], ratios: Sequence[float],
                 timeout_s: float = 60.0) -> dict[str, dict]:
         """Offer each node in ``indices`` (node id -> bench index) its slice and send it to
-        those without a verified copy; chunk k of every such node goes out together. Returns
-        per node: source ("controller" or "cache"), bytes sent, chunks, the node's cache path and
-        why a cached copy was refused (if it was)."""
-        if not indices:
-            return {}
-        replies = ctl.gather({n: self.offer(ratios, i) for n, i in indices.items()},
-                             timeout_s=timeout_s)
-        info = {n: {"source": "cache", "bytes_sent": 0, "chunks": 0,
-                    **{k: v for k, v in getattr(r, "info", {}).items() if k != "need"}}
-                for n, r in replies.items()}
-        queues = {n: self.chunks(ratios, indices[n]) for n, r in replies.items()
-                  if getattr(r, "info", {}).get("need")}
-        for n in queues:
-            info[n]["source"] = "controller"
-        while any(queues.values()):
-            batch = {n: q.pop(0) for n, q in queues.items() if q}
-            acks = ctl.gather(batch, timeout_s=timeout_s)
-            for n, chunk in batch.items():
-                info[n]["bytes_sent"] += int(chunk.data.size)
-                info[n]["chunks"] += 1
-                if not queues[n]:
-                    done = dict(getattr(acks[n], "info", {}))
-                    if not done.pop("stored", False):
-                        raise RuntimeError(f"{n} did not confirm its slice after the last chunk")
-                    info[n].update(done)
+        those without a verified copy, node after node. Returns per node: source
+        ("controller" or "cache"), bytes sent, chunks, the slice's digest (`slice_digest`), the
+        node's cache path and why a cached copy was refused (if it was)."""
+        info = {}
+        for n, i in indices.items():
+            offer = self.offer(ratios, i)
+            reply = dict(getattr(ctl.request(n, offer, timeout_s=timeout_s), "info", {}))
+            need = reply.pop("need", True)
+            out = info[n] = {"source": "controller" if need else "cache", "bytes_sent": 0,
+                             "chunks": 0, "sha256": slice_digest(offer), **reply}
+            if not need:
+                continue
+            done: dict = {}
+            for chunk in self.chunks(ratios, i):
+                done = dict(getattr(ctl.request(n, chunk, timeout_s=timeout_s), "info", {}))
+                out["bytes_sent"] += int(chunk.data.size)
+                out["chunks"] += 1
+            if not done.pop("stored", False):
+                raise RuntimeError(f"{n} did not confirm its slice after the last chunk")
+            out.update(done)
+        self._last = None
         return info
+
+
+def slice_digest(offer: ShardOffer) -> str:
+    """One SHA-256 (hex) for an offered slice: over its files' names, sizes and hashes."""
+    import hashlib
+    import json
+    files = {n: f.model_dump() for n, f in offer.files.items()}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 class SliceReceiver:
@@ -164,4 +168,5 @@ class SliceReceiver:
             raise RuntimeError(f"{self.node_id} has no checkpoint (started without --model) and "
                                "no slice for this assignment arrived from the controller")
         check_slice(self.ready, self.expected)
+        self.stats["sha256"] = slice_digest(o)
         return self.ready
