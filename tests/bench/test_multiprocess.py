@@ -11,8 +11,8 @@ import time
 import numpy as np
 import psutil
 import pytest
-import torch
 
+from bench_reference import greedy_logits
 from testbed.llm.default_model import ensure_default_model
 from testbed.llm.sharding import shard_checkpoint
 from testbed.net.roles.bench_runner import JobSpec, up_and_run
@@ -38,24 +38,13 @@ def _ratios(bench):
     return [r[n.id] for n in bench.nodes]
 
 
-def _reference_logits(sharded, n_tokens):
-    """Per-step last-position logits of greedy decoding in-process (as ShardedModel.generate)."""
-    sharded.reset_cache()
-    tokens, out = torch.tensor([PROMPT]), []
-    for _ in range(n_tokens):
-        logits = sharded.forward(tokens, use_cache=True)[:, -1]
-        out.append(logits.numpy())
-        tokens = logits.argmax(-1, keepdim=True)
-    return np.stack(out)
-
-
 def test_exact_over_processes_equals_inprocess(bench, model_dir, tmp_path):
     code = up_and_run("sim_4node", bench, str(model_dir), "exact",
                       JobSpec("generate", prompt_ids=PROMPT, max_new_tokens=4, save_logits=True),
                       tmp_path)
     res = json.loads((tmp_path / "results.json").read_text())
     assert code == 0 and res["status"] == "ok"
-    ref = _reference_logits(shard_checkpoint(model_dir, _ratios(bench)), 4)
+    ref = greedy_logits(shard_checkpoint(model_dir, _ratios(bench)), PROMPT, 4)
     got = np.load(tmp_path / "logits.npy")
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
     assert res["generated_ids"] == [int(np.argmax(l[0])) for l in ref]
@@ -179,9 +168,10 @@ def test_digital_over_processes_is_the_8bit_quantized_sum(bench, model_dir, tmp_
     assert len(set(seen)) >= 4  # controller, broker ... and the gloo store were seen
     assert not [a for a in set(seen) if a[0] in ("0.0.0.0", "::")], sorted(set(seen))
     got = np.load(tmp_path / "logits.npy")
-    ref = _reference_logits(shard_checkpoint(model_dir, _ratios(bench), DigitalAllReduce(8)), 3)
+    ref = greedy_logits(shard_checkpoint(model_dir, _ratios(bench), DigitalAllReduce(8)),
+                        PROMPT, 3)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
-    exact = _reference_logits(shard_checkpoint(model_dir, _ratios(bench)), 3)
+    exact = greedy_logits(shard_checkpoint(model_dir, _ratios(bench)), PROMPT, 3)
     assert np.max(np.abs(got - exact)) > 1e-4      # quantization is visible
     air = res["allreduce"]["modelled_airtime"]     # the OFDMA airtime beside the wall time
     assert air["per_token_decode_s"] == pytest.approx(2 * 4 * air["per_allreduce_decode_s"])

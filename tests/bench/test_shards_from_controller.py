@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
+from bench_reference import greedy_logits
 from testbed.llm.default_model import ensure_default_model
 from testbed.llm.sharding import shard_checkpoint
 from testbed.net.roles.bench_runner import JobSpec, up_and_run
@@ -44,16 +44,6 @@ def _run(bench_file, method, run_dir, model_dir, **kw):
     return res, np.load(run_dir / "logits.npy")
 
 
-def _reference_logits(sharded, n_tokens):
-    sharded.reset_cache()
-    tokens, out = torch.tensor([PROMPT]), []
-    for _ in range(n_tokens):
-        logits = sharded.forward(tokens, use_cache=True)[:, -1]
-        out.append(logits.numpy())
-        tokens = logits.argmax(-1, keepdim=True)
-    return np.stack(out)
-
-
 @pytest.mark.slow
 def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, monkeypatch):
     model_dir = ensure_default_model(progress=False)     # the controller's checkpoint
@@ -63,7 +53,7 @@ def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, mo
     monkeypatch.setenv("TESTBED_CACHE_DIR", str(cache))  # inherited by every role process
 
     res, got = _run(bench_file, "exact", tmp_path / "exact", model_dir)
-    ref = _reference_logits(shard_checkpoint(model_dir, RATIOS), 3)
+    ref = greedy_logits(shard_checkpoint(model_dir, RATIOS), PROMPT, 3)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
     for n in ("node0", "node1"):
         a = res["assignment"][n]
@@ -97,6 +87,10 @@ def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, mo
     np.testing.assert_array_equal(air, own)
     assert res_air["generated_ids"] == res_own["generated_ids"]
     assert res_air["allreduce"]["rounds"] > 0
+    # stream health: the lock-step simulated radios never glitch
+    from testbed.commands.run import stream_health_lines
+    assert stream_health_lines(res_air) == [
+        "stream health: 3 radios clean (no underflows, overflows, late, stream breaks)"]
 
 
 def test_gloo_rendezvous_on_a_multi_host_bench_uses_node0_and_a_port_of_its_own():

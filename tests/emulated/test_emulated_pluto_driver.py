@@ -1,7 +1,8 @@
 """Our PlutoRadio driver on the real pyadi-iio/libiio stack against an emulated Pluto with a
 TX->RX cable: bursts land where scheduled (a fixed TX->RX latency, exact in samples), a host
 stall shorter than libiio's timeout is counted as overflow/underflow from register 0x80000088,
-and a stalled-for-good or unplugged radio gives a StreamError naming the node."""
+and a stalled-for-good or unplugged radio gives a StreamError naming the node; the stall shows
+in the stream health a run reports."""
 import time
 
 import numpy as np
@@ -24,12 +25,12 @@ def bench():
     b.close()
 
 
-def _radio(bench, **kw):
-    srv = bench.pluto("drv", loopback_cable_db=-30.0, **kw)
+def _radio(bench, name="drv", node_id="n7", **kw):
+    srv = bench.pluto(name, loopback_cable_db=-30.0, **kw)
     cfg = PlutoConfig(uri=srv.uri, sample_rate_hz=1e6, center_freq_hz=915e6,
                       rf_bandwidth_hz=1e6, tx_gain_db=-10.0, rx_gain_db=30.0,
                       rx_buffer_size=8192, tx_buffer_size=8192, kernel_buffers=4)
-    return srv, PlutoRadio(cfg, node_id="n7", background=True).open()
+    return srv, PlutoRadio(cfg, node_id=node_id, background=True).open()
 
 
 def _peak(y, ref):
@@ -83,3 +84,41 @@ def test_dead_radio_gives_an_error_naming_the_node(bench, fault):
         srv.faults.replug()
         srv.faults.stall(0)
         radio.close()
+
+
+def test_stalled_radio_shows_in_results_and_summary(bench):
+    """Stream health as results.json and `testbed run` report it (`radio_stats`,
+    `stream_health_lines`): the stall adds to the stalled radio's overflows, underflows and
+    stream breaks, and the summary names that radio with its counts. (The other radio is named
+    only if the loaded machine made it glitch too.)"""
+    from testbed.commands.run import stream_health_lines
+    from testbed.net.roles.common import radio_stats
+    srv_a, a = _radio(bench, "a", "node0")
+    srv_b, b = _radio(bench, "b", "node1")
+    try:
+        for r in (a, b):
+            r.run_until(r.now() + 50_000)
+        before = radio_stats(a)["counters"]
+        srv_a.faults.stall(0.5)                   # node0's host stalls 0.5 s wall
+        time.sleep(0.6)
+        for r in (a, b):
+            r.run_until(r.now() + 50_000)
+        res = {"radios": {"node0": radio_stats(a, resyncs=1), "node1": radio_stats(b)},
+               "radios_unreported": ["receiver"]}
+        c = res["radios"]["node0"]["counters"]
+        assert c["overflows"] > before["overflows"] and c["underflows"] > before["underflows"]
+        assert c["stream_breaks"] >= c["overflows"] + c["underflows"] > 0
+        assert c["resyncs"] == 1
+        lines = stream_health_lines(res)
+        b_bad = any(res["radios"]["node1"]["counters"][k]
+                    for k in ("underflows", "overflows", "late", "stream_breaks"))
+        assert lines[0].startswith(f"stream health: {1 + b_bad} of 2 radios had errors")
+        assert lines[1] == (f"  node0 (pluto {srv_a.device.ctx.serial}): underflows "
+                            f"{c['underflows']}, overflows {c['overflows']}, "
+                            + (f"late {c['late']}, " if c["late"] else "")
+                            + f"stream breaks {c['stream_breaks']}, re-syncs 1")
+        assert ("node1" in "".join(lines)) == b_bad
+        assert lines[-1].startswith("stream health: no counters from receiver")
+    finally:
+        a.close()
+        b.close()
