@@ -82,7 +82,8 @@ def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, mo
     # the same run with nodes that load the checkpoint themselves: the same logits, bit for bit
     res_own, own = _run(bench_file, "aircomp-zf-sdr", tmp_path / "own", model_dir,
                         nodes_bring_model=True)
-    assert res_own["assignment"]["node0"]["weights"] == "own checkpoint"
+    assert res_own["assignment"]["node0"]["weights"] == {"source": "own checkpoint",
+                                                         "path": str(model_dir)}
     assert "slice" not in res_own["assignment"]["node0"]
     np.testing.assert_array_equal(air, own)
     assert res_air["generated_ids"] == res_own["generated_ids"]

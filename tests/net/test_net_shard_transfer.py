@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from testbed import errors
 from testbed.llm.default_model import ensure_default_model
 from testbed.net.codec import decode, encode
 from testbed.net.errors import MessageError
@@ -118,3 +119,15 @@ def test_chunk_data_must_be_bytes():
     decode(good)
     with pytest.raises(MessageError):
         decode(bad)
+
+
+def test_unwritable_cache_is_named(server, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rx = SliceReceiver("node1", blocker)            # the cache root is a file
+    rx.on_offer(server.offer(RATIOS, 1))
+    chunks = list(server.chunks(RATIOS, 1))
+    for c in chunks[:-1]:
+        rx.on_chunk(c)
+    with pytest.raises(errors.TestbedError, match="TESTBED_CACHE_DIR"):
+        rx.on_chunk(chunks[-1])

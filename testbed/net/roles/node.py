@@ -142,7 +142,8 @@ class NodeAgent(Agent):
                "rounds": self.rounds, "compute_s": self.compute_s,
                "estimate_wait_s": self.estimate_wait_s,
                "clipped_components": self.clipped_components,
-               "weights": "own checkpoint" if self.model_dir is not None else self.slices.stats,
+               "weights": ({"source": "own checkpoint", "path": str(self.model_dir)}
+                           if self.model_dir is not None else self.slices.stats),
                "traffic": {"controller": self.transport.traffic.table() if self.transport else []}}
         if self.estimates is not None:
             out["traffic"]["estimates"] = self.estimates.traffic.table()

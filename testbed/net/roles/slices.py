@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from testbed.errors import TestbedError
 from testbed.llm.manifest import WeightsIntegrityError
 from testbed.llm.node_slice import (check_slice, cut_node_slice, discard_slice, slice_dir,
                                     slice_key, slice_manifest, store_slice)
@@ -150,7 +151,11 @@ class SliceReceiver:
         self.stats["bytes_received"] += int(msg.data.size)
         if any(len(self.parts[n]) < self.expected[n]["bytes"] for n in self.parts):
             return {"stored": False}
-        store_slice({n: bytes(b) for n, b in self.parts.items()}, self.expected, self.dest)
+        try:
+            store_slice({n: bytes(b) for n, b in self.parts.items()}, self.expected, self.dest)
+        except OSError as exc:
+            raise TestbedError(f"{self.node_id}: cannot write its slice to {self.dest} ({exc}); "
+                               "set TESTBED_CACHE_DIR to a writable directory") from None
         self.parts = {}
         self.ready = self.dest
         self.stats["source"] = "controller"
