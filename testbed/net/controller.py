@@ -82,7 +82,7 @@ class ControllerConfig:
         c = bench.controller
         peers = {n.id: "node" for n in bench.nodes}
         peers[bench.receiver.id] = "receiver"
-        if getattr(bench, "channel", None) is not None:
+        if getattr(bench, "simulated", False):     # the lock-step air's channel agent
             peers.setdefault("channel", "channel")
         return cls(expected_peers=peers, model_fingerprint=model_fingerprint,
                    router_endpoint=f"tcp://{c.host}:{c.router_port}",

@@ -92,3 +92,29 @@ def test_emulate_command_serves_the_usrp_bench(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_emulated_bench_is_not_a_simulated_one():
+    from testbed.net.controller import ControllerConfig
+    sim = load_bench(find_config("sim_4node", "benches"))
+    assert sim.simulated
+    for name in ("pluto_4node_emulated", "usrp_2node_emulated", "pluto_4node"):
+        bench = load_bench(find_config(name, "benches"))
+        assert not bench.simulated
+        assert "channel" not in ControllerConfig.from_bench(bench, "x").expected_peers
+    assert "channel" in ControllerConfig.from_bench(sim, "x").expected_peers
+
+
+def test_testbed_up_starts_the_emulated_radios_first(tmp_path):
+    from testbed.net.roles.emulated_radios import RADIOS_ID, start_emulated_radios
+    from testbed.net.supervisor import Supervisor
+    path, bench = bench_on_free_ports("usrp_2node_emulated", tmp_path)
+    with Supervisor(tmp_path / "run", install_signal_handlers=False) as sup:
+        assert start_emulated_radios(sup, str(path), bench) == [RADIOS_ID]
+        for who, radio in bench_radios(bench):       # every radio answers like a USRP
+            from sim_backend.usrp_emu.uhd_api import MultiUSRP
+            assert MultiUSRP(radio.args).get_usrp_rx_info()["mboard_name"] == who
+    assert sup.procs[RADIOS_ID].returncode() is not None      # torn down with the bench
+    hw = load_bench(find_config("usrp_2node", "benches"))
+    with Supervisor(tmp_path / "run2", install_signal_handlers=False) as sup:
+        assert start_emulated_radios(sup, "usrp_2node", hw) == []

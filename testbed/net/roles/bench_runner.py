@@ -444,7 +444,7 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
     addresses = addresses or local_addresses()
     run_dir = Path(run_dir)
     print(f"bench {bench.name}: controller ROUTER {addresses.router}, PUB {addresses.pub}"
-          + (f", channel broker {addresses.broker}" if bench.channel is not None else "")
+          + (f", channel broker {addresses.broker}" if bench.simulated else "")
           + f", receiver estimates {addresses.estimates}, measurement sink {addresses.tap}"
           + f"; run directory {run_dir} (role logs in {run_dir / 'logs'})", flush=True)
     if bench.controller.curve and not os.environ.get(KEYS_ENV):
