@@ -113,9 +113,9 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     p_in = left + np.arange(k_len)
     kappa = (p_in - c) / n_fft
     W = _correction_weights()
-    powers = np.arange(W.shape[0])
+    n_pow = W.shape[0]
     z = x * np.where(p_in % 2 == 0, 1.0, -1.0)[None, :]
-    moments = z @ ((-kappa)[:, None] ** powers[None, :])                # (C, Q+1)
+    moments = z @ np.vander(-kappa, n_pow, increasing=True)       # (C, Q+1)
     tau = (t - c) / n_fft
-    corr = (moments @ W.T) @ (tau[:, None] ** powers[None, :]).T         # (C, n_out)
+    corr = (moments @ W.T) @ np.vander(tau, n_pow, increasing=True).T   # (C, n_out)
     return y + corr * (sin_t / n_fft)[None, :]
