@@ -72,6 +72,9 @@ log = logging.getLogger(__name__)
 
 #: most receive windows waiting at once (the receiver asks one at a time)
 MAX_PENDING = 64
+#: most requests handled before waiting windows are looked at again (ZMQ queues every
+#: connection fairly, so a flooding stranger delays the radios' requests by one share only)
+MAX_BATCH = 256
 #: largest frame the broker accepts: the biggest burst payload (complex64), bytes
 MAX_FRAME_BYTES = 8 * MAX_WINDOW_SAMPLES
 
@@ -249,7 +252,7 @@ class ChannelBroker:
         poller.register(self._sock, zmq.POLLIN)
         while not self._stop.is_set():
             if poller.poll(20):
-                while True:
+                for _ in range(MAX_BATCH):  # bounded: waiting windows are served in between
                     try:
                         frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:

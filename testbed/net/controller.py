@@ -152,12 +152,16 @@ class Controller:
 
     # ----------------------------------------------------------------- pumping
     def pump(self, timeout_s: float = 0.0, check_liveness: bool = True) -> None:
-        """Wait up to ``timeout_s`` s for traffic, handle all of it, send a heartbeat if due,
-        then raise `PeerLostError` if a registered peer is silent beyond ``peer_timeout_s``."""
+        """Wait up to ``timeout_s`` s for traffic, handle what is there (for at most one
+        heartbeat period: a flood of frames cannot keep the controller here), send a heartbeat
+        if due, then raise `PeerLostError` if a registered peer is silent beyond
+        ``peer_timeout_s``. ZMQ queues every peer's messages fairly, so a flooding stranger
+        does not hide the registered peers' heartbeats."""
         now = time.monotonic()
         self._heartbeat_if_due(now)
         wait = min(timeout_s, max(0.0, self._next_hb - now))
         batch = self.transport.poll(wait)
+        busy_until = time.monotonic() + self.config.heartbeat_interval_s
         while batch:
             for item in batch:
                 try:
@@ -167,6 +171,9 @@ class Controller:
                     log.exception("failed handling a %s message from %s; ignored it",
                                   item.message.type if item.message else "malformed",
                                   _who(item))
+            self._heartbeat_if_due(time.monotonic())
+            if time.monotonic() > busy_until:
+                break
             batch = self.transport.poll(0)
         self._heartbeat_if_due(time.monotonic())
         if check_liveness:

@@ -247,3 +247,56 @@ def test_a_frame_over_the_size_limit_is_dropped_before_it_is_buffered():
             rep = ctl.request("n0", Partial(layer=0, site="a", round_id=1, tensor=x), 5)
             np.testing.assert_array_equal(rep.tensor, x)
             assert at.error is None
+
+
+FLOOD = r"""
+import sys, time, zmq
+ctx = zmq.Context(); s = ctx.socket(zmq.DEALER); s.setsockopt(zmq.LINGER, 0)
+s.connect(sys.argv[1]); end = time.monotonic() + float(sys.argv[2]); n = 0
+frame = b'{"v":%s,"type":"heartbeat","body":{"seq":' + b'9' * 5000 + b'}}'
+while time.monotonic() < end:
+    try:
+        s.send(frame, zmq.NOBLOCK); n += 1
+    except zmq.Again:
+        time.sleep(0.0005)
+    while s.poll(0):
+        s.recv()
+print(n, flush=True)
+s.close(); ctx.term()
+"""
+
+
+def test_a_flooding_stranger_does_not_stall_the_controller():
+    """A stranger sending crashers as fast as it can (another process) for 6 s: the controller
+    keeps heart-beating and answering between its frames (pump is bounded), the agent never
+    loses it, and requests keep completing."""
+    import subprocess
+    import sys
+    cfg = ControllerConfig({"n0": "node"}, "fp")
+    with Controller(cfg) as ctl:
+        agent = EchoAgent(AgentConfig("n0", ctl.router_address, ctl.pub_address,
+                                      model_fingerprint="fp"))
+        with agent_thread(agent) as at:
+            ctl.wait_for_peers(timeout_s=10)
+            flood = subprocess.Popen(
+                [sys.executable, "-c", FLOOD % PROTOCOL_VERSION, ctl.router_address, "6"],
+                stdout=subprocess.PIPE, text=True)
+            try:
+                x = np.arange(4, dtype=np.float32)
+                done, t_end = 0, time.monotonic() + 5
+                logging.disable(logging.WARNING)  # thousands of rejection lines
+                while time.monotonic() < t_end:
+                    rep = ctl.request("n0", Partial(layer=0, site="a", round_id=done,
+                                                    tensor=x), timeout_s=10)
+                    np.testing.assert_array_equal(rep.tensor, x)
+                    done += 1
+                    ctl.pump(0.1)
+                sent = int(flood.communicate(timeout=30)[0].split()[0])
+            finally:
+                logging.disable(logging.NOTSET)
+                if flood.poll() is None:
+                    flood.kill()
+                    flood.wait()
+            assert sent > 1000 and ctl.rejections["oversized"] > 500, (sent, ctl.rejections)
+            assert done >= 5
+            assert at.error is None and not at.done()
