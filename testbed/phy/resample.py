@@ -36,6 +36,12 @@ def _correction_weights() -> np.ndarray:
     return W
 
 
+def _cmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Complex ``a`` @ real ``b`` as two real products (numpy's mixed complex @ float product
+    does not use BLAS: ~40x slower)."""
+    return a.real @ b + 1j * (a.imag @ b)
+
+
 @lru_cache(maxsize=64)
 def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Chirps of the chirp-z transform X[j] = sum_k c[k] w^(j k), j < m, w = exp(j 2 pi step /
@@ -115,7 +121,7 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     W = _correction_weights()
     n_pow = W.shape[0]
     z = x * np.where(p_in % 2 == 0, 1.0, -1.0)[None, :]
-    moments = z @ np.vander(-kappa, n_pow, increasing=True)       # (C, Q+1)
+    moments = _cmatmul(z, np.vander(-kappa, n_pow, increasing=True))        # (C, Q+1)
     tau = (t - c) / n_fft
-    corr = (moments @ W.T) @ np.vander(tau, n_pow, increasing=True).T   # (C, n_out)
+    corr = _cmatmul(moments @ W.T, np.vander(tau, n_pow, increasing=True).T)  # (C, n_out)
     return y + corr * (sin_t / n_fft)[None, :]
