@@ -225,3 +225,15 @@ def test_emulate_usrp_command_serves_one_usrp_with_a_loopback_cable():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_radios_aligned_in_different_pps_seconds_differ_by_whole_seconds(bench):
+    """The hazard of pps_align unknown_pps on separate hosts: each process latches 0 on the
+    edge after its own open(); opened a second apart, they are a whole second apart (the
+    roles must agree on the edge, see docs/emulated_radios.md)."""
+    a = UsrpRadio(config(bench.sa.args), node_id="node-a").open()
+    b = UsrpRadio(config(bench.sb.args), node_id="node-b").open()     # opened >= 1 s later
+    da = a.now()
+    db = b.now()
+    whole = round((da - db) / FS)
+    assert whole >= 1 and abs((da - db) - whole * FS) < 0.05 * FS   # read ~ms apart
