@@ -233,8 +233,9 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     their partials to a measurement sink in this process (results.json: ``measurement_tap``).
     supervisor: the local bench's `Supervisor` (`up_and_run`): a child that exits before
     registering ends the wait at once (`ChildExitedError` quoting its log).
-    A lost peer or a round that times out is saved as status "failed" with ``culprit`` =
-    {"kind": node | receiver | radio | broker, "id": peer}; Ctrl-C as "interrupted" (re-raised,
+    A lost peer or a round that times out is named at once (printed; ``detected_unix`` in
+    results.json) and saved as status "failed" with ``culprit`` = {"kind": node | receiver |
+    radio | broker, "id": peer} and the counters of the roles that still answer; Ctrl-C as "interrupted" (re-raised,
     except for ``job.kind == "none"``, where it is the normal way to stop: returns 0)."""
     import torch
 
@@ -359,23 +360,26 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             ctl.shutdown("run finished")
             save("ok", session=session, stats=stats)
         except PeerLostError as exc:
-            stats = stats_after_failure(ctl)
-            ctl.shutdown(f"run aborted: {exc}")
+            # named at once (before the up-to-2-s collection of the survivors' counters)
+            results["detected_unix"] = time.time()
             who = "the channel broker" if exc.role == "channel" else f"{exc.role or 'peer'}"
             msg = (f"run stopped: {who} {exc.node_id!r} was lost ({exc.detail}, last heard "
                    f"{exc.last_seen_age_s:.1f} s ago). Saved {len(steps)} completed step(s) to "
                    f"{run_dir}. Restart that role (or `testbed up` again) and rerun.")
-            save("failed", error=msg, session=session, stats=stats,
-                 culprit={"kind": exc.culprit, "id": exc.node_id})
             print(msg, file=sys.stderr, flush=True)
-            return 1
-        except RequestTimeout as exc:
             stats = stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {exc}")
+            save("failed", error=msg, session=session, stats=stats,
+                 culprit={"kind": exc.culprit, "id": exc.node_id})
+            return 1
+        except RequestTimeout as exc:
+            results["detected_unix"] = time.time()
             msg = f"run stopped: {exc} Saved {len(steps)} completed step(s) to {run_dir}."
+            print(msg, file=sys.stderr, flush=True)
+            stats = stats_after_failure(ctl)
+            ctl.shutdown(f"run aborted: {exc}")
             save("failed", error=msg, session=session, stats=stats,
                  culprit={"kind": exc.culprit, "id": exc.culprit_id, "waiting": exc.waiting})
-            print(msg, file=sys.stderr, flush=True)
             return 1
         except KeyboardInterrupt:
             ctl.shutdown("interrupted by the user (Ctrl-C)")
