@@ -30,6 +30,7 @@ import time
 import numpy as np
 import torch
 
+from testbed.activity import waiting_on
 from testbed.llm.allreduce import AllReduce
 from testbed.methods import get_method
 from testbed.net.agent import Agent
@@ -232,12 +233,14 @@ class NodeAgent(Agent):
         done up to receiver sample ``until`` (later by the corrected burst's margin). Components
         beyond full scale are counted here and saturated by the radio's DAC."""
         self.clipped_components += int(np.count_nonzero(np.abs(np.asarray(x).view(np.float32)) > 1.0))
-        self.tx_radio.transmit(x, start)
+        with waiting_on("waiting on radio.transmit"):
+            self.tx_radio.transmit(x, start)
         if self.correction is not None:
             # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited
             # tail past the end (plus the timing advance's rounding): declare past them
             until = max(until, start + x.shape[1] + CORRECTION_HALF_TAPS + 2)
-        self.tx_radio.done_until(until)
+        with waiting_on("waiting on radio.done_until"):
+            self.tx_radio.done_until(until)
 
     # ------------------------------------------------------------------ forward pass
     def _forward(self, msg: Forward) -> Message:
