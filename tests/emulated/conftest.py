@@ -1,8 +1,8 @@
 """Emulated Plutos on an in-process real-time air, served on 127.0.0.1 for the real clients.
 Every server a fixture starts is closed by it."""
-import shutil
 
 import pytest
+from syslibs import require_tool
 
 from sim_backend.pluto_emu import EmulatedPluto, IIODServer
 from sim_backend.realtime_air import LOParams, RealtimeAir
@@ -35,10 +35,8 @@ def bench():
 
 
 def need_tool(name):
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed (Debian package libiio-utils)")
-    return path
+    """Path of a libiio command-line tool, or skip naming its Debian package."""
+    return require_tool(name)
 
 
 def tone_freq_hz(x, fs=1e6):

@@ -15,8 +15,10 @@ from conftest import need_tool, tone_freq_hz
 from sim_backend.emulated_bench import EmulatedBench
 from sim_backend.impairment_presets import preset_by_name
 from testbed.config.loader import find_config, load_bench
+from syslibs import require_module
 
-adi = pytest.importorskip("adi", reason="pyadi-iio not installed")
+require_module("iio")
+adi = require_module("adi")
 
 
 def _free_port():

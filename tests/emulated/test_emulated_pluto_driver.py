@@ -11,9 +11,10 @@ import pytest
 from testbed.config.radio import PlutoConfig
 from testbed.errors import StreamError
 from testbed.radio.pluto import PlutoRadio
+from syslibs import require_module
 
-pytest.importorskip("adi", reason="pyadi-iio not installed")
-pytest.importorskip("iio", reason="pylibiio not installed (pip install pylibiio==0.25)")
+require_module("iio")
+require_module("adi")
 
 
 @pytest.fixture

@@ -11,13 +11,14 @@ import pytest
 from calibration.corrections import CorrectedRadio
 from calibration.procedures import measure_burst
 from calibration.timebase import (BEACON, TimeBase, TimeBaseLost, beacon_waveform, capture,
+from syslibs import require_module
                                   find_beacon, measure_loopback_offset, send_beacon,
                                   timebase_correction)
 
 FS = 1e6
 
-pytest.importorskip("adi", reason="pyadi-iio not installed")
-pytest.importorskip("iio", reason="pylibiio not installed (pip install pylibiio==0.25)")
+require_module("iio")
+require_module("adi")
 
 TIME_SCALE = 10.0
 

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from syslibs import require_module
 
-adi = pytest.importorskip("adi", reason="pyadi-iio not installed")
-pytest.importorskip("iio", reason="pylibiio not installed (pip install pylibiio==0.25)")
+require_module("iio")
+adi = require_module("adi")
 
 from conftest import tone_freq_hz  # noqa: E402
 
