@@ -15,8 +15,8 @@ from conftest import need_tool, tone_freq_hz
 from sim_backend.emulated_bench import EmulatedBench
 from sim_backend.impairment_presets import preset_by_name
 from testbed.config.loader import find_config, load_bench
-from syslibs import require_module
 
+from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 adi = require_module("adi")
 

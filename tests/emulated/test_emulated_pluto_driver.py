@@ -11,8 +11,8 @@ import pytest
 from testbed.config.radio import PlutoConfig
 from testbed.errors import StreamError
 from testbed.radio.pluto import PlutoRadio
-from syslibs import require_module
 
+from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 require_module("adi")
 

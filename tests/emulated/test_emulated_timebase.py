@@ -11,12 +11,12 @@ import pytest
 from calibration.corrections import CorrectedRadio
 from calibration.procedures import measure_burst
 from calibration.timebase import (BEACON, TimeBase, TimeBaseLost, beacon_waveform, capture,
-from syslibs import require_module
                                   find_beacon, measure_loopback_offset, send_beacon,
                                   timebase_correction)
 
 FS = 1e6
 
+from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 require_module("adi")
 

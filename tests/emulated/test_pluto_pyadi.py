@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from syslibs import require_module
 
+from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 adi = require_module("adi")
 
