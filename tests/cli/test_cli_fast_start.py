@@ -62,3 +62,14 @@ resolve_bench("sim_4node")
 """
     loaded = _loaded_after(code)
     assert "torch" not in loaded and "transformers" not in loaded, loaded
+
+
+def test_node_role_registers_before_loading_transformers():
+    """A node imports torch (its all-reduce interface) but not the sharding code: transformers
+    (~2-4 s) is loaded at ASSIGNMENT, after the node registered."""
+    code = """
+import testbed.commands.node
+from testbed.net.roles.bench_runner import serve_node
+import testbed.net.roles.node
+"""
+    assert "transformers" not in _loaded_after(code)
