@@ -363,7 +363,8 @@ class ChannelBroker:
                                                           self.tx_until.items()},
                         "pending_bursts": self.air.pending_bursts(),
                         "requests": dict(self.stats.requests), "windows": self.stats.windows,
-                        "refused": self.stats.refused}
+                        "refused": self.stats.refused,
+                        "claimed": sorted(str(k) for k in self._owners)}
             node = self._tx_node(req.node)
             if op == "transmit":
                 earliest = node_now(self.air, node)

@@ -45,11 +45,30 @@ def _broker_templates():
             [h(op="transmit", node=2, at=10**6, shape=[1, 4]), b"\0" * 32]]
 
 
+def _wait_until_claimed(ctx, broker: str, n_radios: int, stop: threading.Event) -> None:
+    """Wait until every radio of the bench said hello to the broker (broker ``info``): the
+    attack comes from a stranger during the run, not before the roles exist (on a plain broker
+    a stranger could claim a radio first -- that is what CURVE is for)."""
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(broker)
+    try:
+        while not stop.is_set():
+            s.send(json.dumps({"op": "info", "seq": 1}).encode())
+            if s.poll(2000) and len(json.loads(s.recv()).get("claimed", [])) >= n_radios:
+                return
+            stop.wait(0.5)
+    finally:
+        s.close()
+
+
 def _attack(addresses, stop: threading.Event, sent: dict) -> None:
-    """Send hostile frames to the ROUTER and the broker in batches until ``stop``."""
+    """Once the roles hold their radios, send hostile frames to the ROUTER and the broker in
+    batches until ``stop``."""
     ctx = zmq.Context()
     socks = {}
     try:
+        _wait_until_claimed(ctx, addresses.broker, 5, stop)
         for name, address in (("router", addresses.router), ("broker", addresses.broker)):
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
