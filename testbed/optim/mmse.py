@@ -304,6 +304,10 @@ def _channel_inversion_start(H: np.ndarray, P: np.ndarray, noise_var: float, L: 
     return A
 
 
+#: relative stationarity ||grad f|| ||A|| / f below which Newton's single-stream result is final
+STATIONARY_TOL = 1e-9
+
+
 def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
                init="channel-inversion", tol: float = 1e-10, max_iter: int = 2000, quasi_newton: bool = True,
                accelerate: bool = True, n_random: int = 100):
@@ -347,9 +351,15 @@ def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
             second = newton_single_stream if L == 1 else quasi_newton_receiver
             A0, trace = second(H, P, noise_var, A0)
             hist += trace
-        A, B, mu, alt, conv = alternate(H, P, noise_var, A0, tol=tol, max_iter=max_iter,
-                                        accelerate=accelerate)
-        hist += alt[1:]
+        f0, g0, B0, mu0 = reduced_mse(H, P, noise_var, A0)
+        if quasi_newton and L == 1 and np.linalg.norm(g0) * np.linalg.norm(A0) <= STATIONARY_TOL * f0:
+            # Newton converged to a stationary point: alternating steps cannot lower f further
+            # (beyond rounding), so they are skipped
+            A, B, mu, conv = A0, B0, mu0, True
+        else:
+            A, B, mu, alt, conv = alternate(H, P, noise_var, A0, tol=tol, max_iter=max_iter,
+                                            accelerate=accelerate)
+            hist += alt[1:]
         if best is None or hist[-1] < best[3][-1]:
             best = (A, B, mu, hist, conv, name)
     A, B, mu, hist, conv, name = best

@@ -405,15 +405,15 @@ class AnalogAllReduce(AllReduce):
         if len(zs) != self.executor.n_nodes:
             raise ValueError(f"got {len(zs)} partials for {self.executor.n_nodes} transmitting radios")
         self.executor.stage(zs)
-        out, rec = self.driver.round(layer, site, zs[0].shape,
-                                     powers=[symbol_power(z) for z in zs])
+        powers = [symbol_power(z) for z in zs]
+        out, rec = self.driver.round(layer, site, zs[0].shape, powers=powers)
         if not self.calibrating:
             exact = np.sum(zs, axis=0)
-            S = np.sum([normalized_symbols(z, rec["scale"], out.S_hat.shape[0]) for z in zs], axis=0)
+            # the normalization is linear: the sum of the nodes' symbols is that of the sum
+            S = normalized_symbols(exact, rec["scale"], out.S_hat.shape[0])
             rec.update(mse_tensor=float(np.mean((out.z_hat - exact) ** 2)),
                        mse_symbols=float(np.sum(np.abs(out.S_hat - S) ** 2) / S.shape[1]),
-                       signal_power=float(np.mean([symbol_power(z) / rec["scale"] ** 2
-                                                   for z in zs])))
+                       signal_power=float(np.mean(powers)) / rec["scale"] ** 2)
             self._stats.add((layer, site), rec)
         result = torch.as_tensor(out.z_hat, dtype=partials[0].dtype, device=partials[0].device)
         return [result] * len(partials)

@@ -21,7 +21,8 @@ def pack_reals(z: np.ndarray) -> np.ndarray:
     flat = np.asarray(z, dtype=np.float64).ravel()
     if flat.size % 2:
         flat = np.concatenate([flat, [0.0]])
-    return flat[0::2] + 1j * flat[1::2]
+    # (re, im) pairs are the memory layout of complex128: one copy, no arithmetic
+    return np.ascontiguousarray(flat).view(np.complex128).copy()
 
 
 def unpack_reals(s: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -32,10 +33,8 @@ def unpack_reals(s: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     need = n_complex(d)
     if s.size < need:
         raise ValueError(f"need {need} complex symbols for shape {shape}, got {s.size}")
-    out = np.empty(2 * need)
-    out[0::2] = s[:need].real
-    out[1::2] = s[:need].imag
-    return out[:d].reshape(shape)
+    out = np.ascontiguousarray(s[:need], dtype=np.complex128).view(np.float64)
+    return out[:d].reshape(shape).copy()
 
 
 def to_streams(s: np.ndarray, n_streams: int) -> np.ndarray:
