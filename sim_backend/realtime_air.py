@@ -411,6 +411,10 @@ class RealtimeAir:
                  history_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         if not time_scale > 0:
             raise ConfigError(f"time_scale must be > 0, got {time_scale}")
+        # the phase-noise and resampling code import scipy when first used (light role
+        # processes); a real-time air must not stall its radios seconds for that mid-stream
+        import scipy.fft  # noqa: F401
+        import scipy.signal  # noqa: F401
         self.default_sample_rate_hz = float(sample_rate_hz)
         self.time_scale = float(time_scale)
         self.noise_dbm_hz = noise_dbm_hz
