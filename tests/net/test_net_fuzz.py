@@ -266,37 +266,44 @@ s.close(); ctx.term()
 """
 
 
-def test_a_flooding_stranger_does_not_stall_the_controller():
+def test_a_flooding_stranger_does_not_stall_the_controller(tmp_path):
     """A stranger sending crashers as fast as it can (another process) for 6 s: the controller
-    keeps heart-beating and answering between its frames (pump is bounded), the agent never
-    loses it, and requests keep completing."""
+    keeps heart-beating and answering between its frames (pump is bounded), the agent (its own
+    process, controller timeout 3 s) never loses it, and requests keep completing. The
+    controller's own dead-after is generous: on 2 loaded cores the agent process itself may be
+    descheduled for seconds."""
     import subprocess
     import sys
-    cfg = ControllerConfig({"n0": "node"}, "fp")
-    with Controller(cfg) as ctl:
-        agent = EchoAgent(AgentConfig("n0", ctl.router_address, ctl.pub_address,
-                                      model_fingerprint="fp"))
-        with agent_thread(agent) as at:
-            ctl.wait_for_peers(timeout_s=10)
-            flood = subprocess.Popen(
-                [sys.executable, "-c", FLOOD % PROTOCOL_VERSION, ctl.router_address, "6"],
-                stdout=subprocess.PIPE, text=True)
-            try:
-                x = np.arange(4, dtype=np.float32)
-                done, t_end = 0, time.monotonic() + 5
-                logging.disable(logging.WARNING)  # thousands of rejection lines
-                while time.monotonic() < t_end:
-                    rep = ctl.request("n0", Partial(layer=0, site="a", round_id=done,
-                                                    tensor=x), timeout_s=10)
-                    np.testing.assert_array_equal(rep.tensor, x)
-                    done += 1
-                    ctl.pump(0.1)
-                sent = int(flood.communicate(timeout=30)[0].split()[0])
-            finally:
-                logging.disable(logging.NOTSET)
-                if flood.poll() is None:
-                    flood.kill()
-                    flood.wait()
-            assert sent > 1000 and ctl.rejections["oversized"] > 500, (sent, ctl.rejections)
-            assert done >= 5
-            assert at.error is None and not at.done()
+
+    from testbed.net.supervisor import Supervisor
+    cfg = ControllerConfig({"n0": "node"}, "fp", **PATIENT)
+    with Supervisor(tmp_path, grace_s=2.0) as sup, Controller(cfg) as ctl:
+        sup.start_python("n0", "testbed.net.echo", [
+            "--node-id", "n0", "--router", ctl.router_address, "--pub", ctl.pub_address,
+            "--fingerprint", "fp", "--controller-timeout", "3"])
+        ctl.wait_for_peers(timeout_s=60)
+        flood = subprocess.Popen(
+            [sys.executable, "-c", FLOOD % PROTOCOL_VERSION, ctl.router_address, "6"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            x = np.arange(4, dtype=np.float32)
+            done, t_end = 0, time.monotonic() + 5
+            logging.disable(logging.WARNING)  # thousands of rejection lines
+            while time.monotonic() < t_end:
+                rep = ctl.request("n0", Partial(layer=0, site="a", round_id=done, tensor=x),
+                                  timeout_s=10)
+                np.testing.assert_array_equal(rep.tensor, x)
+                done += 1
+                ctl.pump(0.1)
+            sent = int(flood.communicate(timeout=30)[0].split()[0])
+        finally:
+            logging.disable(logging.NOTSET)
+            if flood.poll() is None:
+                flood.kill()
+                flood.wait()
+        assert sent > 1000 and ctl.rejections["oversized"] > 500, (sent, ctl.rejections)
+        assert done >= 5
+        ctl.pump(1.0)
+        assert sup.alive() == ["n0"], sup.log_tail("n0")  # it never lost the controller
+        ctl.request("n0", Partial(layer=0, site="a", round_id=99, tensor=x), timeout_s=10)
+        ctl.shutdown("test done")
