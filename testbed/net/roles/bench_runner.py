@@ -220,6 +220,15 @@ class JobSpec:
     save_logits: bool = False  #: write the per-step logits to ``run_dir/logits.npy``
 
 
+def load_controller_code() -> None:
+    """Import what the controller runs (torch, transformers through the sharding code: seconds
+    on a loaded machine) up front: before the role processes start (`up_and_run`), so they do
+    not wait for a controller that is still importing, and before the controller exists, so
+    it never stalls its heartbeats mid-assignment. Role processes never call this."""
+    import testbed.llm.sharding  # noqa: F401
+    import testbed.net.roles.controller_job  # noqa: F401
+
+
 def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
                  run_dir: str | Path, *, supervisor: Supervisor | None = None,
                  register_timeout_s: float = 120.0, n_streams: int | None = None,
@@ -239,6 +248,7 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     except for ``job.kind == "none"``, where it is the normal way to stop: returns 0)."""
     import torch
 
+    load_controller_code()
     from testbed.experiments.runs import write_json
     from testbed.llm.textdata import train_tokens
     from testbed.net.roles.controller_job import (BenchSession, generate_job, perplexity_job,
@@ -444,6 +454,7 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
     child that dies before registering stops everything with `ChildExitedError` (its log's
     last lines)."""
     from testbed.net.roles.common import resolve_model_dir
+    load_controller_code()
     model_dir = resolve_model_dir(model)
     addresses = addresses or local_addresses()
     run_dir = Path(run_dir)
