@@ -72,7 +72,8 @@ def open_pluto_device(uri: str, mode: str = "1r1t", node_id: str = "") -> Any:
     try:
         adi = import_system_module("adi")
     except SystemLibraryMissing as exc:
-        raise RadioNotFoundError(f"{who}{exc} (see docs/bench.md)") from exc
+        raise RadioNotFoundError(f"{who}cannot open the PlutoSDR at {uri!r}: {exc} (see "
+                                 "docs/bench.md)") from exc
     cls = adi.ad9361 if mode == "2r2t" else adi.Pluto
     try:
         return cls(uri=uri)

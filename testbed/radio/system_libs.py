@@ -30,6 +30,11 @@ TOOL_PACKAGES = {
 }
 
 
+#: an attribute the real module has: an empty directory left where a package was removed imports
+#: as a namespace package, which is as good as missing
+REQUIRED_ATTRIBUTE = {"iio": "Context", "adi": "Pluto", "uhd": "usrp"}
+
+
 class SystemLibraryMissing(ImportError):
     """An optional hardware library cannot be imported; the message names what to install."""
 
@@ -37,12 +42,17 @@ class SystemLibraryMissing(ImportError):
 def import_system_module(name: str) -> ModuleType:
     """Import ``name`` (``iio``, ``adi`` or ``uhd``); raise `SystemLibraryMissing` naming the
     package to install when the module or the shared library under it is missing or broken."""
+    hint = PACKAGE_HINTS.get(name, f"the package that provides {name!r}")
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except (ImportError, OSError, AttributeError) as exc:
-        hint = PACKAGE_HINTS.get(name, f"the package that provides {name!r}")
         raise SystemLibraryMissing(
             f"cannot import {name!r} ({type(exc).__name__}: {exc}); install {hint}") from exc
+    attr = REQUIRED_ATTRIBUTE.get(name)
+    if attr and not hasattr(module, attr):
+        raise SystemLibraryMissing(f"{name!r} at {getattr(module, '__path__', '?')} is empty or "
+                                   f"incomplete (no {attr!r}); install {hint}")
+    return module
 
 
 def find_tool(tool: str) -> str | None:

@@ -60,6 +60,7 @@ def test_unknown_kind_and_role_are_config_errors():
 
 
 def test_missing_pluto_names_node_uri_and_checks():
+    require_module("adi")          # a missing device, not a missing library
     with pytest.raises(RadioNotFoundError) as err:
         factory.open_radio(PlutoConfig(uri="xml:/no/such/context.xml"), node_id="pi5-a",
                            background=False)

@@ -30,3 +30,15 @@ def test_uhd_hint_names_debian_package(monkeypatch):
 def test_tools_map_to_debian_packages():
     assert tool_package("iio_info") == "libiio-utils" and tool_package("iiod") == "iiod"
     assert find_tool("sh") is not None and find_tool("no-such-tool-xyz") is None
+
+
+def test_empty_package_directory_counts_as_missing(tmp_path, monkeypatch):
+    """A removed Debian package can leave an empty directory that imports as a namespace
+    package; it must not pass for the library."""
+    from testbed.radio import system_libs
+    (tmp_path / "emptylib_xyz").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(system_libs.REQUIRED_ATTRIBUTE, "emptylib_xyz", "usrp")
+    monkeypatch.setitem(system_libs.PACKAGE_HINTS, "emptylib_xyz", "Debian package python3-xyz")
+    with pytest.raises(SystemLibraryMissing, match="empty or incomplete.*python3-xyz"):
+        import_system_module("emptylib_xyz")
