@@ -61,6 +61,16 @@ def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.n
     return chirp, fft(kernel, n_conv), n_conv
 
 
+def _phase_ramp(n: int, theta: float) -> np.ndarray:
+    """exp(j theta k) for k = 0..n-1 as the outer product of two ramps of ~sqrt(n) exponentials
+    (k = b q + r): ~2 sqrt(n) complex exponentials instead of n, exact to rounding."""
+    b = max(1, math.isqrt(n - 1) + 1) if n > 1 else 1
+    rows = -(-n // b)
+    outer = np.exp(1j * theta * b * np.arange(rows))
+    inner = np.exp(1j * theta * np.arange(b))
+    return (outer[:, None] * inner[None, :]).ravel()[:n]
+
+
 def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
                          n_out: int) -> np.ndarray:
     """The band-limited signal defined by the samples x (C, K) (Whittaker-Shannon, zero outside
@@ -104,11 +114,10 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     buf[:, left:left + k_len] = x
     spec = np.fft.fftshift(np.fft.fft(buf, axis=1), axes=1) / n_fft   # bins -N/2 .. N/2-1
     t0 = first_position + left                                         # padded coordinates
-    k = np.arange(n_fft)
     # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m: a chirp-z transform
     # (w = exp(j 2 pi step / N)) of coef = spec exp(j 2 pi k t0 / N)
     chirp, kernel_fft, n_conv = _czt_plan(n_fft, n_out, float(step), n_fft)
-    coef = spec * (np.exp((2j * np.pi / n_fft) * np.mod(k * t0, n_fft)) * chirp[:n_fft])[None, :]
+    coef = spec * (_phase_ramp(n_fft, 2.0 * np.pi * (t0 % n_fft) / n_fft) * chirp[:n_fft])[None, :]
     vals = ifft(fft(coef, n_conv, axis=1) * kernel_fft[None, :], axis=1)[:, n_fft - 1:n_fft - 1 + n_out]
     vals = vals * chirp[None, :n_out]
     t = t0 + step * np.arange(n_out)
