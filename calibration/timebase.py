@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -47,6 +48,14 @@ BEACON = SoundingConfig(zc_length=255, sps=2, n_periods=2, amplitude_dbfs=-6.0,
                         max_cfo_hz=2.0e3, min_metric=0.3)
 #: Samples of capture kept on each side of the coarse peak for the fine estimate.
 FINE_MARGIN = 64
+#: Lags per FFT of the coarse search (chunks keep the streaming threads of the same process
+#: served: one FFT over 2^18 samples holds the interpreter for ~0.5 s on a loaded machine).
+COARSE_CHUNK = 1 << 14
+#: Samples per blocking read of a long capture (between reads the caller's `keepalive` runs).
+READ_CHUNK = 1 << 15
+#: Length of a node's beacon capture (samples): covers the receiver's pipeline latency and the
+#: control round trips (2^18 + 1 so the lag-1 products' FFT is a power of two).
+CAPTURE_SAMPLES = (1 << 18) + 1
 
 
 class TimeBaseLost(StreamError):
@@ -77,8 +86,13 @@ class BeaconFix:
                 "metric": self.metric}
 
 
+def _noop() -> None:
+    return None
+
+
 def find_beacon(capture: np.ndarray, start: int, sample_rate_hz: float,
-                cfg: SoundingConfig = BEACON) -> BeaconFix:
+                cfg: SoundingConfig = BEACON,
+                keepalive: Callable[[], None] = _noop) -> BeaconFix:
     """Find the beacon in ``capture`` (N_r, n) (or (n,)) whose sample 0 is RX sample ``start``.
 
     Coarse, over the whole capture and blind to the CFO (up to +-fs/2): the FFT correlation of
@@ -86,7 +100,8 @@ def find_beacon(capture: np.ndarray, start: int, sample_rate_hz: float,
     by a constant), `calibration.estimators.timing.detection_metric`, averaged over antennas;
     the coarse CFO is the phase of that correlation. Fine: `calibration.procedures.measure_burst`
     (sub-sample ML delay, Moose + known-pilot CFO, phase) on the de-rotated samples around the
-    peak. Raises `CalibrationError` when the peak is below ``cfg.min_metric``.
+    peak. Raises `CalibrationError` when the peak is below ``cfg.min_metric``. ``keepalive``
+    is called between the search's chunks.
     """
     y = np.atleast_2d(np.asarray(capture, complex))
     ref = beacon_waveform(cfg)
@@ -96,11 +111,18 @@ def find_beacon(capture: np.ndarray, start: int, sample_rate_hz: float,
                          f"({L}) plus margins; capture longer")
     d = y[:, 1:] * np.conj(y[:, :-1])
     z = ref[1:] * np.conj(ref[:-1])
-    metric = detection_metric(d, z).mean(axis=0)
-    lag = int(np.argmax(metric))
-    if metric[lag] < cfg.min_metric:
+    best, lag = -1.0, 0
+    # overlapping chunks (overlap-save): the same lags as one FFT over the capture, in short
+    # FFTs between which the radio's streaming thread gets the interpreter
+    for s0 in range(0, d.shape[1] - z.size + 1, COARSE_CHUNK):
+        m = detection_metric(d[:, s0:s0 + COARSE_CHUNK + z.size - 1], z).mean(axis=0)
+        k = int(np.argmax(m))
+        if m[k] > best:
+            best, lag = float(m[k]), s0 + k
+        keepalive()
+    if best < cfg.min_metric:
         raise CalibrationError(f"no beacon in {y.shape[1]} captured samples (best normalized "
-                               f"correlation {metric[lag]:.2f} < {cfg.min_metric}); check that "
+                               f"correlation {best:.2f} < {cfg.min_metric}); check that "
                                "the receiver transmits (its TX gain, the link) and the capture "
                                "covers the beacon's time")
     c = np.sum(d[:, lag:lag + z.size] * np.conj(z)[None, :])
@@ -112,7 +134,7 @@ def find_beacon(capture: np.ndarray, start: int, sample_rate_hz: float,
     # measure_burst's phase is referred to the de-rotated window: undo the coarse rotation
     ph = float(np.angle(h[0])) + 2 * np.pi * coarse_hz * (arrival - start - lo) / sample_rate_hz
     return BeaconFix(arrival=float(arrival), cfo_hz=coarse_hz + float(fine_hz),
-                     phase_rad=float(np.angle(np.exp(1j * ph))), metric=float(metric[lag]))
+                     phase_rad=float(np.angle(np.exp(1j * ph))), metric=best)
 
 
 def send_beacon(radio: Radio, at_sample: int, cfg: SoundingConfig = BEACON) -> int:
@@ -125,16 +147,25 @@ def send_beacon(radio: Radio, at_sample: int, cfg: SoundingConfig = BEACON) -> i
     return int(at_sample)
 
 
-def capture(radio: Radio, n_samples: int, back: int) -> tuple[np.ndarray, int]:
-    """A window of ``n_samples`` of ``radio``'s RX starting ``back`` samples before its now()
-    (already received samples count: the beacon may have started before the command came).
+def capture(radio: Radio, n_samples: int, back: int | None = None, first: int | None = None,
+            keepalive: Callable[[], None] = _noop) -> tuple[np.ndarray, int]:
+    """A window of ``n_samples`` of ``radio``'s RX from RX sample ``first``, or ``back``
+    samples before its now() (already received samples count: the beacon may have started
+    before the command came). Read in `READ_CHUNK` pieces, ``keepalive()`` between them.
     Returns (samples (N_r, n) complex128, first RX sample)."""
-    first = max(int(radio.now()) - int(back), 0)
-    return radio.receive(int(n_samples), first).astype(np.complex128), first
+    if first is None:
+        first = max(int(radio.now()) - int(back or 0), 0)
+    n = int(n_samples)
+    parts = []
+    for k in range(first, first + n, READ_CHUNK):
+        parts.append(radio.receive(min(READ_CHUNK, first + n - k), k).astype(np.complex128))
+        keepalive()
+    return np.concatenate(parts, axis=1), int(first)
 
 
 def measure_loopback_offset(radio: Radio, cfg: SoundingConfig = BEACON,
-                            search_samples: int = 1 << 16) -> float:
+                            search_samples: int = 1 << 16,
+                            keepalive: Callable[[], None] = _noop) -> float:
     """The radio's TX->RX offset ``d`` (samples, float): its TX sample t comes back at RX sample
     ``t + d`` through the digital loopback (``radio.set_loopback``: AD9361 BIST, the DAC's words
     into the RX path sample for sample). Searches ``d`` in [-search/4, 3 search/4)."""
@@ -145,12 +176,29 @@ def measure_loopback_offset(radio: Radio, cfg: SoundingConfig = BEACON,
     radio.set_loopback(1)
     try:
         send_beacon(radio, t, cfg)
-        first = t - search_samples // 4
-        y = radio.receive(search_samples, first).astype(np.complex128)
+        y, first = capture(radio, search_samples, first=t - search_samples // 4,
+                           keepalive=keepalive)
     finally:
         radio.set_loopback(0)
-    fix = find_beacon(y, first, radio.settings.sample_rate_hz, cfg)
+    fix = find_beacon(y, first, radio.settings.sample_rate_hz, cfg, keepalive)
     return fix.arrival - t
+
+
+def align_array(radios, loopback_offset: float, cfg: SoundingConfig = BEACON,
+                keepalive: Callable[[], None] = _noop) -> list[float]:
+    """Offsets (samples, float) of a receiver array's radios against the first
+    (`testbed.radio.array.ArrayRadio`): the first transmits the beacon at its TX sample T (on
+    the air with its RX sample ``T + loopback_offset``); radio k finds it at its RX sample
+    p_k, so its offset is ``p_k - T - loopback_offset`` (0 for the first)."""
+    first, others = radios[0], list(radios[1:])
+    starts = [max(int(r.now()) - int(r.schedule_latency_samples()), 0) for r in others]
+    t_b = send_beacon(first, first.now() + first.schedule_latency_samples(), cfg)
+    offsets = [0.0]
+    for r, start in zip(others, starts):
+        y, _ = capture(r, CAPTURE_SAMPLES, first=start, keepalive=keepalive)
+        fix = find_beacon(y, start, r.settings.sample_rate_hz, cfg, keepalive)
+        offsets.append(fix.arrival - t_b - float(loopback_offset))
+    return offsets
 
 
 def timebase_correction(beacon_air_sample: float, fix: BeaconFix, node_loopback: float,
@@ -208,3 +256,22 @@ class TimeBase:
             raise TimeBaseLost(f"{who}: the time base is lost: radio(s) {bad} had an underflow, "
                                "overflow or stream restart since the last sync; the controller "
                                "re-syncs before the next round")
+
+
+def guarded(radios: dict[str, Radio], who: str, step: Callable[[], object]) -> object:
+    """Run a measuring ``step`` and return its result, or raise `TimeBaseLost` (naming ``who``)
+    when any of ``radios`` slipped meanwhile: its result would straddle the slip (a
+    `StreamError` of a window across an overflow becomes `TimeBaseLost` then too)."""
+    before = TimeBase.snapshot(radios)
+    try:
+        out = step()
+    except StreamError as exc:
+        if TimeBase.snapshot(radios) == before:
+            raise
+        raise TimeBaseLost(f"{who}: a radio slipped during the time base measurement "
+                           f"({exc}); the controller measures again") from exc
+    if TimeBase.snapshot(radios) != before:
+        raise TimeBaseLost(f"{who}: a radio slipped during the time base measurement; the "
+                           "controller measures again")
+    return out
+

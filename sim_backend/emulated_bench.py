@@ -18,7 +18,9 @@ and every receiver radio; the USRPs share one PPS) and wires the air:
   carrier from ``channel.seed`` (`sim_backend.impairment_presets.preset_by_name`): node i's TCXO
   is its preset offset relative to the receiver (CFO = ppm x carrier, SRO = ppm), with the
   preset's phase noise and gain error; the receiver radios (one shared reference) are the
-  reference clock. Without a preset the TCXOs are ideal and LO phases still random per tune.
+  reference clock. Without a preset the TCXOs are ideal and LO phases still random per tune;
+* a receiver of several radios (an array): the first radio's TX 0 reaches every other
+  receiver radio's antennas (side by side), so its beacon can align them.
 """
 from __future__ import annotations
 
@@ -189,6 +191,17 @@ class EmulatedBench:
                 p_rx = DEFAULT_BUDGET.ref_power * 10 ** ((tx_air_db + loss_db) / 10)
                 self.air.noise_dbm_hz = (10 * math.log10(p_rx / fs) - snr_db
                                          + self.air.full_scale_dbm)
+        # a receiver array's radios stand side by side: the first one's TX 0 reaches the
+        # others' antennas (the beacon that aligns them), at the first node's level
+        if len(rx_srv) > 1:
+            tx_air_db = bench.receiver.primary_radio.tx_gain_db - getattr(
+                rx_srv[0].device, "tx_gain_max", 0.0)
+            g = 10 ** ((-(tx_air_db + rx_gain_db) - 20 * math.log10(
+                rx_full_scale(len(bench.nodes)))) / 20)
+            for rsrv in rx_srv[1:]:
+                for rch in range(rsrv.device.n):
+                    self.air.connect(rx_srv[0].device.port, 0, rsrv.device.port, rch,
+                                     h=g * np.exp(1j * rng.uniform(0, 2 * np.pi)))
 
 
 def _usrp_model(radio) -> str:

@@ -166,6 +166,16 @@ class BenchConfig(_Strict):
             missing = [n.id for n in self.nodes if n.flops is None]
             if missing:
                 raise ValueError(f"assignment 'compute_proportional' needs flops on {missing}")
+        rx = self.receiver.radio if isinstance(self.receiver.radio, list) \
+            else [self.receiver.radio]
+        if all(not isinstance(r, str) for r in rx):       # file references: after loading
+            have = sum(r.n_rx_channels for r in rx)
+            if have != self.receiver.n_antennas:
+                raise ValueError(
+                    f"receiver.n_antennas is {self.receiver.n_antennas} but its radio(s) "
+                    f"receive on {have} channel(s) ({' + '.join(str(r.n_rx_channels) for r in rx)}"
+                    f" n_rx_channels); set n_antennas: {have} or list/configure the radios "
+                    "that give the antennas you want (e.g. two 2R2T Plutos for 4)")
         if self.channel is not None:
             unknown = sorted(set(self.channel.path_loss_db) - set(ids))
             if unknown:

@@ -260,7 +260,9 @@ class Agent:
                 answer = self.handle(msg)
         except Exception as exc:  # keep serving; the controller gets the reason
             log.exception("%s: handler failed on %s", self.config.node_id, msg.type)
-            answer = Error(code="handler_failed", node_id=self.config.node_id,
+            # an exception may name its own code (e.g. "timebase_lost": the controller re-syncs)
+            answer = Error(code=str(getattr(exc, "error_code", "handler_failed"))[:64],
+                           node_id=self.config.node_id,
                            message=f"{type(exc).__name__}: {exc}"[:8000])
         self.n_handled += 1
         if answer is not None:

@@ -303,6 +303,18 @@ class ClockReport(Message):
     latency_samples: NonNegInt = 0
 
 
+class TimeSyncCommand(Message):
+    """Controller -> roles: one step of the time base across radios without timestamps
+    (`calibration.timebase`). ``loopback``: measure your radio's TX->RX offset; ``beacon``
+    (receiver): transmit the beacon and reply ``Ack(info={"air_sample": M})`` (its start on
+    your RX clock); ``capture`` (node): find the beacon that started at receiver RX sample
+    ``beacon_air_sample`` in a long capture and transmit on the receiver's clock from now on."""
+
+    type: Literal["time_sync"] = "time_sync"
+    step: Literal["loopback", "beacon", "capture"]
+    beacon_air_sample: float | None = None
+
+
 class NewRealization(Message):
     """Controller -> channel agent (simulated benches): draw the next fading block."""
 
@@ -409,8 +421,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     for cls in (Register, RegisterAck, RegisterReject, Heartbeat, Assignment, ShardOffer,
                 ShardChunk, Forward, NodeStep,
                 SoundCommand, SoundingReport, PayloadCommand, AggregateCommand, RoundReport,
-                ClockQuery, ClockReport, NewRealization, TruthQuery, TruthReport, StatsQuery,
-                StatsReport, Ack, Partial, Aggregate, Estimate, TapPartial, Result, Error,
+                ClockQuery, ClockReport, TimeSyncCommand, NewRealization, TruthQuery, TruthReport,
+                StatsQuery, StatsReport, Ack, Partial, Aggregate, Estimate, TapPartial, Result, Error,
                 Shutdown)
 }
 

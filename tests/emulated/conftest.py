@@ -78,3 +78,44 @@ def emulated_bench_config(n_nodes=4, n_rx_radios=2, name="pluto_4node_emulated")
     data["receiver"]["n_antennas"] = sum(r["n_rx_channels"] for r in rx)
     data["controller"]["router_port"], data["controller"]["pub_port"] = next(ports), next(ports)
     return BenchConfig.model_validate(data)
+
+
+class EmulatorProcess:
+    """`testbed emulate --bench FILE` in its own process (the radios' air off this process's
+    interpreter); `fault("stall pi5-a 0.8")` writes a fault line to its stdin; `close()`
+    ends it."""
+
+    def __init__(self, bench, tmp_path, time_scale):
+        import subprocess
+        import sys
+
+        import yaml
+        data = bench.model_dump(mode="json")
+        data["channel"]["time_scale"] = float(time_scale)
+        self.path = tmp_path / f"{bench.name}.yaml"
+        self.path.write_text(yaml.safe_dump(data))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "testbed.cli", "emulate", "--bench", str(self.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith("emulate: ready"):
+                break
+        else:
+            self.close()
+            raise RuntimeError("testbed emulate exited: " + "".join(self.lines))
+
+    def fault(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        self.lines.append(self.proc.stdout.readline())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -15,7 +15,8 @@ from testbed.net.schema import (ARRAY_DTYPES, MESSAGE_TYPES, NODE_ID_PATTERN, PR
                                 Message, NewRealization, NodeStep, Partial, PayloadCommand,
                                 PlanFields, Register, RegisterAck, RegisterReject, Result,
                                 RoundReport, Shutdown, SoundCommand, SoundingReport, StatsQuery,
-                                StatsReport, TapPartial, TruthQuery, TruthReport)
+                                StatsReport, TapPartial, TimeSyncCommand, TruthQuery,
+                                TruthReport)
 from testbed.net.schema import (MAX_CHUNK_BYTES, SLICE_FILE_PATTERN, ShardChunk, ShardOffer,
                                 SliceFile)
 
@@ -102,6 +103,8 @@ MESSAGE_STRATEGIES: list[st.SearchStrategy[Message]] = [
     st.builds(ClockQuery, **common),
     st.builds(ClockReport, rx_clock=small_ints, realtime=st.booleans(),
               sample_rate_hz=st.floats(1e3, 1e9), latency_samples=small_ints, **common),
+    st.builds(TimeSyncCommand, step=st.sampled_from(["loopback", "beacon", "capture"]),
+              beacon_air_sample=st.none() | st.floats(-1e12, 1e12), **common),
     st.builds(NewRealization, **common),
     st.builds(TruthQuery, **common),
     st.builds(TruthReport, h=complex_arrays, air_noise_var=st.floats(0, 10), **common),

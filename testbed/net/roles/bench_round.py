@@ -10,22 +10,35 @@ that clock to the moment it schedules, and the lead covers the slowest radio's p
 (`Radio.schedule_latency_samples`, reported by each role), the measured control round trip and
 a slack for the roles' own work; on the lock-step simulator the lead is the budget's alone.
 
+Radios without timestamps (Plutos) first get a time base (`sync`, `calibration.timebase`): the
+receiver's beacon maps its clock onto every node's stream. A role whose radio slipped since
+(underflow, overflow, restart) answers the next sounding with ``timebase_lost``; the executor
+re-syncs and sounds again on a fresh schedule.
+
 `BenchTruth` reads the simulator's truth through the channel agent (``--csi perfect`` on a
 simulated bench only).
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from typing import Sequence
 
 import numpy as np
 
-from testbed.net.schema import (AggregateCommand, ClockQuery, ClockReport, PayloadCommand,
-                                PlanFields, RoundReport, SoundCommand, SoundingReport, TruthQuery,
-                                TruthReport)
+from testbed.net.errors import RemoteError
+from testbed.net.schema import (Ack, AggregateCommand, ClockQuery, ClockReport, PayloadCommand,
+                                PlanFields, RoundReport, SoundCommand, SoundingReport,
+                                TimeSyncCommand, TruthQuery, TruthReport)
 from testbed.phy.analog_allreduce import PayloadResult, RoundExecutor, SoundingResult
 from testbed.phy.budget import LinkBudget
 from testbed.phy.round import RoundDesign, RoundPlan
+
+log = logging.getLogger(__name__)
+
+#: The error code a role answers when its radio's clock slipped since the last sync.
+TIMEBASE_LOST = "timebase_lost"
 
 
 def plan_fields(plan: RoundPlan) -> PlanFields:
@@ -70,6 +83,8 @@ class BenchExecutor(RoundExecutor):
         self.layer, self.site = 0, "attn"
         self.tap = False
         self.node_replies: dict = {}
+        self.timebase = False      # radios without timestamps: sync before the first round
+        self.syncs: list[dict] = []
 
     def _set_clock(self, rx_clock: int) -> None:
         self.rx_clock, self._clock_t = int(rx_clock), time.monotonic()
@@ -101,7 +116,48 @@ class BenchExecutor(RoundExecutor):
             now += int((time.monotonic() - self._clock_t) * self.sample_rate_hz)
         return now + self.lead_samples(budget)
 
+    def sync(self, attempts: int = 3) -> dict:
+        """The time base across the bench's radios (`calibration.timebase`): every role
+        measures its TX->RX offset (loopback), the receiver transmits its beacon, every node
+        finds it and maps the receiver's clock onto its stream. Retried when a radio slipped
+        during the sync itself. Returns {node: what it measured}."""
+        timeout = max(self.timeout_s, 60.0)
+        peers = [*self.nodes, self.receiver]
+        for attempt in range(1, attempts + 1):
+            t0 = time.monotonic()
+            try:
+                self.ctl.gather({p: TimeSyncCommand(step="loopback") for p in peers},
+                                timeout_s=timeout)
+                rep = _expect(self.ctl.request(self.receiver, TimeSyncCommand(step="beacon"),
+                                               timeout_s=timeout), Ack, self.receiver)
+                air = float(rep.info["air_sample"])
+                replies = self.ctl.gather(
+                    {n: TimeSyncCommand(step="capture", beacon_air_sample=air)
+                     for n in self.nodes}, timeout_s=timeout)
+            except RemoteError as exc:
+                if exc.code != TIMEBASE_LOST or attempt == attempts:
+                    raise
+                log.warning("time base sync attempt %d: %s; again", attempt, exc)
+                continue
+            out = {n: dict(r.info) for n, r in replies.items()}
+            self.syncs.append({"attempt": attempt, "seconds": time.monotonic() - t0,
+                               "beacon_air_sample": air, "nodes": out})
+            self.rx_clock = None       # re-read the receiver's clock before the next plan
+            return out
+        raise AssertionError("unreachable")
+
     def sound(self, plan: RoundPlan) -> SoundingResult:
+        """One sounding; a role that lost the time base makes it re-sync and sound again."""
+        try:
+            return self._sound(plan)
+        except RemoteError as exc:
+            if not self.timebase or exc.code != TIMEBASE_LOST:
+                raise
+            log.warning("%s; re-syncing the time base", exc)
+            self.sync()
+            return self._sound(dataclasses.replace(plan, start=self.next_start(self.budget)))
+
+    def _sound(self, plan: RoundPlan) -> SoundingResult:
         fields = plan_fields(plan)
         replies = self.ctl.gather({p: SoundCommand(round_id=self.round_id, plan=fields)
                                    for p in [*self.nodes, self.receiver]},

@@ -81,9 +81,7 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir=None) -> str:
                            node_id=bench.receiver.id, broker=addresses.broker,
                            **broker_client_options(bench, bench.receiver.id))
     else:
-        from testbed.radio.factory import open_radio
-        radio = open_radio(bench.receiver.primary_radio, role="receiver",
-                           node_id=bench.receiver.id)
+        radio = open_receiver_radios(bench)
     cfg = agent_config(bench.receiver.id, "receiver", addresses, role_fingerprint(model_dir),
                        bench, radio=radio, n_antennas=bench.receiver.n_antennas)
     try:
@@ -93,6 +91,26 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir=None) -> str:
     finally:
         if radio is not None:
             radio.close()
+
+
+def open_receiver_radios(bench):
+    """The receiver's radio of a hardware/emulated bench: its radio, or every radio of its
+    list as one `testbed.radio.array.ArrayRadio` (aligned by the time base's sync). A radio
+    that fails to open closes the ones already open."""
+    from testbed.radio.factory import open_radio
+    rx = bench.receiver.radio
+    if not isinstance(rx, list):
+        return open_radio(rx, role="receiver", node_id=bench.receiver.id)
+    from testbed.radio.array import ArrayRadio
+    radios = []
+    try:
+        for i, cfg in enumerate(rx):
+            radios.append(open_radio(cfg, role="receiver", node_id=f"{bench.receiver.id}-{i}"))
+    except BaseException:
+        for r in radios:
+            r.close()
+        raise
+    return ArrayRadio(radios) if len(radios) > 1 else radios[0]
 
 
 def serve_channel(bench, addresses: BenchAddresses, model_dir=None) -> str:

@@ -35,6 +35,7 @@ from testbed.methods import Method, get_method
 from testbed.net.controller import Controller
 from testbed.net.roles.bench_round import BenchExecutor, BenchTruth
 from testbed.net.roles.common import CHANNEL_ID, bench_ratios, node_ids
+from testbed.net.roles.node import CORRECTION_HALF_TAPS
 from testbed.net.schema import (Aggregate, Assignment, Forward, NewRealization, NodeStep, Partial,
                                 StatsQuery, StatsReport)
 from testbed.phy.analog_allreduce import AnalogRoundDriver
@@ -112,7 +113,6 @@ class BenchSession:
         # a corrected node starts its burst CORRECTION_HALF_TAPS node samples early (the
         # band-limited precursor), and a simulated impaired radio's own fractional-delay
         # filter moves its clock further: schedule twice the margin (+ slack) further ahead
-        from testbed.net.roles.node import CORRECTION_HALF_TAPS
         extra = 0 if self.corrections is None else 2 * CORRECTION_HALF_TAPS + 16
         self.round_id = 0
         self.driver: AnalogRoundDriver | None = None
@@ -174,6 +174,12 @@ class BenchSession:
         if self.executor is not None:
             self.executor.node_latency_samples = {
                 n: int(i.get("schedule_latency_samples", 0)) for n, i in info.items()}
+            if self.needs_timebase():
+                self.executor.timebase = True
+                # nodes now transmit through CorrectedRadio: its precursor margin as above
+                self.executor.extra_lead = max(self.executor.extra_lead,
+                                               2 * CORRECTION_HALF_TAPS + 16)
+                self.executor.sync()
         return info
 
     def send_slices(self, ratios: dict[str, float]) -> dict[str, dict]:
@@ -192,6 +198,15 @@ class BenchSession:
             self._slice_server = SliceServer(self.model_dir, self.fingerprint)
         return self._slice_server.deliver(self.ctl, bare, [ratios[n] for n in self.nodes],
                                           timeout_s=max(self.request_timeout_s, 120.0))
+    def needs_timebase(self) -> bool:
+        """Whether the registered radios count samples from their own stream start (Plutos:
+        no timestamps), so the rounds need the beacon's time base (`BenchExecutor.sync`); not
+        when every role reports the same radio (one Pluto with a TX->RX cable: one clock)."""
+        caps = [self.ctl.peers[p].capabilities for p in [*self.nodes, self.receiver]
+                if p in self.ctl.peers]
+        kinds = {c.radio_kind for c in caps}
+        serials = {(c.radio_kind, c.radio_serial) for c in caps}
+        return "pluto" in kinds and len(serials) > 1
 
     def statistics_pass(self, train_ids: torch.Tensor, *, window: int, n_windows: int = 4,
                         decode_steps: int = 8) -> dict:
@@ -300,6 +315,8 @@ class BenchSession:
             out["mse_tensor_predicted_mean"] = float(np.mean([r.mse_tensor_predicted for r in air]))
             out["design_ms_median"] = float(np.median([r.design_s for r in air]) * 1e3)
             out["detected_offsets"] = sorted({int(r.detected_offset) for r in air})
+        if self.executor is not None and self.executor.timebase:
+            out["timebase_syncs"] = self.executor.syncs
         if self.driver is not None:
             out["scales"] = self.driver.scales.table()
             out["simulator_truth_used"] = sorted(self.driver.truth_used)

@@ -39,7 +39,7 @@ from testbed.net.roles.estimates import EstimateListener, TapSender
 from testbed.net.roles.slices import SliceReceiver
 from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, NodeStep, Partial,
                                 PayloadCommand, ShardChunk, ShardOffer, SoundCommand, StatsQuery,
-                                StatsReport)
+                                StatsReport, TimeSyncCommand)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.normalization import symbol_power
 from testbed.phy.round import RoundPlan, node_frame
@@ -114,6 +114,10 @@ class NodeAgent(Agent):
         self.clipped_components = 0
         self._report_powers = False
         self._score_ids: torch.Tensor | None = None
+        self.calibration = None   # NodeCorrection from the controller's calibration file
+        self.timebase = None      # calibration.timebase.TimeBase: the receiver's clock here
+        self.loopback_offset: float | None = None
+        self.syncs = 0
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> Message | None:
@@ -134,6 +138,8 @@ class NodeAgent(Agent):
             return self._next_event(message.round_id)
         if isinstance(message, SoundCommand):
             return self._sound(message)
+        if isinstance(message, TimeSyncCommand):
+            return self._time_sync(message)
         if isinstance(message, StatsQuery):
             return StatsReport(info=self._stats())
         return super().handle(message)
@@ -154,7 +160,11 @@ class NodeAgent(Agent):
             out["shard_param_bytes"] = self.model.nodes[0].param_bytes()
             out["replicated_param_bytes"] = self.model.replicated.param_bytes()
         if self.radio is not None:
-            out["radio"] = radio_stats(self.radio)
+            # resyncs: time bases established after the first (the first is the set-up)
+            out["radio"] = radio_stats(self.radio, resyncs=max(self.syncs - 1, 0))
+            if self.timebase is not None:
+                out["radio"]["timebase"] = {**self.timebase.details,
+                                            "lost": bool(self.timebase.broken(self._radios()))}
         return out
 
     # ------------------------------------------------------------------ assignment
@@ -209,19 +219,75 @@ class NodeAgent(Agent):
         return self.slices
 
     def _apply_correction(self, correction: dict | None) -> None:
-        """Wrap the radio in `CorrectedRadio` for ``correction`` (a `NodeCorrection` dict from
-        the controller's calibration file), or use the raw radio when None."""
-        if correction is None:
-            self.tx_radio = self.radio
-            return
-        if self.radio is None:
+        """Keep ``correction`` (a `NodeCorrection` dict from the controller's calibration file,
+        or None) and rebuild the transmit path (`_rebuild_tx`)."""
+        if correction is not None and self.radio is None:
             raise RuntimeError(f"{self.config.node_id}: a calibration correction was sent but "
                                "this node has no radio")
-        from calibration.corrections import CorrectedRadio, NodeCorrection
-        self.tx_radio = CorrectedRadio(self.radio, NodeCorrection.from_dict(correction),
-                                       half_taps=CORRECTION_HALF_TAPS)
-        log.info("%s: transmitting through calibration correction %s", self.config.node_id,
-                 self.correction)
+        if correction is None:
+            self.calibration = None
+        else:
+            from calibration.corrections import NodeCorrection
+            self.calibration = NodeCorrection.from_dict(correction)
+        self._rebuild_tx()
+
+    def _rebuild_tx(self) -> None:
+        """Bursts go through `CorrectedRadio` with the time base's clock map composed with the
+        calibration (either alone when the other is missing), or straight to the radio."""
+        corr = self.calibration
+        if self.timebase is not None:
+            from calibration.timebase import compose
+            corr = compose(self.timebase.correction, self.calibration)
+        if corr is None:
+            self.tx_radio = self.radio
+            return
+        from calibration.corrections import CorrectedRadio
+        self.tx_radio = CorrectedRadio(self.radio, corr, half_taps=CORRECTION_HALF_TAPS)
+        log.info("%s: transmitting through correction %s", self.config.node_id, self.correction)
+
+    def _radios(self) -> dict:
+        return {self.config.node_id: self.radio}
+
+    def _time_sync(self, msg: TimeSyncCommand) -> Message:
+        """The time base (`calibration.timebase`): ``loopback`` measures this radio's TX->RX
+        offset; ``capture`` finds the receiver's beacon (it started at receiver RX sample
+        ``msg.beacon_air_sample``) in a long capture and maps the receiver's clock onto this
+        node's stream from then on."""
+        from calibration import timebase as tb
+        self._need_radio()
+        who, radios = self.config.node_id, self._radios()
+        if msg.step == "loopback":
+            self.timebase = None
+            self._loopback_breaks = tb.TimeBase.snapshot(radios)
+            self._rebuild_tx()
+            self.loopback_offset = tb.guarded(radios, who, lambda: tb.measure_loopback_offset(
+                self.radio))
+            return Ack(info={"loopback_offset": self.loopback_offset})
+        if msg.step != "capture" or msg.beacon_air_sample is None:
+            raise ValueError(f"a node takes time_sync steps 'loopback' and 'capture' (with "
+                             f"beacon_air_sample), got {msg.step!r}")
+        if self.loopback_offset is None:
+            raise RuntimeError("time_sync capture before loopback")
+        breaks = self._loopback_breaks      # the loopback offset holds only while these do
+        if tb.TimeBase.snapshot(radios) != breaks:
+            raise tb.TimeBaseLost(f"{who}: a radio slipped since the loopback step; the "
+                                  "controller measures again")
+
+        def measure():
+            y, first = tb.capture(self.radio, tb.CAPTURE_SAMPLES,
+                                  back=self.radio.schedule_latency_samples())
+            return tb.find_beacon(y, first, self.radio.settings.sample_rate_hz)
+
+        fix = tb.guarded(radios, who, measure)
+        corr = tb.timebase_correction(msg.beacon_air_sample, fix, self.loopback_offset,
+                                      self.radio.settings.center_freq_hz)
+        details = {**fix.as_dict(), "loopback_offset": self.loopback_offset,
+                   "tau_samples": corr.tau_samples, "sro_ppm": corr.sro_ppm,
+                   "cfo_hz": corr.cfo_hz}
+        self.timebase = tb.TimeBase(corr, breaks, details)
+        self.syncs += 1
+        self._rebuild_tx()
+        return Ack(info=details)
 
     @property
     def correction(self):
@@ -326,6 +392,8 @@ class NodeAgent(Agent):
     def _sound(self, msg: SoundCommand) -> Message:
         """Send this node's preamble and pilots in the sounding frame of ``msg.plan``."""
         self._need_radio()
+        if self.timebase is not None:    # a slipped clock: the controller re-syncs first
+            self.timebase.check(self._radios(), self.config.node_id)
         plan = RoundPlan.from_dict(msg.plan.model_dump())
         x = node_frame(self.index, plan, self.budget)
         self._send(x, plan.start, plan.end(self.budget))

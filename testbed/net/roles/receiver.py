@@ -17,8 +17,9 @@ from testbed.activity import waiting_on
 from testbed.net.agent import Agent
 from testbed.net.roles.common import radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimatePublisher
-from testbed.net.schema import (AggregateCommand, ClockQuery, ClockReport, Message, RoundReport,
-                                SoundCommand, SoundingReport, StatsQuery, StatsReport)
+from testbed.net.schema import (Ack, AggregateCommand, ClockQuery, ClockReport, Message,
+                                RoundReport, SoundCommand, SoundingReport, StatsQuery,
+                                StatsReport, TimeSyncCommand)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate_channels,
                                estimate_noise_var)
@@ -39,6 +40,9 @@ class ReceiverAgent(Agent):
                           else None)
         self.rounds = 0
         self.wait_s = 0.0
+        self.loopback_offset: float | None = None
+        self.timebase = None      # calibration.timebase.TimeBase of the last beacon
+        self.syncs = 0
 
     def handle(self, message: Message) -> Message | None:
         """SOUND -> estimates; AGGREGATE_CMD -> aggregate and broadcast; CLOCK_QUERY -> clock;
@@ -47,6 +51,8 @@ class ReceiverAgent(Agent):
             return self._sound(message)
         if isinstance(message, AggregateCommand):
             return self._aggregate(message)
+        if isinstance(message, TimeSyncCommand):
+            return self._time_sync(message)
         if isinstance(message, ClockQuery):
             self._need_radio()
             return ClockReport(rx_clock=int(self.radio.now()), realtime=bool(self.radio.realtime),
@@ -58,7 +64,7 @@ class ReceiverAgent(Agent):
             if self.publisher is not None:
                 info["traffic"]["estimates"] = self.publisher.traffic.table()
             if self.radio is not None:
-                info["radio"] = radio_stats(self.radio)
+                info["radio"] = radio_stats(self.radio, resyncs=max(self.syncs - 1, 0))
             return StatsReport(info=info)
         return super().handle(message)
 
@@ -66,6 +72,50 @@ class ReceiverAgent(Agent):
         if self.radio is None:
             raise RuntimeError("the receiver has no radio; start it with its radio "
                                "(simulated benches: with the broker address)")
+
+    def _radios(self) -> dict:
+        return {self.config.node_id: self.radio}
+
+    def _beacon_radio(self):
+        """The radio that transmits the beacon (an array's first radio)."""
+        return getattr(self.radio, "radios", [self.radio])[0]
+
+    def _time_sync(self, msg: TimeSyncCommand) -> Message:
+        """The time base (`calibration.timebase`): ``loopback`` measures the beacon radio's
+        TX->RX offset; ``beacon`` transmits the beacon and replies with its start on this
+        radio's RX clock (``air_sample``), the clock every round is planned on."""
+        from calibration import timebase as tb
+        from calibration.corrections import NodeCorrection
+        self._need_radio()
+        radio = self._beacon_radio()
+        who, radios = self.config.node_id, self._radios()
+        if msg.step == "loopback":
+            self.timebase = None
+            self._loopback_breaks = tb.TimeBase.snapshot(radios)
+            self.loopback_offset = tb.guarded(radios, who, lambda: tb.measure_loopback_offset(
+                radio))
+            info = {"loopback_offset": self.loopback_offset}
+            if len(getattr(self.radio, "radios", [])) > 1:   # an array: align its radios
+                self.radio.set_offsets(tb.guarded(radios, who, lambda: tb.align_array(
+                    self.radio.radios, self.loopback_offset)))
+                info["array_offsets"] = list(self.radio.offsets)
+            return Ack(info=info)
+        if msg.step != "beacon":
+            raise ValueError(f"the receiver takes time_sync steps 'loopback' and 'beacon', got "
+                             f"{msg.step!r}")
+        if self.loopback_offset is None:
+            raise RuntimeError("time_sync beacon before loopback")
+        breaks = self._loopback_breaks      # the loopback offset holds only while these do
+        if tb.TimeBase.snapshot(radios) != breaks:
+            raise tb.TimeBaseLost(f"{who}: a radio slipped since the loopback step; the "
+                                  "controller measures again")
+        t_b = tb.send_beacon(radio, radio.now() + radio.schedule_latency_samples())
+        air = t_b + self.loopback_offset
+        self.timebase = tb.TimeBase(NodeCorrection(), breaks,
+                                    {"beacon_tx_sample": t_b, "air_sample": air,
+                                     "loopback_offset": self.loopback_offset})
+        self.syncs += 1
+        return Ack(info={"air_sample": air, "beacon_tx_sample": t_b})
 
     def _window(self, plan: RoundPlan) -> np.ndarray:
         self._need_radio()
@@ -77,6 +127,8 @@ class ReceiverAgent(Agent):
         return window
 
     def _sound(self, msg: SoundCommand) -> Message:
+        if self.timebase is not None:    # a slipped clock: the controller re-syncs first
+            self.timebase.check(self._radios(), self.config.node_id)
         plan = RoundPlan.from_dict(msg.plan.model_dump())
         frame = cut_frame(self._window(plan), plan, self.budget)
         return SoundingReport(round_id=msg.round_id,
