@@ -138,6 +138,7 @@ class PlutoRadio(Radio):
         self.tx_clipped_samples = 0
         self.time_scale = 1.0       # wall seconds per radio second (emulated radios: k)
         self._starts = 0            # stream starts (configure() restarts the streams)
+        self._ctrl_calls: deque = deque()   # device calls the streaming thread makes for others
 
     # ---------------------------------------------------------------- life cycle
     def open(self) -> "PlutoRadio":
@@ -331,6 +332,13 @@ class PlutoRadio(Radio):
         """Push TX buffers until TX leads RX by the margin, then read one RX buffer.
         Device I/O (which blocks on hardware) happens outside the lock, so `transmit` and
         `receive` callers are never starved by the streaming thread."""
+        while self._ctrl_calls:          # other threads' device calls, made from this one
+            fn, done, box = self._ctrl_calls.popleft()
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed back to the caller
+                box["error"] = exc
+            done.set()
         with self._cond:
             if not self._streaming:
                 raise StreamError(f"node {self._node_id!r}: Pluto stream is stopped")
@@ -522,6 +530,24 @@ class PlutoRadio(Radio):
             c = self._counters
             return c.underflows + c.overflows + max(self._starts - 1, 0)
 
+    def _device_call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` (a device attribute access) on the streaming thread when there is one:
+        libiio's network context is not safe to use from two threads at once (the
+        interleaved requests break the connection)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return fn()
+        done, box = threading.Event(), {}
+        self._ctrl_calls.append((fn, done, box))
+        timeout = (self._cfg.rx_buffer_size / self.settings.sample_rate_hz + 5.0) * self.time_scale
+        if not done.wait(timeout):
+            self._raise_if_broken()
+            raise StreamError(f"node {self._node_id!r}: Pluto stream thread did not run a "
+                              f"device call within {timeout:.1f} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
     def set_loopback(self, mode: int) -> None:
         """AD9361 BIST loopback (the ``loopback`` debug attribute of ad9361-phy): 0 off,
         1 digital TX->RX (the RX words are the DAC's, sample for sample), 2 RF. The streams keep
@@ -531,7 +557,7 @@ class PlutoRadio(Radio):
         if self._dev is None:
             raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} is not open")
         try:
-            self._dev.loopback = str(mode)
+            self._device_call(lambda: setattr(self._dev, "loopback", str(mode)))
         except OSError as exc:
             raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} refused loopback "
                              f"{mode} ({exc}); its firmware needs debugfs access") from exc

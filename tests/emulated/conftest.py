@@ -88,28 +88,29 @@ class EmulatorProcess:
     def __init__(self, bench, tmp_path, time_scale):
         import subprocess
         import sys
+        import time
 
         import yaml
         data = bench.model_dump(mode="json")
         data["channel"]["time_scale"] = float(time_scale)
         self.path = tmp_path / f"{bench.name}.yaml"
         self.path.write_text(yaml.safe_dump(data))
+        self.log = tmp_path / f"{bench.name}-emulate.log"
+        out = open(self.log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "testbed.cli", "emulate", "--bench", str(self.path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.startswith("emulate: ready"):
-                break
-        else:
-            self.close()
-            raise RuntimeError("testbed emulate exited: " + "".join(self.lines))
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
+        out.close()
+        deadline = time.monotonic() + 300
+        while "emulate: ready" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("testbed emulate did not start: " + self.log.read_text())
+            time.sleep(0.2)
 
     def fault(self, line):
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
-        self.lines.append(self.proc.stdout.readline())
 
     def close(self):
         if self.proc.poll() is None:
