@@ -16,10 +16,11 @@ it). A node maps it onto its own TX count from three measurements (all in sample
 * ``d_node``: the node's own TX->RX offset (loopback).
 
 With the node's clock ``1 + sro`` times the receiver's (one TCXO drives a Pluto's LO and its
-sample clock, so ``sro = -f / carrier``), node TX sample n is on the air with node RX sample
+sample clock, so ``sro = cfo / carrier`` with ``cfo = -f / (1 + f / carrier)``: f is measured
+in the node's own, 1 + sro times faster, samples), node TX sample n is on the air with node RX sample
 ``n + d_node``, i.e. with receiver RX sample ``M + (n + d_node - p) / (1 + sro)``: exactly
 `calibration.corrections.NodeCorrection`'s clock map ``a(n) = n / (1 + sro) + tau`` with
-``tau = M + (d_node - p) / (1 + sro)`` and ``cfo_hz = -f`` (`timebase_correction`). The node
+``tau = M + (d_node - p) / (1 + sro)`` and that ``cfo_hz`` (`timebase_correction`). The node
 transmits through `CorrectedRadio` with it; a calibration measured on top composes with it
 (`compose`).
 
@@ -46,6 +47,10 @@ from testbed.radio.base import Radio
 #: (1020 samples, band-limited, so sub-sample timing is defined); two periods for the fine CFO.
 BEACON = SoundingConfig(zc_length=255, sps=2, n_periods=2, amplitude_dbfs=-6.0,
                         max_cfo_hz=2.0e3, min_metric=0.3)
+#: The beacon's echo: a second burst this many samples after the first; the phase advance
+#: between the two refines the CFO to ~0.05 Hz (one burst: ~1 Hz, i.e. radians between a
+#: round's sounding and its payload ~10^5 samples later).
+ECHO_SPACING = 1 << 15
 #: Samples of capture kept on each side of the coarse peak for the fine estimate.
 FINE_MARGIN = 64
 #: Lags per FFT of the coarse search (chunks keep the streaming threads of the same process
@@ -127,23 +132,56 @@ def find_beacon(capture: np.ndarray, start: int, sample_rate_hz: float,
                                "covers the beacon's time")
     c = np.sum(d[:, lag:lag + z.size] * np.conj(z)[None, :])
     coarse_hz = float(np.angle(c)) * sample_rate_hz / (2 * np.pi)
-    lo = max(lag - FINE_MARGIN, 0)
-    hi = min(lag + L + FINE_MARGIN, y.shape[1])
-    win = y[:, lo:hi] * np.exp(-2j * np.pi * coarse_hz * np.arange(hi - lo) / sample_rate_hz)
-    arrival, fine_hz, h, _, _ = measure_burst(win, start + lo, ref, cfg, sample_rate_hz)
-    # measure_burst's phase is referred to the de-rotated window: undo the coarse rotation
-    ph = float(np.angle(h[0])) + 2 * np.pi * coarse_hz * (arrival - start - lo) / sample_rate_hz
-    return BeaconFix(arrival=float(arrival), cfo_hz=coarse_hz + float(fine_hz),
-                     phase_rad=float(np.angle(np.exp(1j * ph))), metric=best)
+    fix = _fine(y, start, lag, coarse_hz, ref, cfg, sample_rate_hz, best)
+    # the echo: ECHO_SPACING after (or, if the search found the echo, before) this burst
+    for sign in (1, -1):
+        other = _fine(y, start, lag + sign * ECHO_SPACING, fix.cfo_hz, ref, cfg,
+                      sample_rate_hz, best, required=False)
+        if other is not None:
+            first, second = (fix, other) if sign == 1 else (other, fix)
+            gap = (second.arrival - first.arrival) / sample_rate_hz        # s
+            turns = (second.phase_rad - first.phase_rad) / (2 * np.pi)
+            k = np.round(fix.cfo_hz * gap - turns)                           # whole turns
+            return BeaconFix(first.arrival, float((turns + k) / gap), first.phase_rad, best)
+    return fix
 
 
-def send_beacon(radio: Radio, at_sample: int, cfg: SoundingConfig = BEACON) -> int:
-    """Transmit the beacon on ``radio``'s TX channel 0 at its TX sample ``at_sample``; returns
-    ``at_sample``."""
+def _fine(y: np.ndarray, start: int, lag: int, cfo_hz: float, ref: np.ndarray,
+          cfg: SoundingConfig, fs: float, metric: float,
+          required: bool = True) -> BeaconFix | None:
+    """`measure_burst` around capture index ``lag`` after de-rotating by ``cfo_hz``; the
+    phase is returned on the capture's own axis (at the arrival). None when not ``required``
+    and the burst is not there (or not wholly inside the capture)."""
+    L = ref.size
+    lo, hi = lag - FINE_MARGIN, lag + L + FINE_MARGIN
+    if lo < 0 or hi > y.shape[1]:
+        if not required:
+            return None
+        lo, hi = max(lo, 0), min(hi, y.shape[1])
+    win = y[:, lo:hi] * np.exp(-2j * np.pi * cfo_hz * np.arange(hi - lo) / fs)
+    try:
+        arrival, fine_hz, h, m, _ = measure_burst(win, start + lo, ref, cfg, fs)
+    except CalibrationError:
+        if required:
+            raise
+        return None
+    if not required and m < max(cfg.min_metric, 0.5 * metric):
+        return None
+    # measure_burst's phase is referred to the de-rotated window: undo the rotation
+    ph = float(np.angle(h[0])) + 2 * np.pi * cfo_hz * (arrival - start - lo) / fs
+    return BeaconFix(arrival=float(arrival), cfo_hz=cfo_hz + float(fine_hz),
+                     phase_rad=float(np.angle(np.exp(1j * ph))), metric=metric)
+
+
+def send_beacon(radio: Radio, at_sample: int, cfg: SoundingConfig = BEACON,
+                echo: bool = True) -> int:
+    """Transmit the beacon on ``radio``'s TX channel 0 at its TX sample ``at_sample`` and (with
+    ``echo``) again `ECHO_SPACING` samples later; returns ``at_sample``."""
     ref = beacon_waveform(cfg) * 10.0 ** (cfg.amplitude_dbfs / 20.0)
     x = np.zeros((radio.settings.n_tx_channels, ref.size), complex)
     x[0] = ref
-    radio.transmit(x.astype(np.complex64), int(at_sample))
+    for k in range(2 if echo else 1):
+        radio.transmit(x.astype(np.complex64), int(at_sample) + k * ECHO_SPACING)
     return int(at_sample)
 
 
@@ -175,7 +213,7 @@ def measure_loopback_offset(radio: Radio, cfg: SoundingConfig = BEACON,
     t = int(radio.now()) + int(radio.schedule_latency_samples()) + 1024
     radio.set_loopback(1)
     try:
-        send_beacon(radio, t, cfg)
+        send_beacon(radio, t, cfg, echo=False)
         y, first = capture(radio, search_samples, first=t - search_samples // 4,
                            keepalive=keepalive)
     finally:
@@ -207,7 +245,11 @@ def timebase_correction(beacon_air_sample: float, fix: BeaconFix, node_loopback:
     M (receiver RX sample of the beacon's start), ``fix`` (the node's `BeaconFix`),
     ``node_loopback`` d_node (samples), ``carrier_hz``. sro_from_cfo: the node's sample clock
     and LO share its TCXO (Pluto), so sro = cfo / carrier; else 0 (re-sync often)."""
-    cfo = -float(fix.cfo_hz)
+    # the node measured the beacon's frequency in its own samples' units, which run 1 + sro
+    # times fast: with sro = cfo / carrier, cfo = -f (1 + cfo / carrier) (0.8 Hz at 27 kHz and
+    # 30 ppm: radians between a round's sounding and its payload)
+    f = float(fix.cfo_hz)
+    cfo = -f / (1.0 + f / float(carrier_hz)) if sro_from_cfo else -f
     sro = cfo / float(carrier_hz) if sro_from_cfo else 0.0
     tau = float(beacon_air_sample) + (float(node_loopback) - fix.arrival) / (1.0 + sro)
     return NodeCorrection(tau_samples=tau, sro_ppm=sro * 1e6, cfo_hz=cfo)

@@ -6,18 +6,20 @@ import pytest
 
 from calibration.corrections import NodeCorrection
 from calibration.procedures import CalibrationError
-from calibration.timebase import beacon_waveform, compose, find_beacon
+from calibration.timebase import ECHO_SPACING, beacon_waveform, compose, find_beacon
 from testbed.phy.resample import bandlimited_resample
 
 FS = 1e6
 
 
-def _synthetic(rng, n, pos, cfo_hz, phase, snr_db=20.0, amp=0.3):
+def _synthetic(rng, n, pos, cfo_hz, phase, snr_db=20.0, amp=0.3, echo=True):
     ref = beacon_waveform()
     k0 = int(np.floor(pos))
     x = bandlimited_resample(ref[None, :], -(pos - k0), 1.0, ref.size + 2)[0]
     y = np.zeros(n, complex)
-    y[k0:k0 + x.size] = amp * x
+    for k in (k0, k0 + ECHO_SPACING) if echo else (k0,):
+        if k + x.size <= n:
+            y[k:k + x.size] = amp * x
     y *= np.exp(1j * (2 * np.pi * cfo_hz * np.arange(n) / FS + phase))
     sigma = amp / np.sqrt(10 ** (snr_db / 10))
     return y + sigma * (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
@@ -35,6 +37,21 @@ def test_find_beacon_anywhere_in_a_long_capture_at_any_cfo():
         want = np.angle(np.exp(1j * (phase + 2 * np.pi * cfo * pos / FS)))
         assert abs(np.angle(np.exp(1j * (fix.phase_rad - want)))) < 0.1
         assert fix.metric > 0.7
+
+
+def test_the_echo_refines_the_cfo_to_a_fraction_of_a_hertz():
+    rng = np.random.default_rng(6)
+    errs = {True: [], False: []}
+    for echo in (True, False):
+        for _ in range(4):
+            pos = rng.uniform(2_000, 40_000)
+            cfo = rng.uniform(-46e3, 46e3)
+            y = _synthetic(rng, (1 << 17) + 1, pos, cfo, rng.uniform(-np.pi, np.pi), echo=echo)
+            fix = find_beacon(y, 0, FS)
+            assert fix.arrival == pytest.approx(pos, abs=0.05)   # the first burst, not the echo
+            errs[echo].append(abs(fix.cfo_hz - cfo))
+    assert max(errs[True]) < 0.3                     # Hz: ~1 Hz without the echo
+    assert max(errs[True]) < max(errs[False])
 
 
 def test_find_beacon_refuses_noise():

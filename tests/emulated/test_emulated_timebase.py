@@ -91,7 +91,7 @@ def test_node_schedules_on_the_receiver_clock_across_a_random_stream_start_offse
         peak, fine, cfo = _probe_lands(rx, cr, at)
         assert peak == 0
         assert abs(fine) < 0.2                           # samples
-        assert abs(cfo) < 30.0                           # Hz left after the pre-rotation
+        assert abs(cfo) < 5.0                            # Hz left after the pre-rotation
         # a raw (unmapped) burst lands a stream-start offset away
         raw_at = node.now() + 20_000
         send_beacon(node, raw_at)
@@ -197,7 +197,6 @@ def test_two_2r2t_plutos_form_one_aligned_4_antenna_receiver_for_an_aircomp_roun
         at = array.now() + array.schedule_latency_samples() + 5_000
         send_beacon(nodes[0], nodes[0].now() + nodes[0].schedule_latency_samples())
         y = array.receive(1 << 18, at - (1 << 17)).astype(complex)
-        ref = beacon_waveform()
         arrivals = [find_beacon(y[a], 0, FS).arrival for a in range(4)]
         assert max(arrivals) - min(arrivals) < 0.3          # samples
         # an AirComp round of two nodes on the receiver clock into the 4-antenna array
@@ -213,8 +212,7 @@ def test_two_2r2t_plutos_form_one_aligned_4_antenna_receiver_for_an_aircomp_roun
         mse = float(np.mean((out - exact) ** 2))
         assert mse == pytest.approx(stats["mse_tensor"])
         assert mse < 3.0 * stats["mse_tensor_predicted"]
-        assert mse < 0.01 * float(np.mean(exact ** 2))
-        assert ref.size > 0
+        assert mse < 0.05 * float(np.mean(exact ** 2))   # unaligned: the error is the signal
     finally:
         for r in radios:
             r.close()
