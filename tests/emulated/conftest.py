@@ -1,30 +1,8 @@
 """Emulated Plutos on an in-process real-time air, served on 127.0.0.1 for the real clients.
-Every server a fixture starts is closed by it."""
-
+Every server a fixture starts is closed by it (helpers: `emulated_support`)."""
 import pytest
-from syslibs import require_tool
 
-from sim_backend.pluto_emu import EmulatedPluto, IIODServer
-from sim_backend.realtime_air import LOParams, RealtimeAir
-
-
-class Bench:
-    """An air plus the emulated radios served on it; `close()` stops every server."""
-
-    def __init__(self, **air_kw):
-        self.air = RealtimeAir(1e6, seed=7, **air_kw)
-        self.servers = []
-
-    def pluto(self, name, *, mode="1r1t", ppm=0.0, loopback_cable_db=None, **lo_kw):
-        dev = EmulatedPluto(self.air, name, mode=mode, lo=LOParams(ppm=ppm, **lo_kw),
-                            loopback_cable_db=loopback_cable_db)
-        srv = IIODServer(dev)
-        self.servers.append(srv)
-        return srv
-
-    def close(self):
-        for s in self.servers:
-            s.close()
+from emulated_support import Bench
 
 
 @pytest.fixture
@@ -33,90 +11,3 @@ def bench():
     yield b
     b.close()
 
-
-def need_tool(name):
-    """Path of a libiio command-line tool, or skip naming its Debian package."""
-    return require_tool(name)
-
-
-def tone_freq_hz(x, fs=1e6):
-    """Frequency (Hz) of one complex tone: least-squares slope of its unwrapped phase (the
-    maximum-likelihood estimate at high SNR; ~0.01 Hz at 26 dB over 16k samples)."""
-    import numpy as np
-    ph = np.unwrap(np.angle(np.asarray(x)))
-    return float(np.polyfit(np.arange(ph.size) / fs, ph, 1)[0] / (2 * np.pi))
-
-
-def free_tcp_ports(n):
-    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def emulated_bench_config(n_nodes=4, n_rx_radios=2, name="pluto_4node_emulated"):
-    """The shipped emulated Pluto bench with its first ``n_nodes`` nodes and ``n_rx_radios``
-    receiver radios, every URI moved to a free port (tests run next to each other)."""
-    from testbed.config.bench import BenchConfig
-    from testbed.net.roles.common import resolve_bench
-    data = resolve_bench(name).model_dump()
-    data["nodes"] = data["nodes"][:n_nodes]
-    rx = data["receiver"]["radio"]
-    rx = (rx if isinstance(rx, list) else [rx])[:n_rx_radios]
-    ports = iter(free_tcp_ports(n_nodes + len(rx) + 2))
-    for node in data["nodes"]:
-        node["radio"]["uri"] = f"ip:127.0.0.1:{next(ports)}"
-    for r in rx:
-        r["uri"] = f"ip:127.0.0.1:{next(ports)}"
-    data["receiver"]["radio"] = rx if len(rx) > 1 else rx[0]
-    data["receiver"]["n_antennas"] = sum(r["n_rx_channels"] for r in rx)
-    data["controller"]["router_port"], data["controller"]["pub_port"] = next(ports), next(ports)
-    return BenchConfig.model_validate(data)
-
-
-class EmulatorProcess:
-    """`testbed emulate --bench FILE` in its own process (the radios' air off this process's
-    interpreter); `fault("stall pi5-a 0.8")` writes a fault line to its stdin; `close()`
-    ends it."""
-
-    def __init__(self, bench, tmp_path, time_scale):
-        import subprocess
-        import sys
-        import time
-
-        import yaml
-        data = bench.model_dump(mode="json")
-        data["channel"]["time_scale"] = float(time_scale)
-        self.path = tmp_path / f"{bench.name}.yaml"
-        self.path.write_text(yaml.safe_dump(data))
-        self.log = tmp_path / f"{bench.name}-emulate.log"
-        out = open(self.log, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "testbed.cli", "emulate", "--bench", str(self.path)],
-            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
-        out.close()
-        deadline = time.monotonic() + 300
-        while "emulate: ready" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("testbed emulate did not start: " + self.log.read_text())
-            time.sleep(0.2)
-
-    def fault(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(10)

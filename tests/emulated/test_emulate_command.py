@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need_tool, tone_freq_hz
+from emulated_support import need_tool, tone_freq_hz
 from sim_backend.emulated_bench import EmulatedBench
 from sim_backend.impairment_presets import preset_by_name
 from testbed.config.loader import find_config, load_bench

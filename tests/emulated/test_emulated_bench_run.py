@@ -12,16 +12,17 @@ from testbed.config.loader import load_bench
 from testbed.net.roles.bench_runner import JobSpec, loopback_addresses, run_on_bench
 from testbed.net.roles.common import node_ids, resolve_model_dir
 from testbed.net.supervisor import Supervisor
+from syslibs import require_module
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("adi", reason="pyadi-iio not installed")
-pytest.importorskip("iio", reason="pylibiio not installed (pip install pylibiio==0.25)")
+require_module("iio")
+require_module("adi")
 
 TIME_SCALE = 16.0     # the shared 2-core machine also runs other work
 
 
 def test_aircomp_generation_on_the_emulated_bench_one_process_per_role(tmp_path):
-    from conftest import EmulatorProcess, emulated_bench_config
+    from emulated_support import EmulatorProcess, emulated_bench_config
     cfg = emulated_bench_config(n_nodes=2, n_rx_radios=2)
     em = EmulatorProcess(cfg, tmp_path, TIME_SCALE)      # writes the bench file it serves
     try:

@@ -20,7 +20,7 @@ require_module("adi")
 @pytest.fixture
 def bench():
     """A slowed-down air (time scale 3): the machine is shared, the radio is real-time."""
-    from conftest import Bench
+    from emulated_support import Bench
     b = Bench(time_scale=3.0)
     yield b
     b.close()

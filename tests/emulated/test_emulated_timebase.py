@@ -28,7 +28,7 @@ ARRAY_TIME_SCALE = 40.0     # four radios' drivers in the test's process
 def air(tmp_path):
     """One node and the receiver's first 2R2T radio of pluto_4node_emulated served by
     `testbed emulate` in its own process (time scale 16: the shared 2-core machine is loaded); the drivers are closed by the test."""
-    from conftest import EmulatorProcess, emulated_bench_config
+    from emulated_support import EmulatorProcess, emulated_bench_config
     bench = emulated_bench_config(n_nodes=1, n_rx_radios=1)
     em = EmulatorProcess(bench, tmp_path, TIME_SCALE)
     yield bench, em
@@ -161,7 +161,7 @@ def array_air(tmp_path):
     """Two nodes and both 2R2T receiver radios of pluto_4node_emulated (`testbed emulate` in
     its own process); four radios' streams in this process: time scale 40 (the shared
     machine is loaded)."""
-    from conftest import EmulatorProcess, emulated_bench_config
+    from emulated_support import EmulatorProcess, emulated_bench_config
     bench = emulated_bench_config(n_nodes=2, n_rx_radios=2)
     em = EmulatorProcess(bench, tmp_path, ARRAY_TIME_SCALE)
     yield bench, em

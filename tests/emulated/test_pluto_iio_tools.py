@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import need_tool
+from emulated_support import need_tool
 from sim_backend.pluto_emu.ad9361 import RFPLL_MODULUS, XO_HZ
 
 TIMEOUT = 20

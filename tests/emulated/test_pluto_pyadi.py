@@ -11,7 +11,7 @@ from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 adi = require_module("adi")
 
-from conftest import tone_freq_hz  # noqa: E402
+from emulated_support import tone_freq_hz  # noqa: E402
 
 CARRIER = 915_000_000
 

@@ -141,10 +141,13 @@ def test_bad_bench_options_fail_with_clear_message(kw, needle):
         small_cfg(**kw)
 
 
-def test_default_csi_is_perfect_on_ideal_and_estimated_on_impaired_bench():
-    assert small_cfg().csi_mode == "perfect"
+def test_default_csi_is_estimated_on_every_bench_perfect_only_on_request():
+    assert small_cfg().csi_mode == "estimated"
     assert small_cfg(impairments="usrp-shared-ref").csi_mode == "estimated"
-    assert bench_setup(small_cfg()).default
+    assert small_cfg(csi="perfect").csi_mode == "perfect"
+    # the simple path (the air's own generator draws the blocks): ideal bench, perfect CSI
+    assert bench_setup(small_cfg(csi="perfect")).default
+    assert not bench_setup(small_cfg()).default
 
 
 def test_cli_uncalibrated_run_reports_failures_and_records_the_bench(tmp_path, capsys):
