@@ -1,57 +1,71 @@
 """The emulated Pluto bench as a bench runs it: `testbed emulate --bench` (the radios), the
 receiver (both 2R2T Plutos: one 4-antenna array) and every node each in its own process, the
 controller here: the time base is synced over the control plane (loopbacks, the receiver's
-beacon, each node's capture) across the processes' stream-start offsets, and a short AirComp
-generation runs with estimated CSI on the array. Slow: minutes of emulated air on the shared
-machine."""
-import json
-
+beacon, each node's capture) across the processes' stream-start offsets, then AirComp rounds
+with estimated CSI on the array (a short statistics pass and one forward pass, compared with
+the exact reference). Slow: minutes of emulated air on the shared machine."""
+import numpy as np
 import pytest
+from syslibs import require_module
+import torch
 
 from testbed.config.loader import load_bench
-from testbed.net.roles.bench_runner import JobSpec, loopback_addresses, run_on_bench
-from testbed.net.roles.common import node_ids, resolve_model_dir
+from testbed.llm.sharding import shard_checkpoint
+from testbed.net.controller import Controller
+from testbed.net.roles.bench_runner import controller_config, loopback_addresses
+from testbed.net.roles.common import model_fingerprint, node_ids, resolve_model_dir
+from testbed.net.roles.controller_job import BenchSession
 from testbed.net.supervisor import Supervisor
-from syslibs import require_module
 
 pytestmark = pytest.mark.slow
 require_module("iio")
 require_module("adi")
 
 TIME_SCALE = 16.0     # the shared 2-core machine also runs other work
+IDS = [72, 101, 108, 108, 111, 32, 119, 111]
 
 
-def test_aircomp_generation_on_the_emulated_bench_one_process_per_role(tmp_path):
+def test_aircomp_rounds_on_the_emulated_bench_one_process_per_role(tmp_path):
     from emulated_support import EmulatorProcess, emulated_bench_config
     cfg = emulated_bench_config(n_nodes=2, n_rx_radios=2)
     em = EmulatorProcess(cfg, tmp_path, TIME_SCALE)      # writes the bench file it serves
     try:
         bench = load_bench(em.path)
         model = resolve_model_dir("default")
+        fp = model_fingerprint(model)
+        ref = shard_checkpoint(model, [0.5, 0.5])(torch.tensor([IDS]))[0, -1].detach().numpy()
         addresses = loopback_addresses()
         common = ["--bench", str(em.path), *addresses.as_args(), "--model", str(model)]
         with Supervisor(tmp_path / "run") as sup:
             sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
             for nid in node_ids(bench):
                 sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
-            code = run_on_bench(bench, addresses, model, "aircomp-zf-sdr",
-                                JobSpec(kind="generate", prompt_ids=[72, 101, 108, 108, 111],
-                                        max_new_tokens=2),
-                                tmp_path / "run", supervisor=sup, register_timeout_s=300)
+            with Controller(controller_config(bench, addresses, fp)) as ctl:
+                ctl.wait_for_peers(timeout_s=300)
+                assert ctl.peers[bench.receiver.id].capabilities.n_antennas == 4
+                air = BenchSession(ctl, bench, fp, "aircomp-zf-sdr", csi="estimated",
+                                   request_timeout_s=240.0)
+                air.assign()                             # ... and the time base sync
+                syncs = air.executor.syncs
+                assert syncs and set(syncs[0]["nodes"]) == set(node_ids(bench))
+                for info in syncs[0]["nodes"].values():
+                    assert info["metric"] > 0.5
+                    assert abs(info["tau_samples"]) > 1_000   # far-apart stream starts
+                air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=1,
+                                    decode_steps=0)
+                got = air.forward(torch.tensor([IDS]), reset=True, use_cache=False,
+                                  last_only=True)
+                summary = air.summary()
+                stats = air.stats()
+                ctl.shutdown("test done")
             for name in sup.alive():
                 sup.wait(name, 5.0)
     finally:
         em.close()
-    res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert code == 0, res.get("error")
-    assert res["status"] == "ok" and len(res["generated_ids"]) == 2
-    syncs = res["allreduce"]["timebase_syncs"]
-    assert syncs, "the controller synced the time base"
-    nodes = syncs[0]["nodes"]
-    assert set(nodes) == set(node_ids(bench))
-    for info in nodes.values():
-        assert info["metric"] > 0.5
-        assert abs(info["tau_samples"]) > 1_000      # separate processes: far-apart clocks
-    rx = res["radios"][bench.receiver.id]
-    assert rx["kind"] == "pluto" and rx["serial"].count("+") == 1    # the array of two
-    assert res["registered"][bench.receiver.id]["n_antennas"] == 4
+    assert summary["rounds"] >= 8 and summary["simulator_truth_used"] == []
+    # two nodes through the emulated air at 20 dB: the logits follow the exact model's
+    assert np.argmax(got[0]) == np.argmax(ref)
+    assert np.max(np.abs(got[0] - ref)) < 0.2 * np.max(np.abs(ref))
+    rx = stats[bench.receiver.id]["radio"]
+    assert rx["serial"].count("+") == 1                   # the array of two radios
+    assert "resyncs" in rx["counters"]
