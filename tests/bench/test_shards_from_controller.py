@@ -91,7 +91,7 @@ def test_nodes_without_checkpoint_run_on_slices_from_the_controller(tmp_path, mo
     # stream health: the lock-step simulated radios never glitch
     from testbed.commands.run import stream_health_lines
     assert stream_health_lines(res_air) == [
-        "stream health: 3 radios clean (no underflows, overflows, late, stream breaks)"]
+        "stream health: 3 radios clean (no underflows, overflows, late, stream breaks, re-syncs)"]
 
 
 def test_gloo_rendezvous_on_a_multi_host_bench_uses_node0_and_a_port_of_its_own():

@@ -12,6 +12,7 @@ from testbed.config.radio import PlutoConfig
 from testbed.errors import StreamError
 from testbed.radio.pluto import PlutoRadio
 
+from emulated_support import realtime_retry  # noqa: E402
 from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 require_module("adi")
@@ -39,8 +40,9 @@ def _peak(y, ref):
     return int(np.argmax(c)), float(c.max() / (np.linalg.norm(ref) ** 2))
 
 
+@realtime_retry()
 def test_bursts_land_where_scheduled(bench):
-    srv, radio = _radio(bench)
+    srv, radio = _radio(bench, name=f"drv{len(bench.servers)}")
     try:
         rng = np.random.default_rng(2)
         ref = 0.5 * np.exp(2j * np.pi * rng.random(256))

@@ -16,6 +16,7 @@ from calibration.timebase import (BEACON, TimeBase, TimeBaseLost, beacon_wavefor
 
 FS = 1e6
 
+from emulated_support import realtime_retry  # noqa: E402
 from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 require_module("adi")
@@ -169,6 +170,7 @@ def array_air(tmp_path):
 
 
 
+@realtime_retry()
 def test_two_2r2t_plutos_form_one_aligned_4_antenna_receiver_for_an_aircomp_round(array_air):
     import torch
 
