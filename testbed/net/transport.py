@@ -166,9 +166,18 @@ def _printable(identity: str) -> str:
     return identity if identity.isprintable() else ascii(identity)
 
 
+# A bound socket cuts a peer whose single frame exceeds this many times the codec's message
+# limit before buffering it (ZMQ's MAXMSGSIZE); anything smaller is read and rejected by the
+# codec with a reason the sender is told. Only bound sockets get the cut: on a connecting socket
+# libzmq treats an oversized frame as a protocol error and never reconnects, so an agent would
+# be cut off from its controller for good (found by the live fuzz test).
+FRAME_CEILING_FACTOR = 2
+
+
 def _base_socket(ctx: zmq.Context, kind: int, max_frame_bytes: int = -1) -> zmq.Socket:
     """A socket with linger 0, bounded reconnects and, with ``max_frame_bytes`` > 0, ZMQ's
-    MAXMSGSIZE: a peer sending a bigger frame is disconnected before it is buffered."""
+    MAXMSGSIZE: a peer sending a bigger frame is disconnected before it is buffered (use on
+    bound sockets only, see `FRAME_CEILING_FACTOR`)."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     if max_frame_bytes > 0:
@@ -249,7 +258,8 @@ class ControllerTransport(_Receiver):
         self._ctx = zmq.Context()
         self.security: CurveServerSecurity | None = None
         try:
-            self.router = _base_socket(self._ctx, zmq.ROUTER, codec.max_message_bytes)
+            self.router = _base_socket(self._ctx, zmq.ROUTER,
+                                       FRAME_CEILING_FACTOR * codec.max_message_bytes)
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.pub = _base_socket(self._ctx, zmq.PUB)
             if curve is not None:
@@ -327,9 +337,9 @@ class AgentTransport(_Receiver):
         self.identity = f"{node_id}#{secrets.token_hex(4)}"
         self._ctx = zmq.Context()
         try:
-            self.dealer = _base_socket(self._ctx, zmq.DEALER, codec.max_message_bytes)
+            self.dealer = _base_socket(self._ctx, zmq.DEALER)
             self.dealer.setsockopt(zmq.IDENTITY, self.identity.encode())
-            self.sub = _base_socket(self._ctx, zmq.SUB, codec.max_message_bytes)
+            self.sub = _base_socket(self._ctx, zmq.SUB)
             self.sub.setsockopt(zmq.SUBSCRIBE, b"")
             if curve is not None:
                 for sock in (self.dealer, self.sub):

@@ -227,6 +227,7 @@ def test_a_frame_over_the_size_limit_is_dropped_before_it_is_buffered():
     """ZMQ's MAXMSGSIZE on the ROUTER: the sender of a too-large frame is disconnected; the
     controller never sees it and keeps serving."""
     from testbed.net.codec import Codec
+    from testbed.net.transport import FRAME_CEILING_FACTOR
     codec = Codec(max_message_bytes=1 << 16)
     with Controller(ControllerConfig({"n0": "node"}, "fp", codec=codec)) as ctl:
         agent = EchoAgent(AgentConfig("n0", ctl.router_address, ctl.pub_address,
@@ -235,7 +236,7 @@ def test_a_frame_over_the_size_limit_is_dropped_before_it_is_buffered():
             ctl.wait_for_peers(timeout_s=10)
             ctx, raw = _raw_dealer(ctl.router_address)
             try:
-                raw.send_multipart([b"{" + b" " * (1 << 17) + b"}"])
+                raw.send_multipart([b"{" + b" " * (FRAME_CEILING_FACTOR << 16) + b"}"])
                 ctl.pump(0.5)
                 assert sum(ctl.rejections.values()) == 0 and not raw.poll(200)
                 raw.send_multipart([b"{}"])  # after a reconnect, small frames are answered
