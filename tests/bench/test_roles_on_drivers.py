@@ -98,7 +98,10 @@ def test_exact_and_aircomp_rounds_through_the_roles_on_driver(kind, tmp_path, mo
             assert summary["rounds"] >= 8 and summary["simulator_truth_used"] == []
             assert summary["detected_offsets"] == [0]
             # one node through a loopback at high SNR: the sum is its own partial, nearly exact
-            assert np.argmax(got[0]) == np.argmax(ref)
+            # (the test model's logits are nearly flat, so compare them, not their argmax)
+            centred = ref - ref.mean()
+            rel = np.linalg.norm((got[0] - got[0].mean()) - centred) / np.linalg.norm(centred)
+            assert rel < 0.1, f"AirComp logits off the exact ones by {rel:.3f} (relative)"
             assert np.max(np.abs(got[0] - ref)) < 0.05 * np.max(np.abs(ref))
     assert radio.counters().late == 0
     radio.close()
