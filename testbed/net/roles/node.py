@@ -134,8 +134,7 @@ class NodeAgent(Agent):
         if isinstance(message, PayloadCommand):
             return self._payload(message)
         if isinstance(message, Aggregate):
-            self._continue(torch.from_numpy(np.array(message.tensor, dtype=np.float32)))
-            return self._next_event(message.round_id)
+            return self._aggregate(message)
         if isinstance(message, SoundCommand):
             return self._sound(message)
         if isinstance(message, TimeSyncCommand):
@@ -247,6 +246,22 @@ class NodeAgent(Agent):
 
     def _radios(self) -> dict:
         return {self.config.node_id: self.radio}
+
+    def _aggregate(self, message: Aggregate) -> Message | None:
+        """An exact all-reduce's sum: checked to be finite in float32 (the model's dtype),
+        then the forward pass continues with it."""
+        tensor = np.asarray(message.tensor)
+        if np.iscomplexobj(tensor):
+            raise ValueError(f"the aggregate of round {message.round_id} is complex "
+                             f"({tensor.dtype}); an exact all-reduce sums real activations")
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = tensor.astype(np.float32)
+        if not np.all(np.isfinite(total)):
+            raise ValueError(f"the aggregate of round {message.round_id} has "
+                             f"{int(np.sum(~np.isfinite(total)))} values that are not finite "
+                             "in float32; the sum cannot continue the forward pass")
+        self._continue(torch.from_numpy(total))
+        return self._next_event(message.round_id)
 
     def _time_sync(self, msg: TimeSyncCommand) -> Message:
         """The time base (`calibration.timebase`): ``loopback`` measures this radio's TX->RX
