@@ -186,8 +186,10 @@ class UsrpConfig(_RadioBase):
                    "other"] = "b210"
     clock_source: Literal["internal", "external", "gpsdo", "mimo"] = "internal"
     time_source: Literal["internal", "external", "gpsdo", "mimo"] = "internal"
-    pps_align: Literal["next_pps", "unknown_pps", "none"] = Field(
-        "none", description="how the device time is zeroed on PPS")
+    pps_align: Literal["next_pps", "unknown_pps", "agreed", "none"] = Field(
+        "none", description="how the device time is zeroed on PPS: next_pps/unknown_pps at "
+        "open() in this process alone; agreed: on the PPS edge the bench's controller hands "
+        "out to every process (`UsrpRadio.latch_time_at_pps_after`); none: in software")
     master_clock_rate_hz: float | None = Field(None, gt=0)
     tx_antenna: str = "TX/RX"
     rx_antenna: str = "RX2"

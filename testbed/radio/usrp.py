@@ -152,9 +152,12 @@ class UsrpRadio(Radio):
 
     def align_time(self) -> None:
         """Zero the device time (sample 0) per ``pps_align``: on the next PPS edge, on an
-        unknown PPS edge, or immediately in software."""
+        unknown PPS edge, or immediately in software; ``agreed`` leaves it to the bench's
+        controller (`latch_time_at_pps_after`)."""
         ts = self._uhd.types.TimeSpec(0.0)
         mode = self._cfg.pps_align
+        if mode == "agreed":
+            return
         if mode == "unknown_pps":
             self._usrp.set_time_unknown_pps(ts)
         elif mode == "next_pps":
@@ -166,6 +169,62 @@ class UsrpRadio(Radio):
                                  f"time_source={self._cfg.time_source}; check the PPS cable")
         else:
             self._usrp.set_time_now(ts)
+
+    @property
+    def pps_period_s(self) -> float:
+        """Wall seconds between PPS edges (1 s; k s on an emulated USRP at time scale k)."""
+        return 1.0 * self.time_scale
+
+    def observe_pps_edge(self, poll_s: float = 0.002) -> float:
+        """Host wall-clock time (``time.time()``, s) of the next PPS edge this device sees:
+        ``get_time_last_pps`` is polled until it changes (or the device time steps back: a
+        latch) and the edge is put halfway between the two polls around the change (error:
+        half a poll interval plus one request). `RadioError` after 1.5 PPS periods without
+        an edge."""
+        def read() -> tuple[float, float]:
+            try:
+                return (self._usrp.get_time_last_pps().get_real_secs(),
+                        self._usrp.get_time_now().get_real_secs())
+            except RuntimeError as exc:
+                raise self._lost("get_time_last_pps", exc) from exc
+        last, now_dev = read()
+        before = time.time()
+        deadline = before + 1.5 * self.pps_period_s
+        while True:
+            self._sleep(poll_s)
+            pps, dev = read()
+            after = time.time()
+            if pps != last or dev < now_dev:
+                return 0.5 * (before + after)
+            if after > deadline:
+                raise RadioError(f"node {self._node_id!r}: no PPS edge seen within "
+                                 f"{1.5 * self.pps_period_s:g} s on time_source="
+                                 f"{self._cfg.time_source}; check the PPS cable")
+            before, now_dev = after, dev
+
+    def latch_time_at_pps_after(self, host_time_s: float) -> float:
+        """Zero the device time (sample 0) at the first PPS edge after host wall time
+        ``host_time_s``, the time the bench's controller hands every process
+        (`calibration.timebase.pps_latch_time`: halfway between two edges), so that all of
+        them latch the same edge. Returns the host time of the edge latched; `RadioError`
+        when the call comes too late or the latched edge is not the first after
+        ``host_time_s`` (this host's clock is off by about half a PPS period or more)."""
+        late = time.time() - host_time_s
+        if late > 0:
+            raise RadioError(f"node {self._node_id!r}: the agreed PPS latch time passed {late:.3f}"
+                             " s before this radio got to it; check this host's clock (NTP) "
+                             "and the control network, then sync again")
+        self._sleep(-late)
+        try:
+            self._usrp.set_time_next_pps(self._uhd.types.TimeSpec(0.0))
+        except RuntimeError as exc:
+            raise self._lost("set_time_next_pps", exc) from exc
+        edge = self.observe_pps_edge()
+        if not 0.0 < edge - host_time_s < self.pps_period_s:
+            raise RadioError(f"node {self._node_id!r}: latched the PPS edge at host time "
+                             f"{edge:.3f} s, not the first after the agreed {host_time_s:.3f} s; "
+                             "check this host's clock (NTP) and the PPS cable")
+        return edge
 
     # ---------------------------------------------------------------- configuration
     def configure(self, settings: RadioSettings) -> None:

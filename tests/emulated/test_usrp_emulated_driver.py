@@ -16,6 +16,7 @@ from sim_backend.realtime_air import LOParams, RealtimeAir
 from sim_backend.usrp_emu import EmulatedUsrp, PpsSource, UsrpServer
 from testbed.config.radio import UsrpConfig
 from testbed.errors import StreamError
+from emulated_support import realtime_retry
 from testbed.radio.usrp import UsrpRadio
 
 FS = 1e6
@@ -237,3 +238,51 @@ def test_radios_aligned_in_different_pps_seconds_differ_by_whole_seconds(bench):
     db = b.now()
     whole = round((da - db) / FS)
     assert whole >= 1 and abs((da - db) - whole * FS) < 0.05 * FS   # read ~ms apart
+
+
+AGREED_CHILD = r"""
+import sys, numpy as np
+from testbed.config.radio import UsrpConfig
+from testbed.radio.usrp import UsrpRadio
+cfg = UsrpConfig(args=sys.argv[1], model="x310", sample_rate_hz=1e6, center_freq_hz=915e6,
+                 tx_gain_db=31.5, rx_gain_db=20.0, clock_source="external",
+                 time_source="external", pps_align="agreed")
+radio = UsrpRadio(cfg, node_id="child").open()
+print("edge", repr(radio.observe_pps_edge()), flush=True)
+radio.latch_time_at_pps_after(float(sys.stdin.readline()))
+print("latched", flush=True)
+start = int(sys.stdin.readline())
+y = radio.receive(2000, start - 100)[0]
+ref = (0.5 * np.exp(2j * np.pi * np.random.default_rng(2).random(256))).astype(np.complex64)
+print("peak", int(np.argmax(np.abs(np.correlate(y, ref, "valid")))), flush=True)
+"""
+
+
+@realtime_retry()
+def test_processes_opened_seconds_apart_latch_the_pps_edge_the_controller_agrees(bench):
+    """The cure for the hazard above (pps_align: agreed, `calibration.pps`): each process
+    reports the host time of a PPS edge it saw, the controller hands out one host time halfway
+    between edges, every process latches the edge after it: one device time, to the sample."""
+    from calibration.pps import pps_latch_time
+    a = UsrpRadio(config(bench.sa.args, pps_align="agreed"), node_id="node-a").open()
+    time.sleep(1.3 * a.pps_period_s)               # opened more than a PPS period apart
+    child = subprocess.Popen([sys.executable, "-c", AGREED_CHILD, bench.sb.args], text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        word, edge_b = child.stdout.readline().split()
+        assert word == "edge"
+        edge_a = a.observe_pps_edge()
+        t = pps_latch_time({"node-a": edge_a, "child": float(edge_b)}, a.pps_period_s,
+                           time.time() + 0.3)
+        child.stdin.write(f"{t!r}\n")
+        child.stdin.flush()
+        a.latch_time_at_pps_after(t)
+        assert child.stdout.readline().strip() == "latched"
+        start = a.now() + 300_000
+        child.stdin.write(f"{start}\n")
+        child.stdin.flush()
+        a.transmit(REF, start)
+        assert child.stdout.readline().split() == ["peak", "100"]
+    finally:
+        child.kill()
+        child.wait(timeout=10)
