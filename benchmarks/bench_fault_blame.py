@@ -31,12 +31,16 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=20, help="trials per (role, signal)")
     p.add_argument("--after-steps", type=int, default=1,
                    help="inject the fault once this many tokens are saved")
+    p.add_argument("--cases", nargs="*", metavar="ROLE:SIGNAL",
+                   help="only these cases, e.g. receiver:sigstop channel:kill9 (default: all)")
     args = p.parse_args()
     model_dir = ensure_default_model(progress=False)
     print(f"{'role':>9} {'signal':>8} {'right role':>11} {'detect med [s]':>15} "
           f"{'detect max [s]':>15} {'end max [s]':>12} {'orphans':>8} {'wall/trial [s]':>15}")
     for victim, kind in CASES:
         for sig_name, sig in SIGNALS.items():
+            if args.cases and f"{victim}:{sig_name}" not in args.cases:
+                continue
             right, times, ends, orphans, t0 = 0, [], [], 0, time.perf_counter()
             for _ in range(args.trials):
                 with tempfile.TemporaryDirectory() as tmp:
