@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 #: numpy dtypes an array field may have (names as in ``np.dtype(name).name``).
 ARRAY_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64", "uint8")
@@ -304,15 +304,23 @@ class ClockReport(Message):
 
 
 class TimeSyncCommand(Message):
-    """Controller -> roles: one step of the time base across radios without timestamps
-    (`calibration.timebase`). ``loopback``: measure your radio's TX->RX offset; ``beacon``
-    (receiver): transmit the beacon and reply ``Ack(info={"air_sample": M})`` (its start on
-    your RX clock); ``capture`` (node): find the beacon that started at receiver RX sample
-    ``beacon_air_sample`` in a long capture and transmit on the receiver's clock from now on."""
+    """Controller -> roles: one step of the time base across radios.
+
+    Radios without timestamps (Plutos, `calibration.timebase`): ``loopback``: measure your
+    radio's TX->RX offset; ``beacon`` (receiver): transmit the beacon and reply
+    ``Ack(info={"air_sample": M})`` (its start on your RX clock); ``capture`` (node): find the
+    beacon that started at receiver RX sample ``beacon_air_sample`` in a long capture and
+    transmit on the receiver's clock from now on.
+
+    USRPs with ``pps_align: agreed`` (`calibration.pps`): ``pps_edge``: reply
+    ``Ack(info={"edge_host_s": t, "period_s": p})``, the host wall time of a PPS edge your
+    device saw and the PPS period (wall s); ``pps_latch``: zero your device time on the first
+    edge after host wall time ``latch_host_time_s``."""
 
     type: Literal["time_sync"] = "time_sync"
-    step: Literal["loopback", "beacon", "capture"]
+    step: Literal["loopback", "beacon", "capture", "pps_edge", "pps_latch"]
     beacon_air_sample: float | None = None
+    latch_host_time_s: float | None = None
 
 
 class NewRealization(Message):

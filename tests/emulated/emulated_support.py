@@ -85,13 +85,13 @@ class EmulatorProcess:
 
         import yaml
         data = bench.model_dump(mode="json")
-        data["channel"]["time_scale"] = float(time_scale)
         self.path = tmp_path / f"{bench.name}.yaml"
         self.path.write_text(yaml.safe_dump(data))
         self.log = tmp_path / f"{bench.name}-emulate.log"
         out = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "testbed.cli", "emulate", "--bench", str(self.path)],
+            [sys.executable, "-m", "testbed.cli", "emulate", "--bench", str(self.path),
+             "--time-scale", str(float(time_scale))],
             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
         out.close()
         deadline = time.monotonic() + 300

@@ -7,11 +7,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from calibration.pps import pps_latch_time
 from sim_backend.emulated_bench import bench_radios, emulated_address, is_emulated
 from testbed.config.loader import find_config, load_bench
 from testbed.radio.usrp import UsrpRadio
@@ -73,13 +75,15 @@ def test_emulate_command_serves_the_usrp_bench(tmp_path):
             host, port = emulated_address(radio, who)
             assert f"emulate: {who} type=emulated,addr={host}:{port} serial" in out
         node_cfg = bench.nodes[0].radio.model_copy(update={"n_rx_channels": 0})
-        radios = {}
-        opener = threading.Thread(target=lambda: radios.setdefault(
-            "rx", UsrpRadio(bench.receiver.radio, node_id="receiver").open()))
-        opener.start()            # both latch the bench's PPS in the same second
+        rx = UsrpRadio(bench.receiver.radio, node_id="receiver").open()
         node = UsrpRadio(node_cfg, node_id=bench.nodes[0].id).open()
-        opener.join()
-        rx = radios["rx"]
+        # pps_align: agreed -- both zero their time on one PPS edge (calibration.pps)
+        edges = {"rx": rx.observe_pps_edge(), "node": node.observe_pps_edge()}
+        t = pps_latch_time(edges, rx.pps_period_s, time.time() + 0.2)
+        latch = threading.Thread(target=rx.latch_time_at_pps_after, args=(t,))
+        latch.start()
+        node.latch_time_at_pps_after(t)
+        latch.join()
         ref = (0.5 * np.exp(2j * np.pi * np.random.default_rng(1).random(256))).astype(
             np.complex64)
         start = max(node.now(), rx.now()) + 300_000

@@ -146,6 +146,34 @@ class BenchExecutor(RoundExecutor):
             return out
         raise AssertionError("unreachable")
 
+    def pps_sync(self, peers: Sequence[str], margin_s: float = 0.3) -> dict:
+        """One PPS edge agreed by the USRPs of ``peers`` (``pps_align: agreed``,
+        `calibration.pps`): each reports the host time of an edge it saw, the controller hands
+        all of them one host time halfway between edges (at least ``margin_s`` plus two
+        control round trips from now), each zeroes its device time on the edge after it.
+        Returns what was agreed (recorded in ``syncs``)."""
+        from calibration.pps import pps_latch_time
+        t0 = time.monotonic()
+        replies = self.ctl.gather({p: TimeSyncCommand(step="pps_edge") for p in peers},
+                                  timeout_s=self.timeout_s)
+        edges = {p: float(_expect(r, Ack, p).info["edge_host_s"]) for p, r in replies.items()}
+        periods = {p: float(r.info["period_s"]) for p, r in replies.items()}
+        period = max(periods.values())
+        if min(periods.values()) < 0.999 * period:
+            raise RuntimeError(f"the roles' PPS periods differ ({periods}); one bench runs "
+                               "at one time scale")
+        if self.rtt_s == 0.0:
+            self.query_clock()             # measures the control round trip
+        latch = pps_latch_time(edges, period, time.time() + margin_s + 2 * self.rtt_s)
+        done = self.ctl.gather({p: TimeSyncCommand(step="pps_latch", latch_host_time_s=latch)
+                                for p in peers}, timeout_s=self.timeout_s + 3 * period)
+        record = {"kind": "pps", "seconds": time.monotonic() - t0, "latch_host_s": latch,
+                  "period_s": period, "edges_host_s": edges,
+                  "latched_host_s": {p: float(r.info["edge_host_s"]) for p, r in done.items()}}
+        self.syncs.append(record)
+        self.rx_clock = None       # the receiver's device time restarted at 0
+        return record
+
     def sound(self, plan: RoundPlan) -> SoundingResult:
         """One sounding; a role that lost the time base makes it re-sync and sound again."""
         try:

@@ -152,6 +152,24 @@ def radio_stats(radio, resyncs: int | None = None) -> dict:
             "counters": counters}
 
 
+def pps_time_sync(radio, msg):
+    """The agreed-PPS steps of a TIME_SYNC (`calibration.pps`) on a role's radio: the reply to
+    ``pps_edge`` / ``pps_latch``, or None for the other (beacon) steps. Only a single USRP
+    (``pps_align: agreed``) takes them; anything else is refused with the reason."""
+    from testbed.net.schema import Ack
+    if msg.step not in ("pps_edge", "pps_latch"):
+        return None
+    if not hasattr(radio, "latch_time_at_pps_after"):
+        raise ValueError(f"time_sync step {msg.step!r} needs a USRP with pps_align: agreed; this "
+                         f"role's radio is a {radio.identity().kind}")
+    if msg.step == "pps_edge":
+        return Ack(info={"edge_host_s": radio.observe_pps_edge(),
+                         "period_s": radio.pps_period_s})
+    if msg.latch_host_time_s is None:
+        raise ValueError("time_sync step 'pps_latch' needs latch_host_time_s")
+    return Ack(info={"edge_host_s": radio.latch_time_at_pps_after(msg.latch_host_time_s)})
+
+
 def radio_capabilities(radio, n_antennas: int = 1):
     """`Capabilities` a role registers with: its radio's real kind and serial."""
     from testbed.net.schema import Capabilities

@@ -174,6 +174,9 @@ class BenchSession:
         if self.executor is not None:
             self.executor.node_latency_samples = {
                 n: int(i.get("schedule_latency_samples", 0)) for n, i in info.items()}
+            agreed = self.pps_agreed_roles()
+            if agreed:
+                self.executor.pps_sync(agreed)
             if self.needs_timebase():
                 self.executor.timebase = True
                 # nodes now transmit through CorrectedRadio: its precursor margin as above
@@ -198,6 +201,17 @@ class BenchSession:
             self._slice_server = SliceServer(self.model_dir, self.fingerprint)
         return self._slice_server.deliver(self.ctl, bare, [ratios[n] for n in self.nodes],
                                           timeout_s=max(self.request_timeout_s, 120.0))
+    def pps_agreed_roles(self) -> list[str]:
+        """The roles whose USRP zeroes its time on the PPS edge the controller agrees
+        (``pps_align: agreed`` in the bench file; `BenchExecutor.pps_sync`)."""
+        def agreed(radio) -> bool:
+            radios = radio if isinstance(radio, list) else [radio]
+            return any(getattr(r, "pps_align", None) == "agreed" for r in radios)
+        out = [n.id for n in self.bench.nodes if agreed(n.radio)]
+        if agreed(self.bench.receiver.radio):
+            out.append(self.receiver)
+        return out
+
     def needs_timebase(self) -> bool:
         """Whether the registered radios count samples from their own stream start (Plutos:
         no timestamps), so the rounds need the beacon's time base (`BenchExecutor.sync`); not

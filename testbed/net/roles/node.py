@@ -34,7 +34,7 @@ from testbed.activity import waiting_on
 from testbed.llm.allreduce import AllReduce
 from testbed.methods import get_method
 from testbed.net.agent import Agent
-from testbed.net.roles.common import radio_stats, rss_bytes
+from testbed.net.roles.common import pps_time_sync, radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimateListener, TapSender
 from testbed.net.roles.slices import SliceReceiver
 from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, NodeStep, Partial,
@@ -270,6 +270,9 @@ class NodeAgent(Agent):
         node's stream from then on."""
         from calibration import timebase as tb
         self._need_radio()
+        agreed = pps_time_sync(self.radio, msg)     # USRPs: one PPS edge (calibration.pps)
+        if agreed is not None:
+            return agreed
         who, radios = self.config.node_id, self._radios()
         if msg.step == "loopback":
             self.timebase = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from testbed.activity import waiting_on
 from testbed.net.agent import Agent
-from testbed.net.roles.common import radio_stats, rss_bytes
+from testbed.net.roles.common import pps_time_sync, radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimatePublisher
 from testbed.net.schema import (Ack, AggregateCommand, ClockQuery, ClockReport, Message,
                                 RoundReport, SoundCommand, SoundingReport, StatsQuery,
@@ -87,6 +87,9 @@ class ReceiverAgent(Agent):
         from calibration import timebase as tb
         from calibration.corrections import NodeCorrection
         self._need_radio()
+        agreed = pps_time_sync(self.radio, msg)     # USRPs: one PPS edge (calibration.pps)
+        if agreed is not None:
+            return agreed
         radio = self._beacon_radio()
         who, radios = self.config.node_id, self._radios()
         if msg.step == "loopback":
