@@ -329,7 +329,7 @@ class BenchSession:
             out["mse_tensor_predicted_mean"] = float(np.mean([r.mse_tensor_predicted for r in air]))
             out["design_ms_median"] = float(np.median([r.design_s for r in air]) * 1e3)
             out["detected_offsets"] = sorted({int(r.detected_offset) for r in air})
-        if self.executor is not None and self.executor.timebase:
+        if self.executor is not None and self.executor.syncs:
             out["timebase_syncs"] = self.executor.syncs
         if self.driver is not None:
             out["scales"] = self.driver.scales.table()
