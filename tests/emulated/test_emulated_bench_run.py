@@ -2,8 +2,11 @@
 receiver (both 2R2T Plutos: one 4-antenna array) and every node each in its own process, the
 controller here: the time base is synced over the control plane (loopbacks, the receiver's
 beacon, each node's capture) across the processes' stream-start offsets, then AirComp rounds
-with estimated CSI on the array (a short statistics pass and one forward pass, compared with
-the exact reference). Slow: minutes of emulated air on the shared machine."""
+with estimated CSI on the array (a short statistics pass; then one node's radio stalls for
+2 s, the node reports the broken time base and the controller re-syncs; one forward pass,
+compared with the exact reference). Slow: minutes of emulated air on the shared machine."""
+import time
+
 import numpy as np
 import pytest
 from syslibs import require_module
@@ -56,6 +59,11 @@ def test_aircomp_rounds_on_the_emulated_bench_one_process_per_role(tmp_path_fact
                     assert np.isfinite(info["tau_samples"])   # any stream-start offset
                 air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=1,
                                     decode_steps=0)
+                # a node's radio stalls for 2 s mid-run (its host froze): its stream breaks,
+                # it answers the next sounding with timebase_lost, the controller re-syncs
+                stalled = node_ids(bench)[0]
+                em.fault(f"stall {stalled} 2.0")
+                time.sleep(2.5)
                 got = air.forward(torch.tensor([IDS]), reset=True, use_cache=False,
                                   last_only=True)
                 summary = air.summary()
@@ -66,6 +74,9 @@ def test_aircomp_rounds_on_the_emulated_bench_one_process_per_role(tmp_path_fact
     finally:
         em.close()
     assert summary["rounds"] >= 8 and summary["simulator_truth_used"] == []
+    assert len(summary["timebase_syncs"]) >= 2                # the re-sync after the stall
+    counters = stats[stalled]["radio"]["counters"]
+    assert counters["stream_breaks"] >= 1 and counters["resyncs"] >= 1
     # two nodes through the emulated air at 20 dB: the logits follow the exact model's
     # (the model's last-position logits are nearly flat: their argmax is not a stable figure;
     # 20 dB through two impaired radios gives a correlation of about 0.94 here)
