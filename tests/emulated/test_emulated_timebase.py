@@ -21,14 +21,14 @@ from syslibs import require_module  # noqa: E402 (after the module's imports)
 require_module("iio")
 require_module("adi")
 
-TIME_SCALE = 16.0
+TIME_SCALE = 8.0
 ARRAY_TIME_SCALE = 40.0     # four radios' drivers in the test's process
 
 
 @pytest.fixture
 def air(tmp_path):
     """One node and the receiver's first 2R2T radio of pluto_4node_emulated served by
-    `testbed emulate` in its own process (time scale 16: the shared 2-core machine is loaded); the drivers are closed by the test."""
+    `testbed emulate` in its own process (time scale 8: the other xdist worker runs beside it); the drivers are closed by the test."""
     from emulated_support import EmulatorProcess, emulated_bench_config
     bench = emulated_bench_config(n_nodes=1, n_rx_radios=1)
     em = EmulatorProcess(bench, tmp_path, TIME_SCALE)
