@@ -136,3 +136,68 @@ def realtime_retry(attempts: int = 3):
                           f"({type(exc).__name__}: {str(exc)[:200]}); retrying")
         return wrapper
     return deco
+
+
+class RolesAsProcesses:
+    """The bench file's receiver and nodes as `testbed receiver` / `testbed node` processes
+    (each opens its own emulated radio), node processes started ``stagger_s`` wall seconds
+    apart, and a `Controller` here with every role registered. Attributes: ``bench``,
+    ``ctl``, ``fingerprint``, ``model``; ``reference(ids, ratios)``: the exact last-position
+    logits of the split model. Use as a context manager (ends every process)."""
+
+    def __init__(self, bench_path, run_dir, stagger_s: float = 0.0):
+        from testbed.config.loader import load_bench
+        from testbed.net.roles.common import model_fingerprint, resolve_model_dir
+        self.bench_path, self.run_dir, self.stagger_s = bench_path, run_dir, stagger_s
+        self.bench = load_bench(bench_path)
+        self.model = resolve_model_dir("default")
+        self.fingerprint = model_fingerprint(self.model)
+
+    def reference(self, ids, ratios):
+        import torch
+
+        from testbed.llm.sharding import shard_checkpoint
+        return shard_checkpoint(self.model, ratios)(torch.tensor([ids]))[0, -1].detach().numpy()
+
+    def __enter__(self):
+        import sys
+        import time
+
+        from testbed.net.controller import Controller
+        from testbed.net.roles.bench_runner import controller_config, loopback_addresses
+        from testbed.net.roles.common import node_ids
+        from testbed.net.supervisor import Supervisor
+        addresses = loopback_addresses()
+        common = ["--bench", str(self.bench_path), *addresses.as_args(), "--model",
+                  str(self.model)]
+        self.sup = Supervisor(self.run_dir).__enter__()
+        try:
+            self.sup.start_python(self.bench.receiver.id, "testbed.cli", ["receiver", *common])
+            for nid in node_ids(self.bench):
+                time.sleep(self.stagger_s)
+                self.sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
+            self.ctl = Controller(controller_config(self.bench, addresses, self.fingerprint))
+            self.ctl.__enter__()
+            try:
+                self.ctl.wait_for_peers(timeout_s=300)
+            except BaseException:
+                self.ctl.__exit__(*sys.exc_info())
+                raise
+        except BaseException:
+            self.sup.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            try:
+                if exc[0] is None:
+                    self.ctl.shutdown("test done")
+            finally:
+                self.ctl.__exit__(*exc)
+            if exc[0] is None:
+                for name in self.sup.alive():
+                    self.sup.wait(name, 5.0)
+        finally:
+            self.sup.__exit__(*exc)
+        return False

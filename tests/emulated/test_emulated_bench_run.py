@@ -10,16 +10,11 @@ import time
 import numpy as np
 import pytest
 from syslibs import require_module
-from emulated_support import realtime_retry
+from emulated_support import RolesAsProcesses, realtime_retry
 import torch
 
-from testbed.config.loader import load_bench
-from testbed.llm.sharding import shard_checkpoint
-from testbed.net.controller import Controller
-from testbed.net.roles.bench_runner import controller_config, loopback_addresses
-from testbed.net.roles.common import model_fingerprint, node_ids, resolve_model_dir
+from testbed.net.roles.common import node_ids
 from testbed.net.roles.controller_job import BenchSession
-from testbed.net.supervisor import Supervisor
 
 pytestmark = pytest.mark.slow
 require_module("iio")
@@ -36,41 +31,29 @@ def test_aircomp_rounds_on_the_emulated_bench_one_process_per_role(tmp_path_fact
     cfg = emulated_bench_config(n_nodes=2, n_rx_radios=2)
     em = EmulatorProcess(cfg, tmp_path, TIME_SCALE)      # writes the bench file it serves
     try:
-        bench = load_bench(em.path)
-        model = resolve_model_dir("default")
-        fp = model_fingerprint(model)
-        ref = shard_checkpoint(model, [0.5, 0.5])(torch.tensor([IDS]))[0, -1].detach().numpy()
-        addresses = loopback_addresses()
-        common = ["--bench", str(em.path), *addresses.as_args(), "--model", str(model)]
-        with Supervisor(tmp_path / "run") as sup:
-            sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
-            for nid in node_ids(bench):
-                sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
-            with Controller(controller_config(bench, addresses, fp)) as ctl:
-                ctl.wait_for_peers(timeout_s=300)
-                assert ctl.peers[bench.receiver.id].capabilities.n_antennas == 4
-                air = BenchSession(ctl, bench, fp, "aircomp-zf-sdr", csi="estimated",
-                                   request_timeout_s=240.0)
-                air.assign()                             # ... and the time base sync
-                syncs = air.executor.syncs
-                assert syncs and set(syncs[0]["nodes"]) == set(node_ids(bench))
-                for info in syncs[0]["nodes"].values():
-                    assert info["metric"] > 0.5
-                    assert np.isfinite(info["tau_samples"])   # any stream-start offset
-                air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=1,
-                                    decode_steps=0)
-                # a node's radio stalls for 2 s mid-run (its host froze): its stream breaks,
-                # it answers the next sounding with timebase_lost, the controller re-syncs
-                stalled = node_ids(bench)[0]
-                em.fault(f"stall {stalled} 2.0")
-                time.sleep(2.5)
-                got = air.forward(torch.tensor([IDS]), reset=True, use_cache=False,
-                                  last_only=True)
-                summary = air.summary()
-                stats = air.stats()
-                ctl.shutdown("test done")
-            for name in sup.alive():
-                sup.wait(name, 5.0)
+        with RolesAsProcesses(em.path, tmp_path / "run") as roles:
+            bench, ctl, fp = roles.bench, roles.ctl, roles.fingerprint
+            ref = roles.reference(IDS, [0.5, 0.5])
+            assert ctl.peers[bench.receiver.id].capabilities.n_antennas == 4
+            air = BenchSession(ctl, bench, fp, "aircomp-zf-sdr", csi="estimated",
+                               request_timeout_s=240.0)
+            air.assign()                             # ... and the time base sync
+            syncs = air.executor.syncs
+            assert syncs and set(syncs[0]["nodes"]) == set(node_ids(bench))
+            for info in syncs[0]["nodes"].values():
+                assert info["metric"] > 0.5
+                assert np.isfinite(info["tau_samples"])   # any stream-start offset
+            air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=1,
+                                decode_steps=0)
+            # a node's radio stalls for 2 s mid-run (its host froze): its stream breaks,
+            # it answers the next sounding with timebase_lost, the controller re-syncs
+            stalled = node_ids(bench)[0]
+            em.fault(f"stall {stalled} 2.0")
+            time.sleep(2.5)
+            got = air.forward(torch.tensor([IDS]), reset=True, use_cache=False,
+                              last_only=True)
+            summary = air.summary()
+            stats = air.stats()
     finally:
         em.close()
     assert summary["rounds"] >= 8 and summary["simulator_truth_used"] == []

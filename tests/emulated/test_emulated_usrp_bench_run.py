@@ -7,16 +7,11 @@ CSI on the common device time. Slow: tens of seconds of emulated air."""
 import numpy as np
 import pytest
 import torch
-from syslibs import require_module  # noqa: F401 (the conftest path)
-from emulated_support import EmulatorProcess, free_tcp_ports, realtime_retry
+from emulated_support import EmulatorProcess, RolesAsProcesses, free_tcp_ports, realtime_retry
 
 from testbed.config.bench import BenchConfig
-from testbed.llm.sharding import shard_checkpoint
-from testbed.net.controller import Controller
-from testbed.net.roles.bench_runner import controller_config, loopback_addresses
-from testbed.net.roles.common import model_fingerprint, node_ids, resolve_bench, resolve_model_dir
+from testbed.net.roles.common import node_ids, resolve_bench
 from testbed.net.roles.controller_job import BenchSession
-from testbed.net.supervisor import Supervisor
 
 pytestmark = pytest.mark.slow
 
@@ -37,41 +32,24 @@ def usrp_bench_on_free_ports() -> BenchConfig:
 
 @realtime_retry(attempts=2)
 def test_aircomp_on_the_emulated_usrp_bench_one_process_per_role(tmp_path_factory):
-    import time
-
-    from testbed.config.loader import load_bench
     tmp_path = tmp_path_factory.mktemp("usrp_bench")
     em = EmulatorProcess(usrp_bench_on_free_ports(), tmp_path, TIME_SCALE)
     try:
-        bench = load_bench(em.path)
-        model = resolve_model_dir("default")
-        fp = model_fingerprint(model)
-        ref = shard_checkpoint(model, [0.5, 0.5])(torch.tensor([IDS]))[0, -1].detach().numpy()
-        addresses = loopback_addresses()
-        common = ["--bench", str(em.path), *addresses.as_args(), "--model", str(model)]
-        with Supervisor(tmp_path / "run") as sup:
-            sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
-            for nid in node_ids(bench):
-                time.sleep(1.5 * TIME_SCALE)        # each opens its radio a PPS period later
-                sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
-            with Controller(controller_config(bench, addresses, fp)) as ctl:
-                ctl.wait_for_peers(timeout_s=300)
-                air = BenchSession(ctl, bench, fp, "aircomp-zf-sdr", csi="estimated",
-                                   request_timeout_s=120.0)
-                air.assign()                             # ... and the agreed PPS edge
-                sync = air.executor.syncs[0]
-                assert sync["kind"] == "pps"
-                assert set(sync["latched_host_s"]) == {*node_ids(bench), bench.receiver.id}
-                latched = list(sync["latched_host_s"].values())
-                assert max(latched) - min(latched) < 0.25 * sync["period_s"]   # one edge
-                air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=1,
-                                    decode_steps=0)
-                got = air.forward(torch.tensor([IDS]), reset=True, use_cache=False,
-                                  last_only=True)
-                summary = air.summary()
-                ctl.shutdown("test done")
-            for name in sup.alive():
-                sup.wait(name, 5.0)
+        # each node opens its radio a PPS period and a half after the previous role
+        with RolesAsProcesses(em.path, tmp_path / "run", stagger_s=1.5 * TIME_SCALE) as roles:
+            bench = roles.bench
+            ref = roles.reference(IDS, [0.5, 0.5])
+            air = BenchSession(roles.ctl, bench, roles.fingerprint, "aircomp-zf-sdr",
+                               csi="estimated", request_timeout_s=120.0)
+            air.assign()                                 # ... and the agreed PPS edge
+            sync = air.executor.syncs[0]
+            assert sync["kind"] == "pps"
+            assert set(sync["latched_host_s"]) == {*node_ids(bench), bench.receiver.id}
+            latched = list(sync["latched_host_s"].values())
+            assert max(latched) - min(latched) < 0.25 * sync["period_s"]     # one edge
+            air.statistics_pass(torch.tensor(IDS * 8), window=16, n_windows=1, decode_steps=0)
+            got = air.forward(torch.tensor([IDS]), reset=True, use_cache=False, last_only=True)
+            summary = air.summary()
     finally:
         em.close()
     assert summary["rounds"] >= 8 and summary["simulator_truth_used"] == []
