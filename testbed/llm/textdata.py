@@ -1,8 +1,11 @@
 """The text corpus of the default model: the standard library's documentation topics.
 
-Source: ``pydoc_data.topics.topics`` (a dict topic name -> text, ~79 topics / ~0.46 MB in CPython
-3.11), present in every CPython install. Its exact content depends on the Python version, so
-`corpus_fingerprint` enters the training recipe's hash (another Python retrains).
+Source: CPython 3.11.7's ``pydoc_data.topics.topics`` (a dict topic name -> text, 79 topics /
+~0.48 MB), vendored as ``testbed/llm/data/pydoc_topics.json.gz`` (`tools/vendor_corpus.py`;
+Python Software Foundation License). Every Python's own copy differs a little (3.11.2's trains a
+model with held-out perplexity 4.92 instead of 6.38, on a different split), so the default model
+reads the vendored copy, never the interpreter's. `corpus_fingerprint` enters the training
+recipe's hash.
 
 Split (by topic, never inside a topic): the topic names are sorted, shuffled with
 ``random.Random(seed)``, and walked in that order; a topic goes to held-out if it still fits under
@@ -15,10 +18,13 @@ in sorted-name order with the separator ``\\n\\n`` and encoded as UTF-8; ids are
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -28,10 +34,19 @@ from testbed.errors import ConfigError
 SEPARATOR = "\n\n"
 
 
+#: The vendored corpus (gzip JSON: {"source": ..., "topics": {name: text}}).
+CORPUS_FILE = Path(__file__).resolve().parent / "data" / "pydoc_topics.json.gz"
+
+
 @lru_cache(maxsize=1)
 def _topics_cached() -> tuple[tuple[str, str], ...]:
-    from pydoc_data.topics import topics  # stdlib; imported lazily (it is ~0.5 MB of text)
-
+    try:
+        with gzip.open(CORPUS_FILE, "rt", encoding="utf-8") as f:
+            topics = json.load(f)["topics"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the default model's corpus {CORPUS_FILE} is missing or damaged "
+                          f"({exc}); restore it from the repository (git checkout -- "
+                          "testbed/llm/data) or rewrite it with tools/vendor_corpus.py") from None
     return tuple(sorted(topics.items()))
 
 
@@ -41,7 +56,7 @@ def corpus_topics() -> dict[str, str]:
 
 
 def corpus_fingerprint() -> str:
-    """SHA-256 (hex) of the corpus (names and texts); changes when the Python version's docs do."""
+    """SHA-256 (hex) of the corpus (names and texts); changes only with the vendored file."""
     h = hashlib.sha256()
     for name, text in _topics_cached():
         h.update(name.encode("utf-8") + b"\0" + text.encode("utf-8") + b"\0")

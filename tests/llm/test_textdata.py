@@ -89,3 +89,24 @@ def test_byte_tokenizer_file_round_trip_and_bad_file(tmp_path):
         ByteTokenizer.load(tmp_path)
     with pytest.raises(ConfigError, match="not found"):
         ByteTokenizer.load(tmp_path / "missing")
+
+
+#: SHA-256 of the vendored corpus (CPython 3.11.7's pydoc topics): the default model's data on
+#: every Python. A change here retrains every cached model and moves every documented figure.
+VENDORED_CORPUS_SHA256 = "6c7d68cee92383c2d38e91c095bc7f45b93d936d39b8d4c5fe1b718baf09dc63"
+
+
+def test_the_corpus_is_the_vendored_one_whatever_the_python():
+    from testbed.llm.textdata import corpus_fingerprint
+    assert corpus_fingerprint() == VENDORED_CORPUS_SHA256
+
+
+def test_the_vendored_corpus_is_cpython_3_11_7s_pydoc_topics():
+    import platform
+
+    from testbed.llm.textdata import corpus_topics
+    if platform.python_implementation() != "CPython" or platform.python_version() != "3.11.7":
+        pytest.skip(f"the oracle is CPython 3.11.7's own pydoc_data; this is "
+                    f"{platform.python_implementation()} {platform.python_version()}")
+    from pydoc_data.topics import topics
+    assert corpus_topics() == dict(sorted(topics.items()))
