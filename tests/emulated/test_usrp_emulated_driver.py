@@ -158,6 +158,17 @@ print("peak", int(np.argmax(np.abs(np.correlate(y, ref, "valid")))), flush=True)
 """
 
 
+def _child_hears_the_burst_where_scheduled(a, child):
+    """``a`` sends REF 0.3 s ahead on its device time; the child, told that time, receives a
+    window opened 100 samples earlier: the burst is 100 samples in iff both share one device
+    time."""
+    start = a.now() + 300_000
+    child.stdin.write(f"{start}\n")
+    child.stdin.flush()
+    a.transmit(REF, start)
+    assert child.stdout.readline().split() == ["peak", "100"]
+
+
 def test_two_processes_latching_one_pps_edge_share_the_device_time(bench):
     child = subprocess.Popen([sys.executable, "-c", CHILD, bench.sb.args], text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -170,11 +181,7 @@ def test_two_processes_latching_one_pps_edge_share_the_device_time(bench):
         child.stdin.flush()
         a = UsrpRadio(config(bench.sa.args), node_id="node-a").open()
         assert child.stdout.readline().startswith("open")
-        start = a.now() + 300_000
-        child.stdin.write(f"{start}\n")
-        child.stdin.flush()
-        a.transmit(REF, start)
-        assert child.stdout.readline().split() == ["peak", "100"]
+        _child_hears_the_burst_where_scheduled(a, child)
     finally:
         child.kill()
         child.wait(timeout=10)
@@ -279,11 +286,7 @@ def test_processes_opened_seconds_apart_latch_the_pps_edge_the_controller_agrees
         child.stdin.flush()
         a.latch_time_at_pps_after(t)
         assert child.stdout.readline().strip() == "latched"
-        start = a.now() + 300_000
-        child.stdin.write(f"{start}\n")
-        child.stdin.flush()
-        a.transmit(REF, start)
-        assert child.stdout.readline().split() == ["peak", "100"]
+        _child_hears_the_burst_where_scheduled(a, child)
     finally:
         child.kill()
         child.wait(timeout=10)
