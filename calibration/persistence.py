@@ -51,10 +51,12 @@ class BenchKey:
     """What a calibration must match: bench name, radios [(kind, serial)] in node order then the
     receiver, carrier (Hz) and sample rate (Hz); on a simulated bench also the impairment
     ``preset`` ("none" for an ideal one) and its ``seed`` (the simulated hardware). A wanted
-    key with ``preset``/``seed`` None does not check them (hardware benches)."""
+    key with ``preset``/``seed`` None does not check them (hardware benches); with ``radios``
+    None it does not check the radios (a bench of role processes: they are known only once the
+    roles registered, `testbed.net.roles.bench_calibration.BenchCalibration.check_registered`)."""
 
     bench: str
-    radios: tuple[tuple[str, str], ...]
+    radios: tuple[tuple[str, str], ...] | None
     carrier_hz: float
     sample_rate_hz: float
     preset: str | None = None
@@ -240,7 +242,7 @@ def _mismatches(have: BenchKey, want: BenchKey, rel_tol: float = 1e-9) -> list[s
     out = []
     if have.bench != want.bench:
         out.append(f"bench {have.bench!r} != {want.bench!r}")
-    if have.radios != want.radios:
+    if want.radios is not None and have.radios != want.radios:
         out.append(f"radios {list(have.radios)} != {list(want.radios)}")
     if abs(have.carrier_hz - want.carrier_hz) > rel_tol * want.carrier_hz:
         out.append(f"carrier {have.carrier_hz} Hz != {want.carrier_hz} Hz")

@@ -166,28 +166,51 @@ def sound_nodes(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig
     ``delay_samples`` = arrival - T_n (samples). Amplitudes are divided out (channel relative to
     the sent waveform).
     """
+    return sound_nodes_repeated(tx_radios, rx_radio, cfg, start_sample, (0,), progress)[0]
+
+
+def sound_nodes_repeated(tx_radios: Sequence[Radio], rx_radio: Radio,
+                         cfg: SoundingConfig | None = None, start_sample: int | None = None,
+                         shots: Sequence[int] = (0,),
+                         progress: Callable[[int], None] | None = None
+                         ) -> list[list[NodeMeasurement]]:
+    """`sound_nodes` repeated at ``shots`` (sample offsets from the start, increasing, at
+    least one slot frame apart) within one receive window: each node sends one burst holding
+    all its soundings (zeros between them) and the receiver reads one window, so the shots'
+    spacing is exact whatever the radios' scheduling lead (real-time benches: seconds of
+    round trips between two separately scheduled soundings). Returns [shot][node]."""
     cfg = cfg or SoundingConfig()
     fs = rx_radio.settings.sample_rate_hz
     ref = sounding_waveform(cfg)
     amp = 10.0 ** (cfg.amplitude_dbfs / 20.0)
     n = len(tx_radios)
+    frame = n * cfg.slot_len
+    shots = [int(k) for k in shots]
+    if any(b - a < frame for a, b in zip(shots, shots[1:])) or shots[0] != 0:
+        raise ValueError(f"shots {shots} must start at 0 and be at least one sounding frame "
+                         f"({frame} samples) apart")
     start = (max([rx_radio.now()] + [r.now() for r in tx_radios]) + cfg.lead_samples
              if start_sample is None else int(start_sample))
-    sends = [start + i * cfg.slot_len + cfg.max_offset_samples for i in range(n)]
-    for radio, t in zip(tx_radios, sends):
-        x = np.zeros((radio.settings.n_tx_channels, ref.size), complex)
-        x[0] = amp * ref
-        radio.transmit(x.astype(np.complex64), t)
-    total = n * cfg.slot_len
-    rx = rx_radio.receive(total, start).astype(np.complex128) / amp
+    sends = [[start + k + i * cfg.slot_len + cfg.max_offset_samples for i in range(n)]
+             for k in shots]
+    for i, radio in enumerate(tx_radios):
+        first = sends[0][i]
+        x = np.zeros((radio.settings.n_tx_channels, sends[-1][i] - first + ref.size), complex)
+        for row in sends:
+            x[0, row[i] - first: row[i] - first + ref.size] = amp * ref
+        radio.transmit(x.astype(np.complex64), first)
+    rx = rx_radio.receive(shots[-1] + frame, start).astype(np.complex128) / amp
     out = []
-    for i, t in enumerate(sends):
-        w0 = i * cfg.slot_len
-        win = rx[:, w0: w0 + cfg.slot_len]
-        arrival, cfo, h, metric, corr = measure_burst(win, start + w0, ref, cfg, fs)
-        out.append(NodeMeasurement(arrival - t, cfo, h, metric, arrival, corr))
-        if progress is not None:
-            progress(1)
+    for k, row in zip(shots, sends):
+        shot = []
+        for i, t in enumerate(row):
+            w0 = k + i * cfg.slot_len
+            win = rx[:, w0: w0 + cfg.slot_len]
+            arrival, cfo, h, metric, corr = measure_burst(win, start + w0, ref, cfg, fs)
+            shot.append(NodeMeasurement(arrival - t, cfo, h, metric, arrival, corr))
+            if progress is not None:
+                progress(1)
+        out.append(shot)
     return out
 
 
@@ -236,14 +259,11 @@ class Residual:
 
 
 def residuals(measurements: Sequence[NodeMeasurement],
-              reference_channels: np.ndarray | None = None,
-              anchors: Sequence[float] | None = None, sample_rate_hz: float = 1.0) -> Residual:
+              reference_channels: np.ndarray | None = None) -> Residual:
     """Residual errors from a sounding sent through `CorrectedRadio`s (targets on the receiver
     clock, so delay_samples is the timing error). Phase/gain vs the reference channel (or
-    vs antenna 0 / 0 dB without one). CFO: with ``anchors`` (receiver sample per node where the
-    phase correction was last anchored, residual phase 0 there) it is the phase change since
-    then over the elapsed time (far more precise than one short burst under phase noise);
-    without, the burst's own repeated-preamble estimate."""
+    vs antenna 0 / 0 dB without one); CFO: the burst's own repeated-preamble estimate (coarse:
+    `residuals_over_gap` measures it from the phase change between two soundings)."""
     ph, g = [], []
     for n, m in enumerate(measurements):
         if reference_channels is not None:
@@ -253,13 +273,8 @@ def residuals(measurements: Sequence[NodeMeasurement],
             c = m.channel[0] / abs(m.channel[0])
         ph.append(np.degrees(np.angle(c)))
         g.append(20 * np.log10(abs(c)))
-    if anchors is None:
-        cfo = np.array([m.cfo_hz for m in measurements])
-    else:
-        cfo = np.array([np.radians(p) * sample_rate_hz / (2 * np.pi * (m.arrival_sample - a))
-                        for p, m, a in zip(ph, measurements, anchors)])
-    return Residual(np.array([m.delay_samples for m in measurements]), cfo, np.array(ph),
-                    np.array(g))
+    return Residual(np.array([m.delay_samples for m in measurements]),
+                    np.array([m.cfo_hz for m in measurements]), np.array(ph), np.array(g))
 
 
 @dataclass
@@ -285,48 +300,75 @@ def _complex_error(m: NodeMeasurement, href: np.ndarray | None) -> complex:
     return complex(m.channel[0])
 
 
+def _wrap(phase: float) -> float:
+    return float((phase + np.pi) % (2 * np.pi) - np.pi)
+
+
 def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: SoundingConfig,
                gaps_samples: Sequence[int], reference_channels: np.ndarray | None = None,
                progress: Callable[[int], None] | None = None) -> list[float]:
     """Refine CFO and phase of already corrected radios by phase tracking (in place).
 
-    One corrected sounding now, then one after each gap (receiver samples); the residual phase
-    difference between consecutive soundings over their time difference is the residual CFO
-    (short bursts cannot resolve it under phase noise: the Wiener phase adds a slope error of
-    var ~ q fs^2 / (4 pi^2 dt), q the per-sample increment variance, so longer gaps help). The
-    gaps must keep |residual CFO| dt / fs < 1/2 cycle. The phase correction is set from the
-    last sounding, whose arrival samples (per node) are returned.
+    Corrected soundings now and after each gap (receiver samples), all in one receive window
+    (`sound_nodes_repeated`): the residual phase change between consecutive soundings over
+    their time difference is the residual CFO, each gap refining the estimate of the ones
+    before (short bursts cannot resolve it under phase noise: the Wiener phase adds a slope
+    error of var ~ q fs^2 / (4 pi^2 dt), q the per-sample increment variance, so longer gaps
+    help). Each gap must keep the CFO error left by the ones before under 1/2 cycle over it
+    (the first: the raw sounding's CFO error). The phase correction is set from the last
+    sounding, whose arrival samples (per node) are returned.
     """
     fs = rx_radio.settings.sample_rate_hz
-    prev: list[float] | None = None          # receiver sample of the last anchor, per node
-    for gap in [0, *gaps_samples]:
-        start = max([rx_radio.now()] + [r.now() for r in corrected]) + cfg.lead_samples + int(gap)
-        meas = sound_nodes(corrected, rx_radio, cfg, start, progress)
-        anchors = []
-        for n, (radio, m) in enumerate(zip(corrected, meas)):
-            href = None if reference_channels is None else np.asarray(reference_channels[n]).reshape(-1)
-            r = float(np.angle(_complex_error(m, href)))    # residual phase at m.arrival_sample
-            t = m.arrival_sample
-            df = 0.0 if prev is None else r * fs / (2 * np.pi * (t - prev[n]))
-            c = radio.correction
-            # new line through the observed phase at t (the previous anchor had residual 0)
-            radio.correction = replace(c, cfo_hz=c.cfo_hz + df,
-                                       phase_rad=c.phase_rad + r - 2 * np.pi * df * t / fs)
-            anchors.append(t)
-        prev = anchors
-    return prev
+    shots = [0]
+    for gap in gaps_samples:
+        shots.append(shots[-1] + len(corrected) * cfg.slot_len + int(gap))
+    start = max([rx_radio.now()] + [r.now() for r in corrected]) + cfg.lead_samples
+    meas = sound_nodes_repeated(corrected, rx_radio, cfg, start, shots, progress)
+    anchors = []
+    for n, radio in enumerate(corrected):
+        href = None if reference_channels is None else np.asarray(reference_channels[n]).reshape(-1)
+        ph = [float(np.angle(_complex_error(shot[n], href))) for shot in meas]
+        ts = [shot[n].arrival_sample for shot in meas]
+        df = 0.0          # residual CFO of the current correction, refined gap by gap
+        for k in range(1, len(ts)):
+            dt = ts[k] - ts[k - 1]
+            miss = _wrap(ph[k] - ph[k - 1] - 2 * np.pi * df * dt / fs)
+            df += miss * fs / (2 * np.pi * dt)
+        c, t = radio.correction, ts[-1]
+        # new line through the last observed phase, with the refined slope
+        radio.correction = replace(c, cfo_hz=c.cfo_hz + df,
+                                   phase_rad=c.phase_rad + ph[-1] - 2 * np.pi * df * t / fs)
+        anchors.append(t)
+    return anchors
+
+
+def residuals_over_gap(first: Sequence[NodeMeasurement], second: Sequence[NodeMeasurement],
+                       reference_channels: np.ndarray | None = None,
+                       sample_rate_hz: float = 1.0) -> Residual:
+    """Residual errors from two corrected soundings of one receive window: timing and gain of
+    the second; phase: how far the phase moved from the first to the second (what the CFO
+    correction misses over that gap; the constant phase is re-anchored by every run's
+    pilots); CFO: that change over the time between them (Hz)."""
+    a = residuals(first, reference_channels)
+    b = residuals(second, reference_channels)
+    dph = np.array([np.degrees(_wrap(np.radians(q - p))) for p, q in zip(a.phase_deg,
+                                                                          b.phase_deg)])
+    dt = np.array([m2.arrival_sample - m1.arrival_sample for m1, m2 in zip(first, second)])
+    cfo = np.radians(dph) * sample_rate_hz / (2 * np.pi * dt)
+    return Residual(b.timing_samples, cfo, dph, b.gain_db)
 
 
 def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig | None = None,
               reference_channels: Callable[[], np.ndarray] | np.ndarray | None = None,
               sro_from_cfo: bool = True, half_taps: int = 256,
-              refine_gaps_samples: Sequence[int] = (2_000, 20_000),
-              residual_gap_samples: int = 5_000,
+              refine_gaps_samples: Sequence[int] = (2_000, 20_000, 60_000),
+              residual_gap_samples: int = 20_000,
               progress: Callable[[int], None] | None = None) -> CalibrationRun:
     """Sound every node (raw), compute corrections, wrap the radios in `CorrectedRadio`, refine
     CFO/phase by phase tracking (`refine_cfo`, soundings after ``refine_gaps_samples``), sound
-    once more ``residual_gap_samples`` later to measure the residuals, and return everything (`CalibrationRun`).
-    ``progress(k)`` is called once per node per sounding."""
+    twice more ``residual_gap_samples`` apart to measure the residuals (`residuals_over_gap`),
+    and return everything (`CalibrationRun`). ``progress(k)`` is called once per node per
+    sounding (7 per node)."""
     import time
     t0 = time.perf_counter()
     cfg = cfg or SoundingConfig()
@@ -341,11 +383,11 @@ def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig |
                                sro_from_cfo)
     wrapped = [CorrectedRadio(r, c, half_taps) for r, c in zip(tx_radios, corr)]
     fine = fine_config(cfg)
-    anchors = refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress)
-    res_start = (max([rx_radio.now()] + [r.now() for r in wrapped]) + fine.lead_samples
-                 + int(residual_gap_samples))
-    after = sound_nodes(wrapped, rx_radio, fine, res_start, progress)
-    res = residuals(after, ref_h, anchors, rx_radio.settings.sample_rate_hz)
+    refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress)
+    res_start = max([rx_radio.now()] + [r.now() for r in wrapped]) + fine.lead_samples
+    gap = len(wrapped) * fine.slot_len + int(residual_gap_samples)
+    first, after = sound_nodes_repeated(wrapped, rx_radio, fine, res_start, (0, gap), progress)
+    res = residuals_over_gap(first, after, ref_h, rx_radio.settings.sample_rate_hz)
     final = [w.correction for w in wrapped]       # after the CFO/phase refinement
     return CalibrationRun(before, final, wrapped, after, res, time.perf_counter() - t0,
                           int(rx_radio.now()), corr)

@@ -182,16 +182,27 @@ def add_model_arg(p, optional: bool = False) -> None:
                         "embedded tiny Llama, trained once and cached")
 
 
-def add_address_args(p, model_optional: bool = False) -> None:
-    """``--bench``, the role addresses (``--router``, ``--pub``, ``--broker``, ``--estimates``,
-    ``--tap``) and ``--model`` of the role commands."""
-    add_bench_arg(p)
+def add_controller_address_args(p) -> None:
+    """``--router`` and ``--pub``: where the controller binds (and the roles connect)."""
     p.add_argument("--router", metavar="tcp://HOST:PORT",
                    help="controller ROUTER address (default: the bench's controller host and "
                         "router_port; `testbed up`: a free loopback port)")
     p.add_argument("--pub", metavar="tcp://HOST:PORT",
                    help="controller PUB address (default: the bench's host and pub_port; "
                         "`testbed up`: a free loopback port)")
+
+
+def add_register_timeout_arg(p) -> None:
+    """``--register-timeout S``: how long a controller waits for every role."""
+    p.add_argument("--register-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for every role to register")
+
+
+def add_address_args(p, model_optional: bool = False) -> None:
+    """``--bench``, the role addresses (``--router``, ``--pub``, ``--broker``, ``--estimates``,
+    ``--tap``) and ``--model`` of the role commands."""
+    add_bench_arg(p)
+    add_controller_address_args(p)
     p.add_argument("--broker", metavar="tcp://HOST:PORT",
                    help="channel broker address of a simulated bench (default: the bench's "
                         "host and pub_port + 1; `testbed up`: a free loopback port)")
@@ -249,16 +260,16 @@ def add_run_args(p) -> None:
     add_out_arg(p)
     p.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
                    help="deprecated: use DIR itself as the run directory (prefer --out)")
-    p.add_argument("--register-timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to wait for every role to register")
+    add_register_timeout_arg(p)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
 def add_calibration_args(p) -> None:
     """``--calibration FILE``, ``--calibration-max-age S``, ``--strict-calibration``."""
     p.add_argument("--calibration", type=Path, default=None, metavar="FILE",
-                   help="calibration file from `testbed calibrate` (simulated benches): checked "
-                        "against the bench, each node transmits through its correction")
+                   help="calibration file from `testbed calibrate`: checked against the bench "
+                        "(on a bench of radios, against the serials the roles register with), "
+                        "each node transmits through its correction on top of the time base")
     p.add_argument("--calibration-max-age", type=float, default=None, metavar="S",
                    help="warn (or with --strict-calibration refuse) when the file is older "
                         "than S seconds")

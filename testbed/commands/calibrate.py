@@ -1,9 +1,13 @@
 """``testbed calibrate``: sound every node, compute and check corrections, write a calibration.
 
-Simulated benches (every radio ``kind: sim``): the air is built from the bench's ``channel``
-section with an impairment preset (``--impairments``). Hardware benches: radios are opened with
-`testbed.radio.factory.open_radio` (fails clearly when no device answers). Output: a table per
-node (before / after), ``calibration_<bench>.json`` and two plots in ``--out``.
+Simulated benches (every radio ``kind: sim``): the air is built in this process from the
+bench's ``channel`` section with an impairment preset (``--impairments``). Benches of radios
+(Pluto, USRP, their emulated twins): this command is the bench's controller; start the receiver
+and every node on its own host first (docs/bench.md), each opening only its own radio. Over the
+control plane it sets up the time base, sounds each node through it, and writes a file keyed
+to the serials the roles registered with (`testbed.net.roles.bench_calibrate`); the roles stop
+when it is done. Output: a table per node (before / after), ``calibration_<bench>.json`` and
+two plots in ``--out``.
 """
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ PRESETS = ("none", *PRESET_NAMES)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``calibrate`` subcommand."""
-    from testbed.commands._options import ListAction, add_bench_arg, add_out_arg, float_list
+    from testbed.commands._options import (ListAction, add_bench_arg,
+                                           add_controller_address_args, add_model_arg,
+                                           add_out_arg, add_register_timeout_arg, float_list)
     p = subparsers.add_parser("calibrate", help="measure and compensate per-node timing, CFO, "
                               "phase and gain; write a calibration file",
                               description=__doc__)
@@ -41,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    metavar="MS,MS,...",
                    help="times (ms after calibration) of the corrected soundings of the "
                         "residual-phase-over-time plot")
+    g = p.add_argument_group("benches of radios (the roles run as separate processes)")
+    add_controller_address_args(g)
+    add_register_timeout_arg(g)
+    add_model_arg(g)
     p.set_defaults(func=run)
 
 
@@ -82,15 +92,6 @@ def _sim_bench(cfg, preset: str, seed: int):
                                   n_tx_channels=r.settings.n_tx_channels,
                                   n_rx_channels=r.settings.n_rx_channels))
     return bench.tx_radios, bench.rx_radio, bench.air.true_channels, imp
-
-
-def _hw_bench(cfg):
-    from testbed.radio.factory import open_radio
-    txs = [open_radio(n.radio, role="node", node_id=n.id) for n in cfg.nodes]
-    rx_cfg = cfg.receiver.primary_radio
-    return txs, open_radio(rx_cfg, role="receiver", node_id=cfg.receiver.id), None, None
-
-
 
 
 def _track_residual_phase(run, rx, ref, times_ms, fs: float) -> dict:
@@ -144,7 +145,6 @@ def _validity(run, imp, mse0: float, carrier_hz: float, fs: float) -> dict:
 
 
 def _table(run, fs: float) -> str:
-    from calibration.procedures import residuals
     before = [m for m in run.before]
     lines = [f"{'node':>4} | {'timing [samp]':>13} {'[ns]':>9} {'CFO [Hz]':>10} {'phase [deg]':>11} "
              f"{'gain [dB]':>9} || {'after: timing':>13} {'[ns]':>7} {'CFO [Hz]':>8} "
@@ -191,47 +191,104 @@ def _plots(run, out: Path, fs: float, track: dict) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate the bench; 0 on success."""
-    from tqdm import tqdm
-
-    from calibration.persistence import BenchKey, CalibrationRecord, save_calibration
-    from calibration.procedures import calibrate
     from testbed.net.roles.common import resolve_bench
-
     cfg = resolve_bench(args.bench)
-    kinds = cfg.radio_kinds()
-    seed = args.seed if args.seed is not None else (cfg.channel.seed if cfg.channel else 0)
-    if kinds == {"sim"}:
-        preset = bench_preset(cfg, args.impairments)
-        txs, rx, truth, imp = _sim_bench(cfg, preset, seed)
-    else:
-        preset = None
-        txs, rx, truth, imp = _hw_bench(cfg)
+    if cfg.radio_kinds() == {"sim"}:
+        return _run_simulated(args, cfg)
+    return _run_on_roles(args, cfg)
+
+
+def _report(args, cfg, res, rx, truth, imp, key, t0: float, extra: dict) -> Path:
+    """Print the table and the validity, write the file and the plots; the file's path."""
+    from calibration.persistence import CalibrationRecord, save_calibration
     fs = rx.settings.sample_rate_hz
-    t0 = time.time()
-    with tqdm(total=len(txs) * 5, desc="sounding", unit="node") as bar:
-        res = calibrate(txs, rx, reference_channels=truth, progress=bar.update)
     print(_table(res, fs))
     track = _track_residual_phase(res, rx, truth, args.track_ms, fs)
     valid = _validity(res, imp, args.mse0, rx.settings.center_freq_hz, fs)
     print(f"MSE doubles after {valid['doubling_calibration_csi_s'] * 1e3:.3g} ms with channel "
           f"state from calibration time, {valid['doubling_per_round_csi_s']:.3g} s with per-frame "
           f"pilots; valid for {valid['valid_for_s']:.3g} s (x{valid['validity_factor']} of the latter)")
-    key = BenchKey.from_radios(cfg.name, txs, rx, preset=preset,
-                               seed=seed if preset not in (None, "none") else None)
     before = {"timing_samples": [m.delay_samples for m in res.before],
               "cfo_hz": [m.cfo_hz for m in res.before],
               "phase_deg": [float(np.degrees(c.phase_rad)) for c in res.corrections],
               "gain_db": [c.gain_db for c in res.corrections]}
     rec = CalibrationRecord(key, time.time(), time.time() - t0, res.corrections,
                             res.residual.to_dict(), before,
-                            {"preset": preset, "seed": seed, "node_ids": [n.id for n in cfg.nodes],
+                            {"node_ids": [n.id for n in cfg.nodes],
                              "phase_reference": "simulator channel" if truth is not None
                              else "receive antenna 0",
-                             "residual_phase_track": track, **valid})
+                             "residual_phase_track": track, **valid, **extra})
     out = Path(args.out)
     path = save_calibration(rec, out / f"calibration_{cfg.name}.json")
     print(f"wrote {path}")
     if not args.no_plots:
         for p in _plots(res, out, fs, track):
             print(f"wrote {p}")
+    return path
+
+
+def _run_simulated(args, cfg) -> int:
+    """A simulated bench, every radio in this process (`_sim_bench`)."""
+    from tqdm import tqdm
+
+    from calibration.persistence import BenchKey
+    from calibration.procedures import calibrate
+    seed = args.seed if args.seed is not None else (cfg.channel.seed if cfg.channel else 0)
+    preset = bench_preset(cfg, args.impairments)
+    txs, rx, truth, imp = _sim_bench(cfg, preset, seed)
+    t0 = time.time()
+    with tqdm(total=len(txs) * 7, desc="sounding", unit="node") as bar:
+        res = calibrate(txs, rx, reference_channels=truth, progress=bar.update)
+    key = BenchKey.from_radios(cfg.name, txs, rx, preset=preset,
+                               seed=seed if preset not in (None, "none") else None)
+    _report(args, cfg, res, rx, truth, imp, key, t0, {"preset": preset, "seed": seed})
+    return 0
+
+
+def _run_on_roles(args, cfg) -> int:
+    """A bench of radios: be its controller (the roles run on their own hosts) and calibrate
+    over the control plane (`testbed.net.roles.bench_calibrate`); 1 when a role was lost or a
+    request timed out (named), 0 on success."""
+    import sys
+
+    from tqdm import tqdm
+
+    from calibration.persistence import BenchKey
+    from testbed.errors import ConfigError
+    from testbed.net.controller import Controller
+    from testbed.net.errors import PeerLostError, RequestTimeout
+    from testbed.net.roles.bench_calibrate import calibrate_bench
+    from testbed.net.roles.bench_calibration import registered_radios
+    from testbed.net.roles.bench_runner import controller_config
+    from testbed.net.roles.common import (addresses_from_args, model_fingerprint,
+                                          resolve_model_dir)
+    if args.impairments not in (None, "none") or args.seed is not None:
+        raise ConfigError(f"bench {cfg.name!r} has radios: --impairments and --seed describe "
+                          "the simulated air only; drop them")
+    addresses = addresses_from_args(cfg, args)
+    fingerprint = model_fingerprint(resolve_model_dir(args.model))
+    print(f"calibrate: controller of bench {cfg.name} at ROUTER {addresses.router}, PUB "
+          f"{addresses.pub}; start the receiver and every node (docs/bench.md), waiting up to "
+          f"{args.register_timeout:g} s", flush=True)
+    with Controller(controller_config(cfg, addresses, fingerprint)) as ctl:
+        try:
+            ctl.wait_for_peers(timeout_s=args.register_timeout)
+            t0 = time.time()
+            with tqdm(total=len(cfg.nodes) * 7, desc="sounding", unit="node") as bar:
+                res, radios, sync_s = calibrate_bench(ctl, cfg, progress=bar.update)
+            rx_cfg = cfg.receiver.primary_radio
+            key = BenchKey(cfg.name, registered_radios(ctl, cfg), float(rx_cfg.center_freq_hz),
+                           float(rx_cfg.sample_rate_hz))
+            extra = {"time_base": radios.executor.syncs, "time_base_s": sync_s,
+                     "node_latency_samples": radios.latency_samples,
+                     "controller_traffic": ctl.transport.traffic.table()}
+            _report(args, cfg, res, radios.receiver, None, None, key, t0, extra)
+            ctl.shutdown("calibration finished")
+        except (PeerLostError, RequestTimeout) as exc:
+            print(f"calibration stopped: {exc}", file=sys.stderr, flush=True)
+            ctl.shutdown(f"calibration aborted: {exc}")
+            return 1
+        except BaseException as exc:
+            ctl.shutdown(f"calibration aborted: {type(exc).__name__}: {exc}")
+            raise
     return 0

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 #: numpy dtypes an array field may have (names as in ``np.dtype(name).name``).
 ARRAY_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64", "uint8")
@@ -323,6 +323,39 @@ class TimeSyncCommand(Message):
     latch_host_time_s: float | None = None
 
 
+#: largest window (samples per antenna) a `CaptureCommand` may ask for
+MAX_CAPTURE_SAMPLES = 1 << 18
+
+
+class BurstCommand(Message):
+    """Controller -> node (``testbed calibrate`` over the control plane): transmit
+    ``samples`` ``(n_tx, K)`` (full scale 1.0) to start at receiver RX sample ``at_sample``,
+    through the node's time base only (never through a loaded calibration: the burst measures
+    what a calibration corrects)."""
+
+    type: Literal["burst"] = "burst"
+    samples: ComplexArray
+    at_sample: int
+
+
+class CaptureCommand(Message):
+    """Controller -> receiver (``testbed calibrate``): receive ``n_samples`` samples per
+    antenna starting at its RX sample ``at_sample`` and reply with a `CaptureReport`."""
+
+    type: Literal["capture"] = "capture"
+    n_samples: int = Field(gt=0, le=MAX_CAPTURE_SAMPLES)
+    at_sample: int
+
+
+class CaptureReport(Message):
+    """Receiver -> controller: the window ``samples`` ``(N_r, n)`` complex64 and the
+    receiver's clock after it (samples)."""
+
+    type: Literal["capture_report"] = "capture_report"
+    samples: ComplexArray
+    rx_clock: int
+
+
 class NewRealization(Message):
     """Controller -> channel agent (simulated benches): draw the next fading block."""
 
@@ -429,7 +462,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     for cls in (Register, RegisterAck, RegisterReject, Heartbeat, Assignment, ShardOffer,
                 ShardChunk, Forward, NodeStep,
                 SoundCommand, SoundingReport, PayloadCommand, AggregateCommand, RoundReport,
-                ClockQuery, ClockReport, TimeSyncCommand, NewRealization, TruthQuery, TruthReport,
+                ClockQuery, ClockReport, TimeSyncCommand, BurstCommand, CaptureCommand,
+                CaptureReport, NewRealization, TruthQuery, TruthReport,
                 StatsQuery, StatsReport, Ack, Partial, Aggregate, Estimate, TapPartial, Result, Error,
                 Shutdown)
 }

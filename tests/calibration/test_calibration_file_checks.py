@@ -169,3 +169,35 @@ def test_calibrate_never_picks_a_preset_the_bench_did_not_ask_for(tmp_path, caps
     assert bench_preset(impaired, None) == "usrp-shared-ref"
     assert bench_preset(ideal, "uncalibrated-pluto") == "uncalibrated-pluto"
     assert "runs on 'sim_4node' itself will refuse it" in capsys.readouterr().out
+
+
+def test_a_bench_of_radios_checks_the_file_against_the_serials_its_roles_register(tmp_path):
+    """On a bench of radios the file's radios are checked once the roles registered
+    (`BenchCalibration.check_registered`): the same serials pass, a swapped radio is named."""
+    from types import SimpleNamespace
+
+    from testbed.net.schema import Capabilities
+    bench = load_bench(find_config("pluto_4node", "benches"))
+    key = bench_key(bench)
+    assert key.radios is None and key.preset is None      # known at registration only
+    ids = [n.id for n in bench.nodes] + [bench.receiver.id]
+    radios = tuple(("pluto", f"1044730a19970{i}") for i in range(len(ids) - 1)) + \
+        (("pluto", "rx-a+rx-b"),)
+    rec = CalibrationRecord(dataclasses.replace(key, radios=radios), time.time(), 1.0,
+                            [NodeCorrection()] * (len(ids) - 1), {"cfo_hz": [0.0] * 4})
+    p = save_calibration(rec, tmp_path / "cal.json")
+    cal = load_bench_calibration(p, bench)
+
+    def ctl(serials):
+        return SimpleNamespace(peers={i: SimpleNamespace(capabilities=Capabilities(
+            radio_kind="pluto", radio_serial=s)) for i, s in zip(ids, serials)})
+    cal.check_registered(ctl([s for _, s in radios]), bench)
+    swapped = [s for _, s in radios]
+    swapped[1] = "104473other"
+    with pytest.raises(CalibrationMismatchError, match=f"{ids[1]}: file pluto "
+                       f"'{radios[1][1]}', registered pluto '104473other'"):
+        cal.check_registered(ctl(swapped), bench)
+    other = dataclasses.replace(key, carrier_hz=2.4e9, radios=radios)
+    q = save_calibration(dataclasses.replace(rec, key=other), tmp_path / "other.json")
+    with pytest.raises(CalibrationMismatchError, match="carrier"):
+        load_bench_calibration(q, bench)           # refused before any role registers

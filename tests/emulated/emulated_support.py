@@ -138,6 +138,23 @@ def realtime_retry(attempts: int = 3):
     return deco
 
 
+def start_roles(sup, bench, bench_path, addresses, model=None, stagger_s: float = 0.0):
+    """Start the bench file's receiver and nodes as `testbed receiver` / `testbed node`
+    processes under the `Supervisor` ``sup`` (each opens its own emulated radio), node
+    processes ``stagger_s`` wall seconds apart; ``model``: the checkpoint every role loads
+    itself (None: the nodes get their slices from the controller)."""
+    import time
+
+    from testbed.net.roles.common import node_ids
+    common = ["--bench", str(bench_path), *addresses.as_args()]
+    if model is not None:
+        common += ["--model", str(model)]
+    sup.start_python(bench.receiver.id, "testbed.cli", ["receiver", *common])
+    for nid in node_ids(bench):
+        time.sleep(stagger_s)
+        sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
+
+
 class RolesAsProcesses:
     """The bench file's receiver and nodes as `testbed receiver` / `testbed node` processes
     (each opens its own emulated radio), node processes started ``stagger_s`` wall seconds
@@ -161,21 +178,15 @@ class RolesAsProcesses:
 
     def __enter__(self):
         import sys
-        import time
 
         from testbed.net.controller import Controller
         from testbed.net.roles.bench_runner import controller_config, loopback_addresses
-        from testbed.net.roles.common import node_ids
         from testbed.net.supervisor import Supervisor
         addresses = loopback_addresses()
-        common = ["--bench", str(self.bench_path), *addresses.as_args(), "--model",
-                  str(self.model)]
         self.sup = Supervisor(self.run_dir).__enter__()
         try:
-            self.sup.start_python(self.bench.receiver.id, "testbed.cli", ["receiver", *common])
-            for nid in node_ids(self.bench):
-                time.sleep(self.stagger_s)
-                self.sup.start_python(nid, "testbed.cli", ["node", "--id", nid, *common])
+            start_roles(self.sup, self.bench, self.bench_path, addresses, self.model,
+                        self.stagger_s)
             self.ctl = Controller(controller_config(self.bench, addresses, self.fingerprint))
             self.ctl.__enter__()
             try:

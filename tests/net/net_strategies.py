@@ -17,8 +17,9 @@ from testbed.net.schema import (ARRAY_DTYPES, MESSAGE_TYPES, NODE_ID_PATTERN, PR
                                 RoundReport, Shutdown, SoundCommand, SoundingReport, StatsQuery,
                                 StatsReport, TapPartial, TimeSyncCommand, TruthQuery,
                                 TruthReport)
-from testbed.net.schema import (MAX_CHUNK_BYTES, SLICE_FILE_PATTERN, ShardChunk, ShardOffer,
-                                SliceFile)
+from testbed.net.schema import (MAX_CAPTURE_SAMPLES, MAX_CHUNK_BYTES, SLICE_FILE_PATTERN,
+                                BurstCommand, CaptureCommand, CaptureReport, ShardChunk,
+                                ShardOffer, SliceFile)
 
 node_ids = st.from_regex(NODE_ID_PATTERN, fullmatch=True)
 texts = st.text(max_size=24)
@@ -107,6 +108,11 @@ MESSAGE_STRATEGIES: list[st.SearchStrategy[Message]] = [
                                                       "pps_edge", "pps_latch"]),
               beacon_air_sample=st.none() | st.floats(-1e12, 1e12),
               latch_host_time_s=st.none() | st.floats(0, 1e10), **common),
+    st.builds(BurstCommand, samples=complex_arrays, at_sample=st.integers(-10**6, 10**12),
+              **common),
+    st.builds(CaptureCommand, n_samples=st.integers(1, MAX_CAPTURE_SAMPLES),
+              at_sample=st.integers(-10**6, 10**12), **common),
+    st.builds(CaptureReport, samples=complex_arrays, rx_clock=small_ints, **common),
     st.builds(NewRealization, **common),
     st.builds(TruthQuery, **common),
     st.builds(TruthReport, h=complex_arrays, air_noise_var=st.floats(0, 10), **common),

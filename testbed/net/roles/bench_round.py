@@ -146,6 +146,20 @@ class BenchExecutor(RoundExecutor):
             return out
         raise AssertionError("unreachable")
 
+    def establish_time_base(self, bench) -> None:
+        """The common time of the bench's radios, before the first round: the agreed PPS edge
+        of the USRPs with ``pps_align: agreed`` (`pps_sync`), then the beacon's time base when
+        the registered radios count samples from their own stream starts (`sync`; nodes then
+        transmit through `CorrectedRadio`, whose precursor margin the lead covers)."""
+        from testbed.net.roles.node import CORRECTION_HALF_TAPS
+        agreed = pps_agreed_roles(bench)
+        if agreed:
+            self.pps_sync(agreed)
+        if needs_timebase(self.ctl, [*self.nodes, self.receiver]):
+            self.timebase = True
+            self.extra_lead = max(self.extra_lead, 2 * CORRECTION_HALF_TAPS + 16)
+            self.sync()
+
     def pps_sync(self, peers: Sequence[str], margin_s: float = 0.3) -> dict:
         """One PPS edge agreed by the USRPs of ``peers`` (``pps_align: agreed``,
         `calibration.pps`): each reports the host time of an edge it saw, the controller hands
@@ -210,6 +224,28 @@ class BenchExecutor(RoundExecutor):
         self.node_replies = replies
         return PayloadResult(z_hat=None, offset=rep.offset, metric=rep.metric,
                              extra={"receive_wait_s": rep.receive_wait_s})
+
+
+def pps_agreed_roles(bench) -> list[str]:
+    """The roles of ``bench`` whose USRP zeroes its time on the PPS edge the controller agrees
+    (``pps_align: agreed`` in the bench file; `BenchExecutor.pps_sync`)."""
+    def agreed(radio) -> bool:
+        radios = radio if isinstance(radio, list) else [radio]
+        return any(getattr(r, "pps_align", None) == "agreed" for r in radios)
+    out = [n.id for n in bench.nodes if agreed(n.radio)]
+    if agreed(bench.receiver.radio):
+        out.append(bench.receiver.id)
+    return out
+
+
+def needs_timebase(ctl, peers: Sequence[str]) -> bool:
+    """Whether the radios ``peers`` registered with count samples from their own stream start
+    (Plutos: no timestamps), so the rounds need the beacon's time base (`BenchExecutor.sync`);
+    not when every role reports the same radio (one Pluto with a TX->RX cable: one clock)."""
+    caps = [ctl.peers[p].capabilities for p in peers if p in ctl.peers]
+    kinds = {c.radio_kind for c in caps}
+    serials = {(c.radio_kind, c.radio_serial) for c in caps}
+    return "pluto" in kinds and len(serials) > 1
 
 
 class BenchTruth:

@@ -347,6 +347,12 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             results["registration_s"] = time.perf_counter() - t0
             results["registered"] = {p: info.capabilities.model_dump()
                                      for p, info in ctl.peers.items()}
+            if calibration is not None:      # the file's radios are these roles' radios
+                try:
+                    calibration.check_registered(ctl, bench)
+                except ConfigError as exc:
+                    ctl.shutdown(f"run refused: {exc}")
+                    raise
             if measure_error:
                 from testbed.net.roles.estimates import MeasurementSink
                 sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)),

@@ -174,15 +174,7 @@ class BenchSession:
         if self.executor is not None:
             self.executor.node_latency_samples = {
                 n: int(i.get("schedule_latency_samples", 0)) for n, i in info.items()}
-            agreed = self.pps_agreed_roles()
-            if agreed:
-                self.executor.pps_sync(agreed)
-            if self.needs_timebase():
-                self.executor.timebase = True
-                # nodes now transmit through CorrectedRadio: its precursor margin as above
-                self.executor.extra_lead = max(self.executor.extra_lead,
-                                               2 * CORRECTION_HALF_TAPS + 16)
-                self.executor.sync()
+            self.executor.establish_time_base(self.bench)
         return info
 
     def send_slices(self, ratios: dict[str, float]) -> dict[str, dict]:
@@ -201,26 +193,6 @@ class BenchSession:
             self._slice_server = SliceServer(self.model_dir, self.fingerprint)
         return self._slice_server.deliver(self.ctl, bare, [ratios[n] for n in self.nodes],
                                           timeout_s=max(self.request_timeout_s, 120.0))
-    def pps_agreed_roles(self) -> list[str]:
-        """The roles whose USRP zeroes its time on the PPS edge the controller agrees
-        (``pps_align: agreed`` in the bench file; `BenchExecutor.pps_sync`)."""
-        def agreed(radio) -> bool:
-            radios = radio if isinstance(radio, list) else [radio]
-            return any(getattr(r, "pps_align", None) == "agreed" for r in radios)
-        out = [n.id for n in self.bench.nodes if agreed(n.radio)]
-        if agreed(self.bench.receiver.radio):
-            out.append(self.receiver)
-        return out
-
-    def needs_timebase(self) -> bool:
-        """Whether the registered radios count samples from their own stream start (Plutos:
-        no timestamps), so the rounds need the beacon's time base (`BenchExecutor.sync`); not
-        when every role reports the same radio (one Pluto with a TX->RX cable: one clock)."""
-        caps = [self.ctl.peers[p].capabilities for p in [*self.nodes, self.receiver]
-                if p in self.ctl.peers]
-        kinds = {c.radio_kind for c in caps}
-        serials = {(c.radio_kind, c.radio_serial) for c in caps}
-        return "pluto" in kinds and len(serials) > 1
 
     def statistics_pass(self, train_ids: torch.Tensor, *, window: int, n_windows: int = 4,
                         decode_steps: int = 8) -> dict:

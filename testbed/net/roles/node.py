@@ -37,9 +37,10 @@ from testbed.net.agent import Agent
 from testbed.net.roles.common import pps_time_sync, radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimateListener, TapSender
 from testbed.net.roles.slices import SliceReceiver
-from testbed.net.schema import (Ack, Aggregate, Assignment, Forward, Message, NodeStep, Partial,
-                                PayloadCommand, ShardChunk, ShardOffer, SoundCommand, StatsQuery,
-                                StatsReport, TimeSyncCommand)
+from testbed.net.schema import (Ack, Aggregate, Assignment, BurstCommand, ClockQuery, ClockReport,
+                                Forward, Message, NodeStep, Partial, PayloadCommand, ShardChunk,
+                                ShardOffer, SoundCommand, StatsQuery, StatsReport,
+                                TimeSyncCommand)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.normalization import symbol_power
 from testbed.phy.round import RoundPlan, node_frame
@@ -122,7 +123,9 @@ class NodeAgent(Agent):
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> Message | None:
         """ASSIGNMENT -> load shard; FORWARD -> start a pass; PAYLOAD -> transmit, continue
-        with the estimate; AGGREGATE (exact) -> continue; SOUND -> pilots; STATS -> counters."""
+        with the estimate; AGGREGATE (exact) -> continue; SOUND -> pilots; TIME_SYNC -> the time
+        base; BURST -> a calibration burst; CLOCK_QUERY -> this radio's clock and latency;
+        STATS -> counters."""
         if isinstance(message, ShardOffer):
             return Ack(info=self._slices_ready().on_offer(message))
         if isinstance(message, ShardChunk):
@@ -139,6 +142,13 @@ class NodeAgent(Agent):
             return self._sound(message)
         if isinstance(message, TimeSyncCommand):
             return self._time_sync(message)
+        if isinstance(message, BurstCommand):
+            return self._burst(message)
+        if isinstance(message, ClockQuery):
+            self._need_radio()
+            return ClockReport(rx_clock=int(self.radio.now()), realtime=bool(self.radio.realtime),
+                               sample_rate_hz=float(self.radio.settings.sample_rate_hz),
+                               latency_samples=int(self.radio.schedule_latency_samples()))
         if isinstance(message, StatsQuery):
             return StatsReport(info=self._stats())
         return super().handle(message)
@@ -312,19 +322,40 @@ class NodeAgent(Agent):
         """The `NodeCorrection` the transmit path applies, or None (raw radio)."""
         return self.tx_radio.correction if self.tx_radio is not self.radio else None
 
-    def _send(self, x: np.ndarray, start: int, until: int) -> None:
-        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start``, then declare this node
-        done up to receiver sample ``until`` (later by the corrected burst's margin). Components
+    def _send(self, x: np.ndarray, start: int, until: int, radio=None) -> None:
+        """Burst ``x`` (n_tx, K) to arrive at receiver sample ``start`` through ``radio``
+        (default: the transmit path, time base and calibration), then declare this node done
+        up to receiver sample ``until`` (later by the corrected burst's margin). Components
         beyond full scale are counted here and saturated by the radio's DAC."""
+        radio = self.tx_radio if radio is None else radio
         self.clipped_components += int(np.count_nonzero(np.abs(np.asarray(x).view(np.float32)) > 1.0))
         with waiting_on("waiting on radio.transmit"):
-            self.tx_radio.transmit(x, start)
-        if self.correction is not None:
+            radio.transmit(x, start)
+        if radio is not self.radio:
             # the pre-corrected burst carries CORRECTION_HALF_TAPS samples of band-limited
             # tail past the end (plus the timing advance's rounding): declare past them
             until = max(until, start + x.shape[1] + CORRECTION_HALF_TAPS + 2)
         with waiting_on("waiting on radio.done_until"):
-            self.tx_radio.done_until(until)
+            radio.done_until(until)
+
+    def _burst(self, msg: BurstCommand) -> Message:
+        """A calibration burst (`testbed calibrate` over the control plane) at receiver sample
+        ``msg.at_sample``, through the time base alone: what a calibration measures is what
+        remains after it."""
+        self._need_radio()
+        if self.timebase is not None:    # a slipped clock: the controller re-syncs first
+            self.timebase.check(self._radios(), self.config.node_id)
+        x = np.asarray(msg.samples, dtype=np.complex64)
+        if x.ndim != 2 or x.shape[0] != self.radio.settings.n_tx_channels:
+            raise ValueError(f"a burst is (n_tx = {self.radio.settings.n_tx_channels}, samples), "
+                             f"got shape {x.shape}")
+        radio = self.radio
+        if self.timebase is not None:
+            from calibration.corrections import CorrectedRadio
+            radio = CorrectedRadio(self.radio, self.timebase.correction,
+                                   half_taps=CORRECTION_HALF_TAPS)
+        self._send(x, int(msg.at_sample), int(msg.at_sample) + x.shape[1], radio)
+        return Ack(info={"sent": int(x.shape[1])})
 
     # ------------------------------------------------------------------ forward pass
     def _forward(self, msg: Forward) -> Message:

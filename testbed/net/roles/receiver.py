@@ -17,9 +17,9 @@ from testbed.activity import waiting_on
 from testbed.net.agent import Agent
 from testbed.net.roles.common import pps_time_sync, radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimatePublisher
-from testbed.net.schema import (Ack, AggregateCommand, ClockQuery, ClockReport, Message,
-                                RoundReport, SoundCommand, SoundingReport, StatsQuery,
-                                StatsReport, TimeSyncCommand)
+from testbed.net.schema import (Ack, AggregateCommand, CaptureCommand, CaptureReport, ClockQuery,
+                                ClockReport, Message, RoundReport, SoundCommand, SoundingReport,
+                                StatsQuery, StatsReport, TimeSyncCommand)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate_channels,
                                estimate_noise_var)
@@ -45,10 +45,12 @@ class ReceiverAgent(Agent):
         self.syncs = 0
 
     def handle(self, message: Message) -> Message | None:
-        """SOUND -> estimates; AGGREGATE_CMD -> aggregate and broadcast; CLOCK_QUERY -> clock;
-        STATS_QUERY -> counters."""
+        """SOUND -> estimates; AGGREGATE_CMD -> aggregate and broadcast; TIME_SYNC -> the time
+        base; CAPTURE -> a calibration window; CLOCK_QUERY -> clock; STATS_QUERY -> counters."""
         if isinstance(message, SoundCommand):
             return self._sound(message)
+        if isinstance(message, CaptureCommand):
+            return self._capture(message)
         if isinstance(message, AggregateCommand):
             return self._aggregate(message)
         if isinstance(message, TimeSyncCommand):
@@ -128,6 +130,19 @@ class ReceiverAgent(Agent):
             window = self.radio.receive(n, first)
         self.wait_s += time.perf_counter() - t0
         return window
+
+    def _capture(self, msg: CaptureCommand) -> Message:
+        """The window ``[at, at + n)`` of this radio's RX clock, every antenna (`testbed
+        calibrate` over the control plane: the controller measures the soundings in it)."""
+        self._need_radio()
+        if self.timebase is not None:    # a slipped clock: the controller re-syncs first
+            self.timebase.check(self._radios(), self.config.node_id)
+        t0 = time.perf_counter()
+        with waiting_on("waiting on radio.receive"):
+            y = self.radio.receive(int(msg.n_samples), int(msg.at_sample))
+        self.wait_s += time.perf_counter() - t0
+        return CaptureReport(samples=np.ascontiguousarray(y, dtype=np.complex64),
+                             rx_clock=int(self.radio.now()))
 
     def _sound(self, msg: SoundCommand) -> Message:
         if self.timebase is not None:    # a slipped clock: the controller re-syncs first

@@ -1,0 +1,192 @@
+"""Issue 14's done-when figure: perplexity on an emulated hardware bench, run exactly as
+docs/bench.md's multi-host recipe, against the ideal simulated bench.
+
+1. `testbed emulate --bench B` (the radios on a real-time air; the bench file's impairments).
+2. Calibration: `testbed receiver` and one `testbed node` per node (no checkpoint: slices come
+   from the controller), then `testbed calibrate --bench B`; the roles stop when it is done.
+3. Per method: the roles again, then `testbed controller --bench B --method M --csi estimated
+   --eval-text heldout --eval-windows W --calibration FILE`.
+4. The ideal simulated bench: the same nodes, split, antennas, SNR and fading as a simulated
+   bench without impairments (`testbed run --up`, the same job, `--csi estimated`).
+
+Printed: the calibration residuals, per method the perplexity on the emulated bench and on the
+ideal one with their ratio (target within 3 %), the partial-sum bytes on the controller's
+sockets (target 0: partials travel over the air only) and each radio's stream counters.
+Every process runs on this host on the bench file's ports (shipped benches: 5555.., 30431..).
+
+Usage: .venv/bin/python benchmarks/bench_emulated_perplexity.py [--bench pluto_4node_emulated]
+           [--windows 8] [--methods aircomp-zf-sdr,aircomp-mmse] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from testbed.config.loader import find_config, load_bench
+
+PARTIAL_TYPES = ("partial", "tap_partial")
+
+
+def _cli(args: list[str], log: Path) -> subprocess.Popen:
+    out = open(log, "w")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "testbed.cli", *args], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True)
+    finally:
+        out.close()
+
+
+def _stop(procs: list[subprocess.Popen], timeout_s: float = 20.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+def _roles(bench_path: Path, bench, logs: Path) -> list[subprocess.Popen]:
+    """`testbed receiver` and every `testbed node` of the bench, each with its own radio."""
+    procs = [_cli(["receiver", "--bench", str(bench_path)], logs / "receiver.log")]
+    for n in bench.nodes:
+        procs.append(_cli(["node", "--bench", str(bench_path), "--id", n.id],
+                          logs / f"{n.id}.log"))
+    return procs
+
+
+def _controller(args: list[str], log: Path, roles: list[subprocess.Popen],
+                timeout_s: float) -> int:
+    ctl = _cli(args, log)
+    try:
+        code = ctl.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        ctl.terminate()
+        code = ctl.wait(30)
+    _stop(roles)
+    return code
+
+
+def _ideal_bench(bench, path: Path) -> Path:
+    """The bench as an ideal simulated bench: same nodes, split, antennas and channel, radios
+    kind sim, no impairments."""
+    data = bench.model_dump(mode="json", exclude_none=True)
+    rx = bench.receiver.primary_radio
+    sim = {"kind": "sim", "sample_rate_hz": rx.sample_rate_hz,
+           "center_freq_hz": rx.center_freq_hz, "n_tx_channels": 1}
+    for n in data["nodes"]:
+        n["radio"] = dict(sim, n_rx_channels=1)
+    data["receiver"]["radio"] = dict(sim, n_rx_channels=bench.receiver.n_antennas)
+    data["name"] = f"{bench.name}_ideal_sim"
+    ch = data["channel"]
+    ch.pop("impairments", None)
+    ch.pop("time_scale", None)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _results(folder: Path) -> Path | None:
+    """The results.json of the one run directory `--out folder` created."""
+    found = sorted(folder.glob("*/results.json"))
+    return found[-1] if found else None
+
+
+def _summary(results: Path | None) -> dict:
+    if results is None:
+        return {}
+    res = json.loads(results.read_text())
+    partial = 0
+    for row in res.get("traffic", []):
+        if row.get("process") == "controller" and row.get("type") in PARTIAL_TYPES:
+            partial += int(row.get("bytes", 0))
+    radios = {p: r.get("counters", {}) for p, r in (res.get("radios") or {}).items()}
+    return {"status": res.get("status"), "ppl": res.get("ppl"), "partial_bytes": partial,
+            "radios": radios, "rounds": (res.get("allreduce") or {}).get("rounds"),
+            "syncs": len((res.get("allreduce") or {}).get("timebase_syncs") or []),
+            "run_s": res.get("run_s"), "error": res.get("error")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", default="pluto_4node_emulated")
+    ap.add_argument("--windows", type=int, default=8)
+    ap.add_argument("--methods", default="aircomp-zf-sdr,aircomp-mmse")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--timeout", type=float, default=3600.0, help="per controller, seconds")
+    a = ap.parse_args()
+    out = a.out or Path(tempfile.mkdtemp(prefix="bench_emulated_ppl_"))
+    out.mkdir(parents=True, exist_ok=True)
+    bench_path = Path(find_config(a.bench, "benches"))
+    bench = load_bench(bench_path)
+    methods = a.methods.split(",")
+    job = ["--csi", "estimated", "--eval-text", "heldout", "--eval-windows", str(a.windows),
+           "--no-plots"]
+    print(f"bench {bench.name}, {a.windows} windows, methods {methods}; logs and runs in {out}",
+          flush=True)
+    emu = _cli(["emulate", "--bench", str(bench_path)], out / "emulate.log")
+    rows, cal_file = [], out / "cal" / f"calibration_{bench.name}.json"
+    try:
+        deadline = time.monotonic() + 300
+        while "emulate: ready" not in (out / "emulate.log").read_text():
+            if emu.poll() is not None or time.monotonic() > deadline:
+                print((out / "emulate.log").read_text(), file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        (out / "cal").mkdir(exist_ok=True)
+        code = _controller(["calibrate", "--bench", str(bench_path), "--out", str(out / "cal"),
+                            "--no-plots"], out / "cal" / "calibrate.log",
+                           _roles(bench_path, bench, out / "cal"), a.timeout)
+        print(f"calibrate: exit {code} in {time.monotonic() - t0:.0f} s", flush=True)
+        if code != 0:
+            print((out / "cal" / "calibrate.log").read_text()[-3000:], file=sys.stderr)
+            return 1
+        cal = json.loads(cal_file.read_text())
+        print("residuals:", json.dumps(cal["residual"]), flush=True)
+        for m in methods:
+            d = out / f"emulated-{m}"
+            d.mkdir(exist_ok=True)
+            t0 = time.monotonic()
+            code = _controller(["controller", "--bench", str(bench_path), "--method", m, *job,
+                                "--calibration", str(cal_file), "--out", str(d)],
+                               d / "controller.log", _roles(bench_path, bench, d), a.timeout)
+            s = _summary(_results(d))
+            print(f"emulated {m}: exit {code}, {time.monotonic() - t0:.0f} s: {s}", flush=True)
+            rows.append((m, s))
+    finally:
+        _stop([emu], 0.0)
+    ideal = _ideal_bench(bench, out / "ideal.yaml")
+    table = []
+    for m, s in rows:
+        d = out / f"ideal-{m}"
+        with open(out / f"ideal-{m}.log", "w") as log:
+            subprocess.run([sys.executable, "-m", "testbed.cli", "run", "--up", "--bench",
+                            str(ideal), "--method", m, *job, "--out", str(d)],
+                           stdout=log, stderr=subprocess.STDOUT, check=False)
+        ref = _summary(_results(d))
+        ratio = (s.get("ppl") or float("nan")) / (ref.get("ppl") or float("nan"))
+        table.append((m, s.get("ppl"), ref.get("ppl"), ratio, s.get("partial_bytes"),
+                      s.get("syncs"), s.get("radios")))
+    print("\n| method | emulated ppl | ideal simulated ppl | ratio | partial bytes on the "
+          f"controller | time-base syncs |")
+    print("|---|---|---|---|---|---|")
+    for m, p, r, q, pb, sy, _ in table:
+        print(f"| {m} | {p} | {r} | {q:.4f} | {pb} | {sy} |")
+    for m, *_, radios in table:
+        print(f"{m} stream counters: {json.dumps(radios)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""`testbed calibrate` on a bench of role processes (hardware or emulated radios): the
+controller drives the node and receiver processes over the control plane, each of which opens
+only its own radio.
+
+Steps: every role registers (reporting its radio's kind and serial); the controller sets up the
+bench's common time exactly as a run does (`BenchExecutor.establish_time_base`: the agreed PPS
+edge of USRPs, the receiver's beacon for Plutos); then `calibration.procedures.calibrate` runs
+unchanged on two stand-ins for the radios:
+
+* `RemoteNodeTransmitter` (one per node): a burst for receiver sample ``at`` becomes a
+  `BurstCommand`; the node transmits it through its time base (the receiver's clock on its own
+  stream) and nothing else, so what the sounding measures is what remains after the time base:
+  fixed delays, the residual CFO, the LO phase and the TX gain.
+* `RemoteReceiver`: a window of the receiver's RX clock becomes a `CaptureCommand`; the
+  controller estimates every node's burst in it.
+
+Both report as "now" the first receiver sample a new burst can still be scheduled for (the
+receiver's clock extrapolated, plus the bench's lead: the radios' pipelines, the control round
+trips and a slack, `BenchExecutor.lead_samples`, plus one round trip per node since the bursts
+are sent one after another). The corrections are applied on top of the time base at run time
+(`calibration.timebase.compose`, in each node's transmit path): the file is keyed to the
+registered radios' serials and holds no clock offset that a stream restart would invalidate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from testbed.net.roles.bench_round import BenchExecutor, _expect
+from testbed.net.schema import (Ack, BurstCommand, CaptureCommand, CaptureReport, ClockQuery,
+                                ClockReport)
+from testbed.phy.budget import DEFAULT_BUDGET
+from testbed.radio.base import RadioSettings
+
+
+class _BenchClock:
+    """The schedulable receiver sample of a running bench (shared by the stand-ins)."""
+
+    def __init__(self, executor: BenchExecutor, n_nodes: int) -> None:
+        self.executor = executor
+        self.n_nodes = n_nodes
+
+    def now(self) -> int:
+        """First receiver sample a burst sent now can still be scheduled for (samples)."""
+        ex = self.executor
+        extra = int(self.n_nodes * 2 * ex.rtt_s * ex.sample_rate_hz) if ex.realtime else 0
+        return ex.next_start(ex.budget) + extra
+
+
+class RemoteNodeTransmitter:
+    """A node's transmit path as `calibration.procedures` sees it from the controller: times
+    on the receiver clock, each burst a `BurstCommand` to the node (see the module docstring).
+    ``settings``: the node radio's rate and carrier, ``n_tx`` channels."""
+
+    has_hardware_timestamps = False
+    realtime = True
+
+    def __init__(self, clock: _BenchClock, node_id: str, settings: RadioSettings) -> None:
+        self.clock, self.node_id, self._settings = clock, node_id, settings
+        self.bursts = 0
+
+    @property
+    def settings(self) -> RadioSettings:
+        return self._settings
+
+    def now(self) -> int:
+        """First receiver sample a burst can be scheduled for (samples)."""
+        return self.clock.now()
+
+    def schedule_latency_samples(self) -> int:
+        """Included in `now` (the bench's lead), so 0 here."""
+        return 0
+
+    def transmit(self, samples: np.ndarray, at_sample: int) -> None:
+        """Burst (n_tx, K) to start at receiver sample ``at_sample``."""
+        ex = self.clock.executor
+        x = np.ascontiguousarray(np.atleast_2d(samples), dtype=np.complex64)
+        _expect(ex.ctl.request(self.node_id, BurstCommand(samples=x, at_sample=int(at_sample)),
+                               timeout_s=ex.timeout_s), Ack, self.node_id)
+        self.bursts += 1
+
+
+class RemoteReceiver:
+    """The receiver's radio as `calibration.procedures` sees it from the controller: each
+    window a `CaptureCommand` (see the module docstring). ``settings``: its rate, carrier and
+    ``n_rx_channels`` antennas."""
+
+    has_hardware_timestamps = False
+    realtime = True
+
+    def __init__(self, clock: _BenchClock, receiver_id: str, settings: RadioSettings) -> None:
+        self.clock, self.receiver_id, self._settings = clock, receiver_id, settings
+        self.captured_samples = 0
+
+    @property
+    def settings(self) -> RadioSettings:
+        return self._settings
+
+    def now(self) -> int:
+        """First receiver sample a burst can be scheduled for (samples)."""
+        return self.clock.now()
+
+    def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
+        """The window ``[at, at + n)`` of the receiver's RX clock, ``(N_r, n)`` complex64."""
+        ex = self.clock.executor
+        rep = _expect(ex.ctl.request(self.receiver_id,
+                                     CaptureCommand(n_samples=int(n_samples),
+                                                    at_sample=int(at_sample)),
+                                     timeout_s=ex.timeout_s), CaptureReport, self.receiver_id)
+        ex._set_clock(rep.rx_clock)
+        self.captured_samples += int(n_samples)
+        return np.asarray(rep.samples)
+
+
+@dataclasses.dataclass
+class BenchRadios:
+    """The stand-ins of a registered bench after its time base: ``nodes`` (bench order),
+    ``receiver``, the ``executor`` that set up the time base (its ``syncs`` record it) and the
+    node radios' reported latencies (samples)."""
+
+    nodes: list[RemoteNodeTransmitter]
+    receiver: RemoteReceiver
+    executor: BenchExecutor
+    latency_samples: dict[str, int]
+
+
+def bench_radios(ctl, bench, timeout_s: float = 60.0) -> BenchRadios:
+    """Query every registered role's radio clock, set up the bench's common time
+    (`BenchExecutor.establish_time_base`) and return the stand-ins `calibrate` runs on.
+    The receiver's antennas are its registered ``n_antennas``; the carrier and rate are the
+    receiver's radio config's."""
+    nodes = [n.id for n in bench.nodes]
+    ex = BenchExecutor(ctl, nodes, bench.receiver.id, DEFAULT_BUDGET, timeout_s=timeout_s)
+    replies = ctl.gather({n: ClockQuery() for n in nodes}, timeout_s=timeout_s)
+    ex.node_latency_samples = {n: _expect(r, ClockReport, n).latency_samples
+                               for n, r in replies.items()}
+    ex.query_clock()
+    ex.establish_time_base(bench)
+    ex.query_clock()
+    rx_cfg = bench.receiver.primary_radio
+    base = RadioSettings(sample_rate_hz=float(rx_cfg.sample_rate_hz),
+                         center_freq_hz=float(rx_cfg.center_freq_hz))
+    clock = _BenchClock(ex, len(nodes))
+    n_rx = int(ctl.peers[bench.receiver.id].capabilities.n_antennas)
+    txs = [RemoteNodeTransmitter(clock, n.id, dataclasses.replace(
+        base, n_tx_channels=int(n.radio.n_tx_channels), n_rx_channels=0))
+        for n in bench.nodes]
+    rx = RemoteReceiver(clock, bench.receiver.id,
+                        dataclasses.replace(base, n_tx_channels=0, n_rx_channels=n_rx))
+    return BenchRadios(txs, rx, ex, dict(ex.node_latency_samples))
+
+
+def calibrate_bench(ctl, bench, progress=None, timeout_s: float = 60.0):
+    """Calibrate a registered bench of role processes: (`calibration.procedures.CalibrationRun`,
+    `BenchRadios`, seconds the time base took). Phase referred to receive antenna 0, gain not
+    corrected (no reference channel on a real bench). A sounding that runs into a slipped
+    radio (``timebase_lost``) re-syncs and sounds the whole procedure again once."""
+    from calibration.procedures import calibrate
+    from testbed.net.errors import RemoteError
+    from testbed.net.roles.bench_round import TIMEBASE_LOST
+    t0 = time.perf_counter()
+    radios = bench_radios(ctl, bench, timeout_s)
+    sync_s = time.perf_counter() - t0
+    for attempt in (1, 2):
+        try:
+            run = calibrate(radios.nodes, radios.receiver, progress=progress)
+            return run, radios, sync_s
+        except RemoteError as exc:
+            if exc.code != TIMEBASE_LOST or attempt == 2:
+                raise
+            radios.executor.sync()
+            radios.executor.query_clock()
+    raise AssertionError("unreachable")
