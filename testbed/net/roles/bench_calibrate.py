@@ -49,17 +49,16 @@ class _BenchClock:
         return ex.next_start(ex.budget) + extra
 
 
-class RemoteNodeTransmitter:
-    """A node's transmit path as `calibration.procedures` sees it from the controller: times
-    on the receiver clock, each burst a `BurstCommand` to the node (see the module docstring).
-    ``settings``: the node radio's rate and carrier, ``n_tx`` channels."""
+class _RemoteRadio:
+    """What both stand-ins share: the role's id, its radio's ``settings`` as the controller
+    knows them, and the bench's clock as "now" (no hardware timestamps: the time base maps the
+    receiver's clock onto the nodes' streams)."""
 
     has_hardware_timestamps = False
     realtime = True
 
-    def __init__(self, clock: _BenchClock, node_id: str, settings: RadioSettings) -> None:
-        self.clock, self.node_id, self._settings = clock, node_id, settings
-        self.bursts = 0
+    def __init__(self, clock: _BenchClock, role_id: str, settings: RadioSettings) -> None:
+        self.clock, self.role_id, self._settings = clock, role_id, settings
 
     @property
     def settings(self) -> RadioSettings:
@@ -73,44 +72,33 @@ class RemoteNodeTransmitter:
         """Included in `now` (the bench's lead), so 0 here."""
         return 0
 
+
+class RemoteNodeTransmitter(_RemoteRadio):
+    """A node's transmit path as `calibration.procedures` sees it from the controller: times
+    on the receiver clock, each burst a `BurstCommand` to the node (see the module docstring).
+    ``settings``: the node radio's rate and carrier, ``n_tx`` channels."""
+
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         """Burst (n_tx, K) to start at receiver sample ``at_sample``."""
         ex = self.clock.executor
         x = np.ascontiguousarray(np.atleast_2d(samples), dtype=np.complex64)
-        _expect(ex.ctl.request(self.node_id, BurstCommand(samples=x, at_sample=int(at_sample)),
-                               timeout_s=ex.timeout_s), Ack, self.node_id)
-        self.bursts += 1
+        _expect(ex.ctl.request(self.role_id, BurstCommand(samples=x, at_sample=int(at_sample)),
+                               timeout_s=ex.timeout_s), Ack, self.role_id)
 
 
-class RemoteReceiver:
+class RemoteReceiver(_RemoteRadio):
     """The receiver's radio as `calibration.procedures` sees it from the controller: each
     window a `CaptureCommand` (see the module docstring). ``settings``: its rate, carrier and
     ``n_rx_channels`` antennas."""
 
-    has_hardware_timestamps = False
-    realtime = True
-
-    def __init__(self, clock: _BenchClock, receiver_id: str, settings: RadioSettings) -> None:
-        self.clock, self.receiver_id, self._settings = clock, receiver_id, settings
-        self.captured_samples = 0
-
-    @property
-    def settings(self) -> RadioSettings:
-        return self._settings
-
-    def now(self) -> int:
-        """First receiver sample a burst can be scheduled for (samples)."""
-        return self.clock.now()
-
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
         """The window ``[at, at + n)`` of the receiver's RX clock, ``(N_r, n)`` complex64."""
         ex = self.clock.executor
-        rep = _expect(ex.ctl.request(self.receiver_id,
+        rep = _expect(ex.ctl.request(self.role_id,
                                      CaptureCommand(n_samples=int(n_samples),
                                                     at_sample=int(at_sample)),
-                                     timeout_s=ex.timeout_s), CaptureReport, self.receiver_id)
-        ex._set_clock(rep.rx_clock)
-        self.captured_samples += int(n_samples)
+                                     timeout_s=ex.timeout_s), CaptureReport, self.role_id)
+        ex.note_clock(rep.rx_clock)
         return np.asarray(rep.samples)
 
 

@@ -86,7 +86,8 @@ class BenchExecutor(RoundExecutor):
         self.timebase = False      # radios without timestamps: sync before the first round
         self.syncs: list[dict] = []
 
-    def _set_clock(self, rx_clock: int) -> None:
+    def note_clock(self, rx_clock: int) -> None:
+        """The receiver's clock (samples) as a reply reported it, now."""
         self.rx_clock, self._clock_t = int(rx_clock), time.monotonic()
 
     def query_clock(self) -> None:
@@ -98,7 +99,7 @@ class BenchExecutor(RoundExecutor):
         self.rtt_s = time.monotonic() - t0
         self.realtime, self.sample_rate_hz = rep.realtime, rep.sample_rate_hz
         self.rx_latency = rep.latency_samples
-        self._set_clock(rep.rx_clock)
+        self.note_clock(rep.rx_clock)
 
     def lead_samples(self, budget: LinkBudget) -> int:
         """Samples between the receiver's (extrapolated) clock and the next frame start."""
@@ -205,7 +206,7 @@ class BenchExecutor(RoundExecutor):
                                    for p in [*self.nodes, self.receiver]},
                                   timeout_s=self.timeout_s)
         rep = _expect(replies[self.receiver], SoundingReport, self.receiver)
-        self._set_clock(rep.rx_clock)
+        self.note_clock(rep.rx_clock)
         return SoundingResult(np.asarray(rep.h), float(rep.noise_var), rep.offset)
 
     def payload(self, plan: RoundPlan, design: RoundDesign, scale: float,
@@ -220,7 +221,7 @@ class BenchExecutor(RoundExecutor):
             shape=list(shape), beamformers=np.ascontiguousarray(design.A, dtype=np.complex128))
         replies = self.ctl.gather(msgs, timeout_s=self.timeout_s)
         rep = _expect(replies.pop(self.receiver), RoundReport, self.receiver)
-        self._set_clock(rep.rx_clock)
+        self.note_clock(rep.rx_clock)
         self.node_replies = replies
         return PayloadResult(z_hat=None, offset=rep.offset, metric=rep.metric,
                              extra={"receive_wait_s": rep.receive_wait_s})

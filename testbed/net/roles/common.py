@@ -152,6 +152,15 @@ def radio_stats(radio, resyncs: int | None = None) -> dict:
             "counters": counters}
 
 
+def clock_report(radio):
+    """A role's `ClockReport` of ``radio``: its sample clock (samples), whether it runs with the
+    wall clock, its rate (Hz) and its scheduling latency (samples)."""
+    from testbed.net.schema import ClockReport
+    return ClockReport(rx_clock=int(radio.now()), realtime=bool(radio.realtime),
+                       sample_rate_hz=float(radio.settings.sample_rate_hz),
+                       latency_samples=int(radio.schedule_latency_samples()))
+
+
 def pps_time_sync(radio, msg):
     """The agreed-PPS steps of a TIME_SYNC (`calibration.pps`) on a role's radio: the reply to
     ``pps_edge`` / ``pps_latch``, or None for the other (beacon) steps. Only a single USRP

@@ -34,10 +34,10 @@ from testbed.activity import waiting_on
 from testbed.llm.allreduce import AllReduce
 from testbed.methods import get_method
 from testbed.net.agent import Agent
-from testbed.net.roles.common import pps_time_sync, radio_stats, rss_bytes
+from testbed.net.roles.common import clock_report, pps_time_sync, radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimateListener, TapSender
 from testbed.net.roles.slices import SliceReceiver
-from testbed.net.schema import (Ack, Aggregate, Assignment, BurstCommand, ClockQuery, ClockReport,
+from testbed.net.schema import (Ack, Aggregate, Assignment, BurstCommand, ClockQuery,
                                 Forward, Message, NodeStep, Partial, PayloadCommand, ShardChunk,
                                 ShardOffer, SoundCommand, StatsQuery, StatsReport,
                                 TimeSyncCommand)
@@ -146,9 +146,7 @@ class NodeAgent(Agent):
             return self._burst(message)
         if isinstance(message, ClockQuery):
             self._need_radio()
-            return ClockReport(rx_clock=int(self.radio.now()), realtime=bool(self.radio.realtime),
-                               sample_rate_hz=float(self.radio.settings.sample_rate_hz),
-                               latency_samples=int(self.radio.schedule_latency_samples()))
+            return clock_report(self.radio)
         if isinstance(message, StatsQuery):
             return StatsReport(info=self._stats())
         return super().handle(message)

@@ -15,10 +15,10 @@ import numpy as np
 
 from testbed.activity import waiting_on
 from testbed.net.agent import Agent
-from testbed.net.roles.common import pps_time_sync, radio_stats, rss_bytes
+from testbed.net.roles.common import clock_report, pps_time_sync, radio_stats, rss_bytes
 from testbed.net.roles.estimates import EstimatePublisher
 from testbed.net.schema import (Ack, AggregateCommand, CaptureCommand, CaptureReport, ClockQuery,
-                                ClockReport, Message, RoundReport, SoundCommand, SoundingReport,
+                                Message, RoundReport, SoundCommand, SoundingReport,
                                 StatsQuery, StatsReport, TimeSyncCommand)
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate_channels,
@@ -57,9 +57,7 @@ class ReceiverAgent(Agent):
             return self._time_sync(message)
         if isinstance(message, ClockQuery):
             self._need_radio()
-            return ClockReport(rx_clock=int(self.radio.now()), realtime=bool(self.radio.realtime),
-                               sample_rate_hz=float(self.radio.settings.sample_rate_hz),
-                               latency_samples=int(self.radio.schedule_latency_samples()))
+            return clock_report(self.radio)
         if isinstance(message, StatsQuery):
             info = {"rss_bytes": rss_bytes(), "rounds": self.rounds, "receive_wait_s": self.wait_s,
                     "traffic": {"controller": self.transport.traffic.table()}}
