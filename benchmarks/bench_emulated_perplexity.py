@@ -111,7 +111,14 @@ def _summary(results: Path | None) -> dict:
         if row.get("process") == "controller" and row.get("type") in PARTIAL_TYPES:
             partial += int(row.get("bytes", 0))
     radios = {p: r.get("counters", {}) for p, r in (res.get("radios") or {}).items()}
+    tap = res.get("measurement_tap") or {}
+    air = res.get("allreduce") or {}
+    mse = None
+    if "mse_tensor_mean" in tap and air.get("mse_tensor_predicted_mean"):
+        mse = {"measured": tap["mse_tensor_mean"], "predicted": air["mse_tensor_predicted_mean"],
+               "ratio": tap["mse_tensor_mean"] / air["mse_tensor_predicted_mean"]}
     return {"status": res.get("status"), "ppl": res.get("ppl"), "partial_bytes": partial,
+            "mse": mse,
             "radios": radios, "rounds": (res.get("allreduce") or {}).get("rounds"),
             "syncs": len((res.get("allreduce") or {}).get("timebase_syncs") or []),
             "run_s": res.get("run_s"), "error": res.get("error")}
@@ -124,6 +131,11 @@ def main() -> int:
     ap.add_argument("--methods", default="aircomp-zf-sdr,aircomp-mmse")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--timeout", type=float, default=3600.0, help="per controller, seconds")
+    ap.add_argument("--measure-error", action="store_true",
+                    help="the emulated runs also copy the partials to the measurement sink "
+                         "(never read by the computation): measured / predicted all-reduce MSE "
+                         "of the receiver (the prediction is what an ideal receiver gets on the "
+                         "same estimated channels and noise)")
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="bench_emulated_ppl_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +170,8 @@ def main() -> int:
             d = out / f"emulated-{m}"
             d.mkdir(exist_ok=True)
             t0 = time.monotonic()
-            code = _controller(["controller", "--bench", str(bench_path), "--method", m, *job,
+            tap = ["--measure-error"] if a.measure_error else []
+            code = _controller(["controller", "--bench", str(bench_path), "--method", m, *job, *tap,
                                 "--calibration", str(cal_file), "--out", str(d)],
                                d / "controller.log", _roles(bench_path, bench, d), a.timeout)
             s = _summary(_results(d))
@@ -177,14 +190,17 @@ def main() -> int:
         ref = _summary(_results(d))
         ratio = (s.get("ppl") or float("nan")) / (ref.get("ppl") or float("nan"))
         table.append((m, s.get("ppl"), ref.get("ppl"), ratio, s.get("partial_bytes"),
-                      s.get("syncs"), s.get("radios")))
+                      s.get("syncs"), s.get("radios"), s.get("mse")))
     print("\n| method | emulated ppl | ideal simulated ppl | ratio | partial bytes on the "
-          f"controller | time-base syncs |")
+          "controller | time-base syncs |")
     print("|---|---|---|---|---|---|")
-    for m, p, r, q, pb, sy, _ in table:
+    for m, p, r, q, pb, sy, _, _ in table:
         print(f"| {m} | {p} | {r} | {q:.4f} | {pb} | {sy} |")
-    for m, *_, radios in table:
+    for m, *_, radios, mse in table:
         print(f"{m} stream counters: {json.dumps(radios)}")
+        if mse:
+            print(f"{m} all-reduce MSE (tensor domain): measured {mse['measured']:.4e}, "
+                  f"predicted {mse['predicted']:.4e}, ratio {mse['ratio']:.3f}")
     return 0
 
 
