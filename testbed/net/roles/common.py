@@ -293,14 +293,21 @@ def role_keys(bench, role_id: str) -> RoleKeys | None:
     return None if keys is None else RoleKeys(keys, role_id, bench.receiver.id)
 
 
+#: How long a role process waits for its controller (s): on a bench the roles start first, on
+#: their own hosts, and the controller (`testbed controller`, `testbed calibrate`) after them.
+ROLE_REGISTER_TIMEOUT_S = 300.0
+
+
 def agent_config(node_id: str, role: str, addresses: BenchAddresses, fingerprint: str,
                  bench=None, radio=None, n_antennas: int = 1, **overrides):
     """An `AgentConfig` for a role process (controller timeout from the bench's dead_after;
-    capabilities from ``radio``'s identity)."""
+    capabilities from ``radio``'s identity; waits `ROLE_REGISTER_TIMEOUT_S` for the
+    controller)."""
     from testbed.net.agent import AgentConfig
     kw = dict(node_id=node_id, role=role, router_address=addresses.router,
               pub_address=addresses.pub, model_fingerprint=fingerprint,
-              capabilities=radio_capabilities(radio, n_antennas))
+              capabilities=radio_capabilities(radio, n_antennas),
+              register_timeout_s=ROLE_REGISTER_TIMEOUT_S)
     if bench is not None:
         kw["heartbeat_interval_s"] = bench.controller.heartbeat_s
         kw["controller_timeout_s"] = bench.controller.dead_after_s
