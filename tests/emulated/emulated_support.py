@@ -73,6 +73,19 @@ def emulated_bench_config(n_nodes=4, n_rx_radios=2, name="pluto_4node_emulated")
     return BenchConfig.model_validate(data)
 
 
+def emulated_usrp_bench_config():
+    """usrp_2node_emulated with every emulated USRP and controller port moved to a free one."""
+    from testbed.config.bench import BenchConfig
+    from testbed.net.roles.common import resolve_bench
+    data = resolve_bench("usrp_2node_emulated").model_dump()
+    radios = [n["radio"] for n in data["nodes"]] + [data["receiver"]["radio"]]
+    ports = iter(free_tcp_ports(len(radios) + 2))
+    for r in radios:
+        r["args"] = f"type=emulated,addr=127.0.0.1:{next(ports)}"
+    data["controller"]["router_port"], data["controller"]["pub_port"] = next(ports), next(ports)
+    return BenchConfig.model_validate(data)
+
+
 class EmulatorProcess:
     """`testbed emulate --bench FILE` in its own process (the radios' air off this process's
     interpreter); `fault("stall pi5-a 0.8")` writes a fault line to its stdin; `close()`

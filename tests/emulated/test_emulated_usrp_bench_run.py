@@ -7,10 +7,10 @@ CSI on the common device time. Slow: tens of seconds of emulated air."""
 import numpy as np
 import pytest
 import torch
-from emulated_support import EmulatorProcess, RolesAsProcesses, free_tcp_ports, realtime_retry
+from emulated_support import (EmulatorProcess, RolesAsProcesses, emulated_usrp_bench_config,
+                              realtime_retry)
 
-from testbed.config.bench import BenchConfig
-from testbed.net.roles.common import node_ids, resolve_bench
+from testbed.net.roles.common import node_ids
 from testbed.net.roles.controller_job import BenchSession
 
 pytestmark = pytest.mark.slow
@@ -19,21 +19,10 @@ TIME_SCALE = 2.0      # PPS edges 2 wall seconds apart
 IDS = [72, 101, 108, 108, 111, 32, 119, 111]
 
 
-def usrp_bench_on_free_ports() -> BenchConfig:
-    """usrp_2node_emulated with every emulated USRP and controller port moved to a free one."""
-    data = resolve_bench("usrp_2node_emulated").model_dump()
-    radios = [n["radio"] for n in data["nodes"]] + [data["receiver"]["radio"]]
-    ports = iter(free_tcp_ports(len(radios) + 2))
-    for r in radios:
-        r["args"] = f"type=emulated,addr=127.0.0.1:{next(ports)}"
-    data["controller"]["router_port"], data["controller"]["pub_port"] = next(ports), next(ports)
-    return BenchConfig.model_validate(data)
-
-
 @realtime_retry(attempts=2)
 def test_aircomp_on_the_emulated_usrp_bench_one_process_per_role(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("usrp_bench")
-    em = EmulatorProcess(usrp_bench_on_free_ports(), tmp_path, TIME_SCALE)
+    em = EmulatorProcess(emulated_usrp_bench_config(), tmp_path, TIME_SCALE)
     try:
         # each node opens its radio a PPS period and a half after the previous role
         with RolesAsProcesses(em.path, tmp_path / "run", stagger_s=1.5 * TIME_SCALE) as roles:

@@ -16,8 +16,8 @@ unchanged on two stand-ins for the radios:
 
 Both report as "now" the first receiver sample a new burst can still be scheduled for (the
 receiver's clock extrapolated, plus the bench's lead: the radios' pipelines, the control round
-trips and a slack, `BenchExecutor.lead_samples`, plus one round trip per node since the bursts
-are sent one after another). The corrections are applied on top of the time base at run time
+trips and a slack, `BenchExecutor.lead_samples`). The bursts of a sounding go out with the
+receiver's capture in one gather, so every role has its command before the window starts. The corrections are applied on top of the time base at run time
 (`calibration.timebase.compose`, in each node's transmit path): the file is keyed to the
 registered radios' serials and holds no clock offset that a stream restart would invalidate.
 """
@@ -36,17 +36,17 @@ from testbed.radio.base import RadioSettings
 
 
 class _BenchClock:
-    """The schedulable receiver sample of a running bench (shared by the stand-ins)."""
+    """The schedulable receiver sample of a running bench, and the bursts waiting to go out
+    with the next capture (shared by the stand-ins)."""
 
-    def __init__(self, executor: BenchExecutor, n_nodes: int) -> None:
+    def __init__(self, executor: BenchExecutor) -> None:
         self.executor = executor
-        self.n_nodes = n_nodes
+        self.pending: dict[str, BurstCommand] = {}
 
     def now(self) -> int:
         """First receiver sample a burst sent now can still be scheduled for (samples)."""
         ex = self.executor
-        extra = int(self.n_nodes * 2 * ex.rtt_s * ex.sample_rate_hz) if ex.realtime else 0
-        return ex.next_start(ex.budget) + extra
+        return ex.next_start(ex.budget)
 
 
 class _RemoteRadio:
@@ -79,11 +79,14 @@ class RemoteNodeTransmitter(_RemoteRadio):
     ``settings``: the node radio's rate and carrier, ``n_tx`` channels."""
 
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
-        """Burst (n_tx, K) to start at receiver sample ``at_sample``."""
-        ex = self.clock.executor
+        """Burst (n_tx, K) to start at receiver sample ``at_sample``: sent to the node together
+        with the receiver's next capture (one request to every role at once, as a round's
+        commands: a real-time radio must have every command before the window starts)."""
+        if self.role_id in self.clock.pending:
+            raise RuntimeError(f"{self.role_id}: a second burst before the capture; the "
+                               "procedure sends one burst per node per window")
         x = np.ascontiguousarray(np.atleast_2d(samples), dtype=np.complex64)
-        _expect(ex.ctl.request(self.role_id, BurstCommand(samples=x, at_sample=int(at_sample)),
-                               timeout_s=ex.timeout_s), Ack, self.role_id)
+        self.clock.pending[self.role_id] = BurstCommand(samples=x, at_sample=int(at_sample))
 
 
 class RemoteReceiver(_RemoteRadio):
@@ -92,12 +95,17 @@ class RemoteReceiver(_RemoteRadio):
     ``n_rx_channels`` antennas."""
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
-        """The window ``[at, at + n)`` of the receiver's RX clock, ``(N_r, n)`` complex64."""
+        """The window ``[at, at + n)`` of the receiver's RX clock, ``(N_r, n)`` complex64;
+        the bursts waiting for it go to their nodes in the same gather."""
         ex = self.clock.executor
-        rep = _expect(ex.ctl.request(self.role_id,
-                                     CaptureCommand(n_samples=int(n_samples),
-                                                    at_sample=int(at_sample)),
-                                     timeout_s=ex.timeout_s), CaptureReport, self.role_id)
+        msgs = {**self.clock.pending, self.role_id: CaptureCommand(n_samples=int(n_samples),
+                                                                   at_sample=int(at_sample))}
+        self.clock.pending = {}
+        replies = ex.ctl.gather(msgs, timeout_s=ex.timeout_s)
+        for node, reply in replies.items():
+            if node != self.role_id:
+                _expect(reply, Ack, node)
+        rep = _expect(replies[self.role_id], CaptureReport, self.role_id)
         ex.note_clock(rep.rx_clock)
         return np.asarray(rep.samples)
 
@@ -130,7 +138,7 @@ def bench_radios(ctl, bench, timeout_s: float = 60.0) -> BenchRadios:
     rx_cfg = bench.receiver.primary_radio
     base = RadioSettings(sample_rate_hz=float(rx_cfg.sample_rate_hz),
                          center_freq_hz=float(rx_cfg.center_freq_hz))
-    clock = _BenchClock(ex, len(nodes))
+    clock = _BenchClock(ex)
     n_rx = int(ctl.peers[bench.receiver.id].capabilities.n_antennas)
     txs = [RemoteNodeTransmitter(clock, n.id, dataclasses.replace(
         base, n_tx_channels=int(n.radio.n_tx_channels), n_rx_channels=0))
