@@ -198,12 +198,15 @@ def run(args: argparse.Namespace) -> int:
     return _run_on_roles(args, cfg)
 
 
-def _report(args, cfg, res, rx, truth, imp, key, t0: float, extra: dict) -> Path:
-    """Print the table and the validity, write the file and the plots; the file's path."""
+def _report(args, cfg, res, rx, truth, imp, key, t0: float, extra: dict,
+            guard=lambda step: step()) -> Path:
+    """Print the table and the validity, write the file and the plots; the file's path.
+    ``guard(step)`` runs the residual-phase soundings (a bench of roles: again after a
+    re-sync when a radio slipped, `bench_calibrate.retry_lost`)."""
     from calibration.persistence import CalibrationRecord, save_calibration
     fs = rx.settings.sample_rate_hz
     print(_table(res, fs))
-    track = _track_residual_phase(res, rx, truth, args.track_ms, fs)
+    track = guard(lambda: _track_residual_phase(res, rx, truth, args.track_ms, fs))
     valid = _validity(res, imp, args.mse0, rx.settings.center_freq_hz, fs)
     print(f"MSE doubles after {valid['doubling_calibration_csi_s'] * 1e3:.3g} ms with channel "
           f"state from calibration time, {valid['doubling_per_round_csi_s']:.3g} s with per-frame "
@@ -257,7 +260,7 @@ def _run_on_roles(args, cfg) -> int:
     from testbed.errors import ConfigError
     from testbed.net.controller import Controller
     from testbed.net.errors import PeerLostError, RequestTimeout
-    from testbed.net.roles.bench_calibrate import calibrate_bench
+    from testbed.net.roles.bench_calibrate import calibrate_bench, retry_lost
     from testbed.net.roles.bench_calibration import registered_radios
     from testbed.net.roles.bench_runner import controller_config
     from testbed.net.roles.common import (addresses_from_args, model_fingerprint,
@@ -282,7 +285,8 @@ def _run_on_roles(args, cfg) -> int:
             extra = {"time_base": radios.executor.syncs, "time_base_s": sync_s,
                      "node_latency_samples": radios.latency_samples,
                      "controller_traffic": ctl.transport.traffic.table()}
-            _report(args, cfg, res, radios.receiver, None, None, key, t0, extra)
+            _report(args, cfg, res, radios.receiver, None, None, key, t0, extra,
+                    guard=lambda step: retry_lost(radios.executor, step))
             ctl.shutdown("calibration finished")
         except (PeerLostError, RequestTimeout) as exc:
             print(f"calibration stopped: {exc}", file=sys.stderr, flush=True)

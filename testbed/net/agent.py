@@ -247,6 +247,10 @@ class Agent:
                 log.exception("%s: failed handling broadcast %s; ignored it",
                               self.config.node_id, msg.type)
             return None
+        if isinstance(msg, RegisterAck):
+            # a Register resent while the controller was not up yet, answered late
+            log.debug("%s: duplicate register_ack ignored", self.config.node_id)
+            return None
         if isinstance(msg, RegisterReject):
             raise RegistrationError(f"{self.config.node_id}: controller no longer accepts this "
                                     f"agent: {msg.reason}")

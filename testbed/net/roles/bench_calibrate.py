@@ -148,24 +148,32 @@ def bench_radios(ctl, bench, timeout_s: float = 60.0) -> BenchRadios:
     return BenchRadios(txs, rx, ex, dict(ex.node_latency_samples))
 
 
+def retry_lost(executor: BenchExecutor, step, attempts: int = 2):
+    """``step()``, again after a re-sync of the time base when a role answered
+    ``timebase_lost`` (a radio slipped: underflow, overflow, stream restart), up to
+    ``attempts`` times."""
+    from testbed.net.errors import RemoteError
+    from testbed.net.roles.bench_round import TIMEBASE_LOST
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except RemoteError as exc:
+            if exc.code != TIMEBASE_LOST or attempt == attempts:
+                raise
+            executor.sync()
+            executor.query_clock()
+    raise AssertionError("unreachable")
+
+
 def calibrate_bench(ctl, bench, progress=None, timeout_s: float = 60.0):
     """Calibrate a registered bench of role processes: (`calibration.procedures.CalibrationRun`,
     `BenchRadios`, seconds the time base took). Phase referred to receive antenna 0, gain not
-    corrected (no reference channel on a real bench). A sounding that runs into a slipped
-    radio (``timebase_lost``) re-syncs and sounds the whole procedure again once."""
+    corrected (no reference channel on a real bench). A radio that slips during the procedure
+    (``timebase_lost``) makes it re-sync and start over once (`retry_lost`)."""
     from calibration.procedures import calibrate
-    from testbed.net.errors import RemoteError
-    from testbed.net.roles.bench_round import TIMEBASE_LOST
     t0 = time.perf_counter()
     radios = bench_radios(ctl, bench, timeout_s)
     sync_s = time.perf_counter() - t0
-    for attempt in (1, 2):
-        try:
-            run = calibrate(radios.nodes, radios.receiver, progress=progress)
-            return run, radios, sync_s
-        except RemoteError as exc:
-            if exc.code != TIMEBASE_LOST or attempt == 2:
-                raise
-            radios.executor.sync()
-            radios.executor.query_clock()
-    raise AssertionError("unreachable")
+    run = retry_lost(radios.executor, lambda: calibrate(radios.nodes, radios.receiver,
+                                                        progress=progress))
+    return run, radios, sync_s

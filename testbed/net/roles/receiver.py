@@ -132,12 +132,15 @@ class ReceiverAgent(Agent):
     def _capture(self, msg: CaptureCommand) -> Message:
         """The window ``[at, at + n)`` of this radio's RX clock, every antenna (`testbed
         calibrate` over the control plane: the controller measures the soundings in it)."""
+        from calibration.timebase import guarded
         self._need_radio()
         if self.timebase is not None:    # a slipped clock: the controller re-syncs first
             self.timebase.check(self._radios(), self.config.node_id)
         t0 = time.perf_counter()
         with waiting_on("waiting on radio.receive"):
-            y = self.radio.receive(int(msg.n_samples), int(msg.at_sample))
+            # a slip during the window (an overflow) spoils it: timebase_lost, measured again
+            y = guarded(self._radios(), self.config.node_id, lambda: self.radio.receive(
+                int(msg.n_samples), int(msg.at_sample)))
         self.wait_s += time.perf_counter() - t0
         return CaptureReport(samples=np.ascontiguousarray(y, dtype=np.complex64),
                              rx_clock=int(self.radio.now()))
