@@ -10,7 +10,10 @@ class ConfigError(TestbedError, ValueError):
 
 
 class RadioError(TestbedError):
-    """A radio failed to configure, stream, or was not found."""
+    """A radio failed to configure, stream, or was not found. ``error_code``: what a role
+    process reports to its controller when a command fails with it (the radio is to blame)."""
+
+    error_code = "radio_error"
 
 
 class RadioNotFoundError(RadioError):

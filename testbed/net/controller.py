@@ -344,7 +344,9 @@ class Controller:
 
     def gather(self, msgs_by_node: Mapping[str, Message],
                timeout_s: float = 10.0) -> dict[str, Message]:
-        """Send one request per node, wait for all replies; same errors as `request`."""
+        """Send one request per node, wait for all replies; same errors as `request`. The
+        first ERROR reply raises `RemoteError` at once, naming its peer (the others may be
+        waiting on what that peer failed to do, e.g. nodes on the receiver's estimate)."""
         for node_id, msg in msgs_by_node.items():
             self._pending[msg.msg_id] = node_id
             self.send(node_id, msg)
@@ -352,6 +354,10 @@ class Controller:
         deadline = time.monotonic() + timeout_s
         try:
             while not all(i in self._replies for i in ids.values()):
+                for n, i in ids.items():
+                    rep = self._replies.get(i)
+                    if isinstance(rep, Error):
+                        raise RemoteError(n, rep.code, rep.message)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     waiting = sorted(n for n, i in ids.items() if i not in self._replies)

@@ -13,6 +13,7 @@ from syslibs import require_module
 from emulated_support import RolesAsProcesses, realtime_retry
 import torch
 
+from testbed.net.errors import RemoteError
 from testbed.net.roles.common import node_ids
 from testbed.net.roles.controller_job import BenchSession
 
@@ -54,8 +55,19 @@ def test_aircomp_rounds_on_the_emulated_bench_one_process_per_role(tmp_path_fact
                               last_only=True)
             summary = air.summary()
             stats = air.stats()
+            # another node's radio is unplugged: its next command fails naming the radio
+            unplugged = node_ids(bench)[1]
+            em.fault(f"unplug {unplugged}")
+            time.sleep(1.0)
+            with pytest.raises(RemoteError) as lost:
+                air.forward(torch.tensor([IDS]), reset=True, use_cache=False, last_only=True)
+            sup = roles.sup
+        # the roles stopped when told to (none had to be killed), the unplugged node too
+        codes = {name: proc.returncode() for name, proc in sup.procs.items()}
+        assert all(c is not None and c >= 0 for c in codes.values()), codes
     finally:
         em.close()
+    assert lost.value.node_id == unplugged and lost.value.code == "radio_error"
     assert summary["rounds"] >= 8 and summary["simulator_truth_used"] == []
     assert len(summary["timebase_syncs"]) >= 2                # the re-sync after the stall
     counters = stats[stalled]["radio"]["counters"]

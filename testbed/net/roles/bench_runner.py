@@ -27,7 +27,7 @@ import numpy as np
 
 from testbed.errors import ConfigError
 from testbed.net.controller import Controller, ControllerConfig
-from testbed.net.errors import PeerLostError, RequestTimeout
+from testbed.net.errors import PeerLostError, RemoteError, RequestTimeout
 from testbed.net.results import JsonlRecorder
 from testbed.net.roles.common import (CHANNEL_ID, CONTROLLER_KEY, KEYS_ENV, BenchAddresses,
                                       agent_config, model_fingerprint, node_ids, role_fingerprint,
@@ -405,6 +405,22 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             ctl.shutdown(f"run aborted: {exc}")
             save("failed", error=msg, session=session, stats=stats,
                  culprit={"kind": exc.culprit, "id": exc.node_id})
+            return 1
+        except RemoteError as exc:
+            # a role's command failed; a radio error (unplugged, stalled for good) names it
+            results["detected_unix"] = time.time()
+            role = ctl.peers[exc.node_id].role if exc.node_id in ctl.peers else "peer"
+            kind = "radio" if exc.code == "radio_error" else role
+            what = f"the radio of {role} {exc.node_id!r}" if kind == "radio" else \
+                f"{role} {exc.node_id!r}"
+            msg = (f"run stopped: {what} failed ({exc}). Saved {len(steps)} completed step(s) "
+                   f"to {run_dir}." + (" Check its cable/USB and power, then restart that role "
+                                       "and rerun." if kind == "radio" else ""))
+            print(msg, file=sys.stderr, flush=True)
+            stats = stats_after_failure(ctl)
+            ctl.shutdown(f"run aborted: {exc}")
+            save("failed", error=msg, session=session, stats=stats,
+                 culprit={"kind": kind, "id": exc.node_id})
             return 1
         except RequestTimeout as exc:
             results["detected_unix"] = time.time()
