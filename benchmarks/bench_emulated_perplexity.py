@@ -131,6 +131,9 @@ def main() -> int:
     ap.add_argument("--methods", default="aircomp-zf-sdr,aircomp-mmse")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--timeout", type=float, default=3600.0, help="per controller, seconds")
+    ap.add_argument("--time-scale", type=float, default=None,
+                    help="the emulated air's time scale (default: the bench file's); raise it "
+                         "on a loaded machine (the radios must keep up in real time)")
     ap.add_argument("--measure-error", action="store_true",
                     help="the emulated runs also copy the partials to the measurement sink "
                          "(never read by the computation): measured / predicted all-reduce MSE "
@@ -146,7 +149,8 @@ def main() -> int:
            "--no-plots"]
     print(f"bench {bench.name}, {a.windows} windows, methods {methods}; logs and runs in {out}",
           flush=True)
-    emu = _cli(["emulate", "--bench", str(bench_path)], out / "emulate.log")
+    scale = [] if a.time_scale is None else ["--time-scale", str(a.time_scale)]
+    emu = _cli(["emulate", "--bench", str(bench_path), *scale], out / "emulate.log")
     rows, cal_file = [], out / "cal" / f"calibration_{bench.name}.json"
     try:
         deadline = time.monotonic() + 300
