@@ -92,27 +92,52 @@ def load_json(raw: bytes, limits: JsonLimits = DEFAULT_JSON_LIMITS, what: str = 
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise JsonInputError("bad_json", f"{what} is not UTF-8 JSON: {clip(str(exc), 200)}") \
             from None
-    check_shape(value, limits, what)
+    if not fits_by_size(raw, limits):
+        check_shape(value, limits, what)
     return value
 
 
+def fits_by_size(raw: bytes, limits: JsonLimits) -> bool:
+    """Whether the JSON text ``raw`` is within ``limits``' string lengths and nesting depth by
+    its size alone: no string is longer than the whole text (in characters <= bytes), and no
+    nesting is deeper than its count of ``[`` and ``{``. True lets a caller skip
+    `check_shape` (the common case: headers of a few hundred bytes); False says nothing."""
+    return (len(raw) <= limits.max_str_chars
+            and raw.count(b"[") + raw.count(b"{") <= limits.max_depth)
+
+
 def check_shape(value: Any, limits: JsonLimits, what: str) -> None:
-    """Iteratively check nesting depth and string lengths of a parsed JSON value."""
+    """Iteratively check nesting depth and string lengths (values and object keys) of a parsed
+    JSON value. Only containers go on the stack; scalars are checked where they are met (this
+    walk runs on every control-plane message, twice per round trip)."""
+    max_str, max_depth = limits.max_str_chars, limits.max_depth
+
+    def too_long(text: str) -> JsonInputError:
+        return JsonInputError("oversized", f"{what}: string of {len(text)} characters "
+                              f"exceeds {max_str}")
+
+    if isinstance(value, str):
+        if len(value) > max_str:
+            raise too_long(value)
+        return
+    if not isinstance(value, (dict, list)):
+        return
     stack = [(value, 1)]
     while stack:
         obj, depth = stack.pop()
-        if isinstance(obj, str):
-            if len(obj) > limits.max_str_chars:
-                raise JsonInputError("oversized", f"{what}: string of {len(obj)} characters "
-                                   f"exceeds {limits.max_str_chars}")
-            continue
-        if not isinstance(obj, (dict, list)):
-            continue
-        if depth > limits.max_depth:
+        if depth > max_depth:
             raise JsonInputError("bad_json", f"{what} is nested deeper than "
-                               f"{limits.max_depth} levels")
+                                 f"{max_depth} levels")
         if isinstance(obj, dict):
-            stack.extend((k, depth) for k in obj)
-            stack.extend((v, depth + 1) for v in obj.values())
+            for k in obj:
+                if isinstance(k, str) and len(k) > max_str:
+                    raise too_long(k)
+            items = obj.values()
         else:
-            stack.extend((v, depth + 1) for v in obj)
+            items = obj
+        for v in items:
+            if isinstance(v, str):
+                if len(v) > max_str:
+                    raise too_long(v)
+            elif isinstance(v, (dict, list)):
+                stack.append((v, depth + 1))

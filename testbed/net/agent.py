@@ -14,11 +14,13 @@ from a live one stuck on its radio or the broker. The socket is shared under a l
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from testbed.activity import describe, waiting_on
 from testbed.net.codec import DEFAULT_CODEC, Codec
@@ -73,7 +75,7 @@ class Agent:
         self._ppid = os.getppid()
         self._hb_seq = 0
         self._last_controller = 0.0
-        self._backlog: list[Incoming] = []
+        self._backlog: collections.deque[Incoming] = collections.deque()  # read, not served
         self._io = threading.Lock()            # the transport's sockets, shared with heartbeats
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
@@ -190,7 +192,7 @@ class Agent:
                 if isinstance(m, RegisterAck) and m.reply_to in sent:
                     self._last_controller = time.monotonic()
                     log.info("%s registered with %s", cfg.node_id, cfg.router_address)
-                    self._backlog = batch[k + 1:]  # what arrived right behind the ack
+                    self._backlog.extend(batch[k + 1:])  # right behind the ack
                     return m
                 if isinstance(m, RegisterReject) and (m.reply_to in sent or m.reply_to is None):
                     raise RegistrationError(f"{cfg.node_id}: controller refused registration: "
@@ -200,35 +202,91 @@ class Agent:
         return self.config.watch_parent and os.getppid() != self._ppid
 
     def _serve(self) -> str:
+        try:
+            while True:
+                item = self._receive(0.05)
+                if item is not None:
+                    reason = self._dispatch(item)
+                    if reason is not None:
+                        return reason
+        except _EndServing as end:
+            if end.error is not None:
+                raise end.error from None
+            return end.reason
+
+    def _receive(self, timeout_s: float) -> Incoming | None:
+        """The next message: one already read, else what arrives within ``timeout_s`` seconds
+        (None if nothing). Sends a due heartbeat; raises `_EndServing` when stopped or the
+        parent is gone, `ControllerLostError` when the controller fell silent."""
+        if self._backlog:
+            return self._backlog.popleft()
         cfg = self.config
-        for item in self._backlog:
-            reason = self._dispatch(item)
-            if reason is not None:
-                return reason
-        self._backlog = []
+        if self._stop.is_set():
+            raise _EndServing("stopped")
+        if self._parent_gone():
+            log.warning("%s: parent process %d is gone; exiting", cfg.node_id, self._ppid)
+            raise _EndServing("parent exited")
+        with self._io:
+            if time.monotonic() - self._last_hb >= self.heartbeat_interval_s:
+                self._send_heartbeat_locked()
+            batch = self.transport.poll(timeout_s)
+        if batch:
+            self._backlog.extend(batch)
+            return self._backlog.popleft()
+        # judged only when nothing arrived: a handler that blocked longer than the limit
+        # (radio, broker) must not make the controller look lost while its heartbeats wait
+        # in the socket
+        silent = time.monotonic() - self._last_controller
+        if silent > cfg.controller_timeout_s:
+            raise ControllerLostError(
+                f"{cfg.node_id}: no heartbeat from the controller for {silent:.1f} s "
+                f"(limit {cfg.controller_timeout_s:g} s); it stopped or the network "
+                "dropped -- restart the controller, then this agent")
+        return None
+
+    def serve_until(self, wanted: Callable[[Message], bool]) -> Incoming:
+        """Serve from inside a handler (a forward pass waiting on its all-reduce) until a
+        direct message for which ``wanted(message)`` is true arrives, and return it
+        undispatched (`put_back` returns it to the queue). Everything else is dispatched as by
+        `run`. Shutdown, `stop`, a lost parent or controller end `run` from here (the handler
+        is unwound with a BaseException it must not catch)."""
         while True:
-            if self._stop.is_set():
-                return "stopped"
-            if self._parent_gone():
-                log.warning("%s: parent process %d is gone; exiting", cfg.node_id, self._ppid)
-                return "parent exited"
-            with self._io:
-                if time.monotonic() - self._last_hb >= self.heartbeat_interval_s:
-                    self._send_heartbeat_locked()
-                batch = self.transport.poll(0.05)
-            for item in batch:
+            try:
+                item = self._receive(0.05)
+                if item is None:
+                    continue
+                msg = item.message
+                if msg is not None and item.channel == "direct" and wanted(msg):
+                    self._last_controller = time.monotonic()
+                    return item
                 reason = self._dispatch(item)
-                if reason is not None:
-                    return reason
-            # judged after reading what arrived: a handler that blocked longer than the limit
-            # (radio, broker) must not make the controller look lost while its heartbeats wait
-            # in the socket
-            silent = time.monotonic() - self._last_controller
-            if silent > cfg.controller_timeout_s and not batch:
-                raise ControllerLostError(
-                    f"{cfg.node_id}: no heartbeat from the controller for {silent:.1f} s "
-                    f"(limit {cfg.controller_timeout_s:g} s); it stopped or the network "
-                    "dropped -- restart the controller, then this agent")
+            except Exception as exc:  # lost controller, refused registration: end run()
+                raise _EndServing(error=exc) from exc
+            if reason is not None:
+                raise _EndServing(reason)
+
+    def put_back(self, item: Incoming) -> None:
+        """Make ``item`` the next message served (after `serve_until` returned it)."""
+        self._backlog.appendleft(item)
+
+    def error_reply(self, exc: BaseException) -> Error:
+        """The ERROR a failed handler answers with (an exception may name its own code, e.g.
+        "timebase_lost": the controller re-syncs)."""
+        return Error(code=str(getattr(exc, "error_code", "handler_failed"))[:64],
+                     node_id=self.config.node_id, message=f"{type(exc).__name__}: {exc}"[:8000])
+
+    def send_reply(self, request: Message, answer: Message) -> None:
+        """Send ``answer`` as the reply to ``request``; an answer failing its own validation
+        is replaced by an ERROR saying so."""
+        with self._io:
+            try:
+                self.transport.send(reply(request, answer))
+            except MessageError as exc:
+                log.error("%s: reply to %s cannot be sent: %s", self.config.node_id,
+                          request.type, exc)
+                self.transport.send(reply(request, Error(
+                    code="reply_invalid", node_id=self.config.node_id,
+                    message=f"{type(answer).__name__} reply failed validation: {exc}"[:8000])))
 
     def _dispatch(self, item: Incoming) -> str | None:
         msg = item.message
@@ -264,19 +322,19 @@ class Agent:
                 answer = self.handle(msg)
         except Exception as exc:  # keep serving; the controller gets the reason
             log.exception("%s: handler failed on %s", self.config.node_id, msg.type)
-            # an exception may name its own code (e.g. "timebase_lost": the controller re-syncs)
-            answer = Error(code=str(getattr(exc, "error_code", "handler_failed"))[:64],
-                           node_id=self.config.node_id,
-                           message=f"{type(exc).__name__}: {exc}"[:8000])
+            answer = self.error_reply(exc)
         self.n_handled += 1
         if answer is not None:
-            with self._io:
-                try:
-                    self.transport.send(reply(msg, answer))
-                except MessageError as exc:  # the reply fails its own validation: say so instead
-                    log.error("%s: reply to %s cannot be sent: %s", self.config.node_id, msg.type,
-                              exc)
-                    self.transport.send(reply(msg, Error(
-                        code="reply_invalid", node_id=self.config.node_id,
-                        message=f"{type(answer).__name__} reply failed validation: {exc}"[:8000])))
+            self.send_reply(msg, answer)
         return None
+
+
+class _EndServing(BaseException):
+    """Ends `Agent.run` from wherever serving is (also from `Agent.serve_until` inside a
+    handler): with an exit ``reason``, or re-raising ``error``. A BaseException, so that
+    handlers' ``except Exception`` let it through."""
+
+    def __init__(self, reason: str = "", error: BaseException | None = None):
+        super().__init__(reason or repr(error))
+        self.reason = reason
+        self.error = error

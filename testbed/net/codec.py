@@ -16,6 +16,7 @@ wire are quoted shortened, `clip`). No pickle anywhere.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from testbed.net.errors import MessageError
 from testbed.strict_json import DEFAULT_JSON_LIMITS, JsonInputError, JsonLimits, clip, \
-    check_shape
+    check_shape, fits_by_size
 from testbed.strict_json import load_json as _load_json
-from testbed.net.schema import ARRAY_DTYPES, MESSAGE_TYPES, PROTOCOL_VERSION, AnyMessage, Message
+from testbed.net.schema import (ARRAY_DTYPES, MESSAGE_TYPES, PROTOCOL_VERSION, AnyMessage, Message,
+                                dtype_name)
 
 FRAME_KEY = "$frame"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 2**20
@@ -63,22 +65,23 @@ class Codec:
         descriptors = []
         frames: list[bytes] = [b""]
         for arr in arrays:
-            if arr.dtype.name not in ARRAY_DTYPES:
-                raise MessageError("bad_array", f"cannot send dtype {arr.dtype.name}; convert "
+            name = dtype_name(arr.dtype)
+            if name not in ARRAY_DTYPES:
+                raise MessageError("bad_array", f"cannot send dtype {name}; convert "
                                    f"to one of {ARRAY_DTYPES}")
-            le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-            descriptors.append({"dtype": arr.dtype.name, "shape": list(arr.shape)})
-            frames.append(le.tobytes())
+            descriptors.append({"dtype": name, "shape": list(arr.shape)})
+            frames.append(arr.astype(_wire_dtype(name), copy=False).tobytes())  # C order
         header = {"v": PROTOCOL_VERSION, "type": msg.type, "body": body, "arrays": descriptors}
         try:
             frames[0] = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
             raise MessageError("invalid", f"{msg.type} body is not JSON-serializable: {exc}")
         self._check_sizes(frames)
-        try:
-            check_shape(header, self.json_limits, f"{msg.type} message")
-        except JsonInputError as exc:
-            raise MessageError("invalid", exc.reason) from None
+        if not fits_by_size(frames[0], self.json_limits):
+            try:
+                check_shape(header, self.json_limits, f"{msg.type} message")
+            except JsonInputError as exc:
+                raise MessageError("invalid", exc.reason) from None
         return frames
 
     def decode(self, frames: Sequence[bytes]) -> Message:
@@ -175,13 +178,19 @@ def _frame_to_array(i: int, desc: Any, frame: bytes) -> np.ndarray:
                        for s in shape)):
         raise MessageError("bad_array", f"array {i}: shape {clip(shape)} must be a list of at most "
                            f"{MAX_NDIM} non-negative integers")
-    dt = np.dtype(dtype).newbyteorder("<")
+    dt = _wire_dtype(dtype)
     expected = math.prod(shape) * dt.itemsize
     if expected != len(frame):
         raise MessageError("bad_array", f"array {i}: {dtype}{tuple(shape)} needs {expected} "
                            f"bytes, frame has {len(frame)}")
     arr = np.frombuffer(frame, dtype=dt).reshape(shape)
     return arr.astype(arr.dtype.newbyteorder("="), copy=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _wire_dtype(name: str) -> np.dtype:
+    """The little-endian dtype arrays of dtype ``name`` (one of `ARRAY_DTYPES`) travel as."""
+    return np.dtype(name).newbyteorder("<")
 
 
 def _extract_arrays(obj: Any, out: list[np.ndarray]) -> Any:

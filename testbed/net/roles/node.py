@@ -5,9 +5,11 @@ it to the controller (``exact``, the digital reference), or all-reduces it with 
 nodes over gloo (``digital``: 8-bit quantized values).
 
 The node runs the unchanged `testbed.llm.sharding.ShardedModel` (itself as the only local node)
-in a worker thread whose all-reduce posts each partial to the agent and blocks until the result
-arrives (`RelayAllReduce`). The agent answers each controller command with where the forward
-pass stands next (`NodeStep`, or `Partial` for ``exact``).
+in the agent's own thread: its all-reduce (`RelayAllReduce`) answers the pending controller
+command with where the forward pass stands (`NodeStep`, or `Partial` for ``exact``), then serves
+the socket (`Agent.serve_until`) until the command carrying the result arrives (AGGREGATE, or
+PAYLOAD for over-the-air rounds), and the pass goes on. No thread hand-off per round: on the
+project's 2-core machine each hand-off was two context switches in every node process.
 
 Over-the-air round on this node: `PayloadCommand` -> `testbed.phy.round.node_frame` (its
 partial normalized by the site scale, precoded with B_n) transmitted at the plan's start on the
@@ -23,8 +25,6 @@ verified before use).
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 
 import numpy as np
@@ -52,27 +52,23 @@ CORRECTION_HALF_TAPS = 256
 
 
 class _Abort(Exception):
-    """The forward pass was abandoned (new command or shutdown)."""
+    """The forward pass was abandoned: a new FORWARD arrived (it is served next)."""
 
 
 class RelayAllReduce(AllReduce):
-    """All-reduce whose `reduce` posts the single local partial to ``outbox`` and blocks until
-    the result is put into ``inbox`` (by the agent thread)."""
+    """All-reduce whose `reduce` hands the single local partial to ``exchange(layer, site,
+    partial)`` (the node agent: it answers the controller and serves until the result comes)
+    and returns the result it gives back."""
 
     name = "relay"
 
-    def __init__(self) -> None:
-        self.outbox: queue.Queue = queue.Queue()
-        self.inbox: queue.Queue = queue.Queue()
+    def __init__(self, exchange) -> None:
+        self.exchange = exchange
 
     def reduce(self, partials, *, layer, site):
         if len(partials) != 1:
             raise ValueError(f"RelayAllReduce runs one node per process, got {len(partials)}")
-        self.outbox.put(("partial", layer, site, partials[0]))
-        item = self.inbox.get()
-        if item is None:
-            raise _Abort()
-        return [item]
+        return [self.exchange(layer, site, partials[0])]
 
 
 class NodeAgent(Agent):
@@ -83,7 +79,7 @@ class NodeAgent(Agent):
     node_order: all node ids in bench order; radio: this node's transmitting `Radio` (any
     driver) or None when no over-the-air method is used; estimates_address: the receiver's
     PUB socket for `Estimate` broadcasts; budget: the link budget; step_timeout_s: longest wait
-    for the worker thread or an estimate (s). An ASSIGNMENT whose plan_summary has a
+    for an estimate (s). An ASSIGNMENT whose plan_summary has a
     ``correction`` (a `calibration.corrections.NodeCorrection` dict) makes the bursts go
     through `CorrectedRadio` (times on the receiver clock)."""
 
@@ -103,7 +99,7 @@ class NodeAgent(Agent):
         self.model = None
         self.method = None
         self.relay: RelayAllReduce | None = None
-        self.worker: threading.Thread | None = None
+        self._pending: Message | None = None  # the command the running pass answers next
         self.last_partial: np.ndarray | None = None
         self.tx_radio = radio  # the radio bursts go through (CorrectedRadio with a calibration)
         self.estimates: EstimateListener | None = None
@@ -122,10 +118,10 @@ class NodeAgent(Agent):
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> Message | None:
-        """ASSIGNMENT -> load shard; FORWARD -> start a pass; PAYLOAD -> transmit, continue
-        with the estimate; AGGREGATE (exact) -> continue; SOUND -> pilots; TIME_SYNC -> the time
-        base; BURST -> a calibration burst; CLOCK_QUERY -> this radio's clock and latency;
-        STATS -> counters."""
+        """ASSIGNMENT -> load shard; FORWARD -> run a pass (PAYLOAD: transmit, continue with
+        the estimate and AGGREGATE (exact): continue, are served inside it, `_exchange`);
+        SOUND -> pilots; TIME_SYNC -> the time base; BURST -> a calibration burst;
+        CLOCK_QUERY -> this radio's clock and latency; STATS -> counters."""
         if isinstance(message, ShardOffer):
             return Ack(info=self._slices_ready().on_offer(message))
         if isinstance(message, ShardChunk):
@@ -134,10 +130,8 @@ class NodeAgent(Agent):
             return self._assign(message)
         if isinstance(message, Forward):
             return self._forward(message)
-        if isinstance(message, PayloadCommand):
-            return self._payload(message)
-        if isinstance(message, Aggregate):
-            return self._aggregate(message)
+        if isinstance(message, (PayloadCommand, Aggregate)):   # inside a pass: `_exchange`
+            raise RuntimeError("an all-reduce result arrived but no forward pass is running")
         if isinstance(message, SoundCommand):
             return self._sound(message)
         if isinstance(message, TimeSyncCommand):
@@ -194,7 +188,7 @@ class NodeAgent(Agent):
             allreduce: AllReduce = QuantizedGlooAllReduce(self.method.bits)
             self.relay = None
         else:
-            self.relay = RelayAllReduce()
+            self.relay = RelayAllReduce(self._exchange)
             allreduce = self.relay
         if self.method.analog:
             if self.radio is None:
@@ -255,9 +249,9 @@ class NodeAgent(Agent):
     def _radios(self) -> dict:
         return {self.config.node_id: self.radio}
 
-    def _aggregate(self, message: Aggregate) -> Message | None:
-        """An exact all-reduce's sum: checked to be finite in float32 (the model's dtype),
-        then the forward pass continues with it."""
+    def _aggregate(self, message: Aggregate) -> torch.Tensor:
+        """An exact all-reduce's sum, checked to be finite in float32 (the model's dtype): the
+        result the forward pass continues with."""
         tensor = np.asarray(message.tensor)
         if np.iscomplexobj(tensor):
             raise ValueError(f"the aggregate of round {message.round_id} is complex "
@@ -268,8 +262,7 @@ class NodeAgent(Agent):
             raise ValueError(f"the aggregate of round {message.round_id} has "
                              f"{int(np.sum(~np.isfinite(total)))} values that are not finite "
                              "in float32; the sum cannot continue the forward pass")
-        self._continue(torch.from_numpy(total))
-        return self._next_event(message.round_id)
+        return torch.from_numpy(total)
 
     def _time_sync(self, msg: TimeSyncCommand) -> Message:
         """The time base (`calibration.timebase`): ``loopback`` measures this radio's TX->RX
@@ -356,10 +349,12 @@ class NodeAgent(Agent):
         return Ack(info={"sent": int(x.shape[1])})
 
     # ------------------------------------------------------------------ forward pass
-    def _forward(self, msg: Forward) -> Message:
+    def _forward(self, msg: Forward) -> None:
+        """Run the forward pass of ``msg`` here; every all-reduce on the way answers the
+        pending command (`_exchange`), and the last answer is the done `NodeStep` with the
+        output (first node only). Answers go out from here: returns None."""
         if self.model is None:
             raise RuntimeError("no shard loaded yet (ASSIGNMENT first)")
-        self._abort_worker()
         ids = torch.from_numpy(np.array(msg.ids, dtype=np.int64))
         if msg.reset:
             self.model.reset_cache()
@@ -367,68 +362,58 @@ class NodeAgent(Agent):
         batch, n = ids.shape
         mask = torch.ones(batch, past + n, dtype=torch.long)
         positions = torch.arange(past, past + n).unsqueeze(0).expand(batch, n)
-        want_output = self.index == 0
         self._report_powers = msg.report_powers
-        self._events: queue.Queue = self.relay.outbox if self.relay else queue.Queue()
-        events = self._events
-
-        def work():
-            try:
-                t0 = time.perf_counter()
-                logits = self.model.forward(ids, mask, positions, use_cache=msg.use_cache)
-                self.compute_s += time.perf_counter() - t0
-                out = None
-                if want_output:
-                    if msg.score:   # log p(ids[t+1] | ids[..t]) in float64, (batch, tokens-1)
-                        logp = torch.log_softmax(logits[:, :-1].double(), -1)
-                        out = logp.gather(2, ids[:, 1:, None])[..., 0].numpy()
-                    else:
-                        out = (logits[:, -1] if msg.last_only else logits).numpy()
-                events.put(("done", out))
-            except _Abort:
-                pass
-            except BaseException as exc:  # reported to the controller as handler_failed
-                events.put(("error", exc))
-
-        self.worker = threading.Thread(target=work, name="forward", daemon=True)
-        self.worker.start()
-        return self._next_event(msg.round_id)
-
-    def _continue(self, result: torch.Tensor) -> None:
-        if self.worker is None or not self.worker.is_alive():
-            raise RuntimeError("an all-reduce result arrived but no forward pass is running")
-        self.relay.inbox.put(result)
-
-    def _next_event(self, round_id: int) -> Message:
+        self._pending = msg
         try:
-            kind, *rest = self._events.get(timeout=self.step_timeout_s)
-        except queue.Empty:
-            raise TimeoutError(f"forward pass produced nothing in {self.step_timeout_s:g} s")
-        if kind == "error":
-            raise rest[0]
-        if kind == "done":
-            out = rest[0]
-            return NodeStep(round_id=round_id, done=True,
-                            output=None if out is None else np.ascontiguousarray(out))
-        layer, site, partial = rest
+            t0 = time.perf_counter()
+            logits = self.model.forward(ids, mask, positions, use_cache=msg.use_cache)
+            self.compute_s += time.perf_counter() - t0
+            out = None
+            if self.index == 0:
+                if msg.score:   # log p(ids[t+1] | ids[..t]) in float64, (batch, tokens-1)
+                    logp = torch.log_softmax(logits[:, :-1].double(), -1)
+                    out = logp.gather(2, ids[:, 1:, None])[..., 0].numpy()
+                else:
+                    out = (logits[:, -1] if msg.last_only else logits).numpy()
+            answer: Message = NodeStep(round_id=self._pending.round_id, done=True,
+                                       output=None if out is None else np.ascontiguousarray(out))
+        except _Abort:        # a new FORWARD came; it is served next
+            return None
+        except Exception as exc:   # answered to the command the pass was answering
+            log.exception("%s: forward pass failed on %s", self.config.node_id,
+                          self._pending.type)
+            answer = self.error_reply(exc)
+        finally:
+            request, self._pending = self._pending, None
+        self.send_reply(request, answer)
+        return None
+
+    def _exchange(self, layer: int, site: str, partial: torch.Tensor) -> torch.Tensor:
+        """One all-reduce inside the pass: answer the pending command with this round's step
+        (the partial itself for ``exact``), serve until AGGREGATE or PAYLOAD arrives (a new
+        FORWARD abandons the pass), and return the round's result."""
         self.rounds += 1
         self.last_partial = partial.detach().to(torch.float32).numpy()
+        round_id = self._pending.round_id
         if self.method.transport == "exact":
-            return Partial(layer=layer, site=site, round_id=round_id,
-                           tensor=np.ascontiguousarray(self.last_partial))
-        power = symbol_power(self.last_partial) if self._report_powers else None
-        return NodeStep(round_id=round_id, done=False, layer=layer, site=site,
-                        shape=list(self.last_partial.shape), power=power)
-
-    def _abort_worker(self) -> None:
-        if self.worker is not None and self.worker.is_alive() and self.relay is not None:
-            self.relay.inbox.put(None)
-            self.worker.join(timeout=5.0)
-        if self.relay is not None:  # drop stale events
-            while not self.relay.outbox.empty():
-                self.relay.outbox.get_nowait()
-            while not self.relay.inbox.empty():
-                self.relay.inbox.get_nowait()
+            step: Message = Partial(layer=layer, site=site, round_id=round_id,
+                                    tensor=np.ascontiguousarray(self.last_partial))
+        else:
+            power = symbol_power(self.last_partial) if self._report_powers else None
+            step = NodeStep(round_id=round_id, done=False, layer=layer, site=site,
+                            shape=list(self.last_partial.shape), power=power)
+        self.send_reply(self._pending, step)
+        item = self.serve_until(lambda m: isinstance(m, (Aggregate, PayloadCommand, Forward)))
+        msg = item.message
+        if isinstance(msg, Forward):
+            self.put_back(item)
+            raise _Abort()
+        self._pending = msg
+        self.n_handled += 1
+        with waiting_on(f"handling {msg.type}"):
+            if isinstance(msg, Aggregate):
+                return self._aggregate(msg)
+            return self._payload(msg)
 
     # ------------------------------------------------------------------ over the air
     def _need_radio(self) -> None:
@@ -446,8 +431,8 @@ class NodeAgent(Agent):
         self._send(x, plan.start, plan.end(self.budget))
         return Ack(info={"sent": int(x.shape[1])})
 
-    def _payload(self, msg: PayloadCommand) -> Message:
-        """Transmit the last partial over the air, then continue with the receiver's estimate."""
+    def _payload(self, msg: PayloadCommand) -> torch.Tensor:
+        """Transmit the last partial over the air; the receiver's estimate is the result."""
         self._need_radio()
         if self.last_partial is None:
             raise RuntimeError("payload command before any partial was computed")
@@ -460,8 +445,7 @@ class NodeAgent(Agent):
         t0 = time.perf_counter()
         est = self.estimates.wait(msg.round_id, self.step_timeout_s)
         self.estimate_wait_s += time.perf_counter() - t0
-        self._continue(torch.from_numpy(np.array(est, dtype=np.float32)))
-        return self._next_event(msg.round_id)
+        return torch.from_numpy(np.array(est, dtype=np.float32))
 
     def run(self) -> str:
         try:
