@@ -222,7 +222,7 @@ def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np
 
 
 def hybrid_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, *,
-                    lbfgs_steps: int = 40, rounds: int = 10, max_iter: int = 1000
+                    lbfgs_steps: int = 20, rounds: int = 10, max_iter: int = 1000
                     ) -> tuple[np.ndarray, list[float], bool]:
     """Minimize the reduced error f(A) for L >= 2 from ``A0`` (N_r, L): rounds of ``lbfgs_steps``
     L-BFGS steps (`quasi_newton_receiver`), each followed by primal-dual Newton
@@ -231,7 +231,7 @@ def hybrid_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarr
     L-BFGS (up to ``max_iter`` steps).
 
     L-BFGS alone needs 400-800 steps at N_r = 20, L = 4 (the budgets make f a stiff penalty);
-    this needs 40-120 L-BFGS and ~10 Newton steps on most draws. Returns ``(A, trace,
+    this needs 20-60 L-BFGS and ~10-15 Newton steps on most draws. Returns ``(A, trace,
     stationary)``: the MSE after every step (non-increasing) and whether Newton converged.
     """
     def reduced(A, mu0):

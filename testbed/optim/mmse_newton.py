@@ -47,32 +47,49 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     D = 2.0 * (trS2 - mu * np.real(np.trace(S3, axis1=1, axis2=2)))
     cA = -(H @ (V @ (S2 - 2.0 * mu3 * S3)))                   # d grad / d mu_n, (N, N_r, L)
     # forward derivative of d Lag / d conj(V_n) along the real and imaginary unit directions
+    # dV_j (j < m: real, else imaginary); products with the (N, L, L) factors are laid out as
+    # plain batched (N, 2 m L, L) products (broadcast 4-D matmuls are far slower in numpy)
     E = np.eye(m).reshape(m, N_t, L)
-    dV = np.concatenate([E, 1j * E])[None]                   # (1, 2m, N_t, L)
-    dK = np.conj(np.swapaxes(dV, 2, 3)) @ V[:, None] + VH[:, None] @ dV
-    Sb = S[:, None]
-    dS = -Sb @ dK @ Sb
-    dC = mu[:, None, None, None] * (dS @ Sb + Sb @ dS)
-    dg = -(dV @ C_n[:, None] + V[:, None] @ dC).reshape(N, 2, m, m)
+    dV = np.concatenate([E, 1j * E])                         # (2m, N_t, L)
+    dVH = np.conj(np.swapaxes(dV, 1, 2)).reshape(2 * m * L, N_t)
+
+    def right(X, Mx):                                         # X_j Mx_n, X (N, 2m, a, b)
+        return (X.reshape(N, -1, X.shape[3]) @ Mx).reshape(X.shape[:3] + (Mx.shape[2],))
+
+    def left(Mx, X):                                          # Mx_n X_j, X (N, 2m, a, b)
+        Y = Mx @ np.swapaxes(X, 1, 2).reshape(N, X.shape[2], -1)
+        return np.swapaxes(Y.reshape(N, Mx.shape[1], X.shape[1], X.shape[3]), 1, 2)
+
+    dVHV = (dVH @ V).reshape(N, 2 * m, L, L)                  # dV_j^H V_n
+    dK = dVHV + np.conj(np.swapaxes(dVHV, 2, 3))
+    dS = -left(S, right(dK, S))
+    dC = mu[:, None, None, None] * (right(dS, S) + left(S, dS))
+    dVC = (dV.reshape(2 * m * N_t, L) @ C_n).reshape(N, 2 * m, N_t, L)
+    dg = -(dVC + left(V, dC)).reshape(N, 2, m, m)
     # Wirtinger blocks on V: d grad = H1 dV + H2 conj(dV); columns = directions
     H1 = np.swapaxes(0.5 * (dg[:, 0] - 1j * dg[:, 1]), 1, 2).reshape(N, N_t, L, N_t, L)
     H2 = np.swapaxes(0.5 * (dg[:, 0] + 1j * dg[:, 1]), 1, 2).reshape(N, N_t, L, N_t, L)
-    # map to A (V_n = H_n^H A): H1_A = sum_n H_n H1_n H_n^H, H2_A = sum_n H_n H2_n H_n^T per (l, k)
+    # map to A (V_n = H_n^H A): H1_A = sum_n H_n H1_n H_n^H, H2_A = sum_n H_n H2_n H_n^T per (l, k),
+    # both in one product pair; Hxx is symmetric up to rounding
     Hm = np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t)
 
-    def to_A(Hv, right):
-        X = np.transpose(Hv, (0, 1, 2, 4, 3)).reshape(N, m * L, N_t) @ np.swapaxes(right, 1, 2)
-        Y = Hm @ X.reshape(N, N_t, L * L * N_r).reshape(N * N_t, L * L * N_r)
-        return Y.reshape(N_r, L, L, N_r).transpose(0, 1, 3, 2).reshape(n, n)
-
-    H1A = to_A(H1, H.conj())
-    H2A = to_A(H2, H)
-    H1A[np.diag_indices(n)] += noise_var
-    Hxx = 2.0 * np.block([[np.real(H1A + H2A), -np.imag(H1A - H2A)],
-                          [np.imag(H1A + H2A), np.real(H1A - H2A)]])
+    Hv = np.transpose(np.stack([H1, H2], axis=1), (0, 1, 2, 3, 5, 4)).reshape(N, 2 * m * L, N_t)
+    right = np.concatenate([np.conj(np.swapaxes(H, 1, 2)), np.swapaxes(H, 1, 2)], axis=2)
+    X = (Hv.reshape(2 * N, m * L, N_t) @ right.reshape(N, N_t, 2, N_r).transpose(0, 2, 1, 3).reshape(
+        2 * N, N_t, N_r)).reshape(N, 2, m * L, N_r)
+    Y = Hm @ X.reshape(N, 2, N_t, L * L * N_r).transpose(0, 2, 1, 3).reshape(N * N_t, 2 * L * L * N_r)
+    HA = Y.reshape(N_r, 2, L, L, N_r).transpose(1, 0, 2, 4, 3).reshape(2, n, n)
+    sum_, diff = HA[0] + HA[1], HA[0] - HA[1]                 # H1_A +- H2_A
+    Hxx = np.empty((2 * n, 2 * n))
+    Hxx[:n, :n] = sum_.real
+    Hxx[:n, n:] = -diff.imag
+    Hxx[n:, :n] = sum_.imag
+    Hxx[n:, n:] = diff.real
+    Hxx *= 2.0
+    Hxx[np.diag_indices(2 * n)] += 2.0 * noise_var
     g = 2.0 * np.concatenate([grad.real.ravel(), grad.imag.ravel()])
     C = 2.0 * np.concatenate([cA.real.reshape(N, n), cA.imag.reshape(N, n)], axis=1).T
-    return g, 0.5 * (Hxx + Hxx.T), C, D, r
+    return g, Hxx, C, D, r
 
 
 def _shifted_cholesky(M: np.ndarray, shift: float):
