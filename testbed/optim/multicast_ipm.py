@@ -160,6 +160,8 @@ def certified_bound(F: np.ndarray, y: np.ndarray) -> float:
     Weak duality after rescaling y+ = max(y, 0) to dual feasibility; 0 when y+ = 0.
     """
     yp = np.clip(np.asarray(y, dtype=float), 0.0, None)
-    S = np.einsum("n,nrt,nst->rs", yp, F, F.conj())
+    N, N_r, N_t = F.shape
+    Fm = np.transpose(F, (1, 0, 2)).reshape(N_r, N * N_t)
+    S = (Fm * np.repeat(yp, N_t)) @ Fm.conj().T              # sum_n y+_n F_n F_n^H
     top = float(np.linalg.eigvalsh(S)[-1])
     return float(np.sum(yp) / top) if top > 0 else 0.0
