@@ -132,13 +132,15 @@ def _candidates(X: np.ndarray, L: int, n_random: int, rng: np.random.Generator) 
     w, V = np.linalg.eigh(X)
     w = np.clip(w[::-1], 0.0, None)
     V = V[:, ::-1]
-    cands = [V[:, :L] * np.sqrt(w[:L]), V[:, :L]]
-    root = V * np.sqrt(w)                                     # X = root root^H
     N_r = X.shape[0]
+    G = np.empty((2 + n_random, N_r, L), dtype=complex)
+    G[0] = V[:, :L] * np.sqrt(w[:L])
+    G[1] = V[:, :L]
     if n_random > 0:
+        root = V * np.sqrt(w)                                 # X = root root^H
         Z = (rng.standard_normal((n_random, N_r, L)) + 1j * rng.standard_normal((n_random, N_r, L))) / np.sqrt(2)
-        cands.extend(root @ Z)
-    G = np.stack(cands)
+        Zm = np.transpose(Z, (1, 0, 2)).reshape(N_r, n_random * L)        # one product for all
+        G[2:] = np.transpose((root @ Zm).reshape(N_r, n_random, L), (1, 0, 2))
     return G / np.linalg.norm(G, axis=(1, 2), keepdims=True)
 
 
