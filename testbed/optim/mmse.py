@@ -232,7 +232,8 @@ def hybrid_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarr
 
     L-BFGS alone needs 400-800 steps at N_r = 20, L = 4 (the budgets make f a stiff penalty);
     this needs 20-60 L-BFGS and ~10-15 Newton steps on most draws. Returns ``(A, trace,
-    stationary)``: the MSE after every step (non-increasing) and whether Newton converged.
+    stationary)``: the MSE after every step (non-increasing up to rounding, 1e-14 relative) and
+    whether Newton converged.
     """
     def reduced(A, mu0):
         f, _, _, mu = _precoder_block(H, A, P, noise_var, grad=False, precoders=False, mu0=mu0)

@@ -92,21 +92,41 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     return g, Hxx, C, D, r
 
 
-def _shifted_cholesky(M: np.ndarray, shift: float):
-    """Cholesky factor of M + s I for the smallest s = shift * 4^k (k >= 0) that is positive
-    definite. Returns ``(factor, s)``."""
+def _shifted_cholesky(M: np.ndarray, floor: float, guess: float):
+    """Cholesky factor of M + s I, positive definite: s = ``floor`` (a plain Newton step) if that
+    works, else the smallest s = max(guess, 4 floor) * 4^k (k >= 0). Returns ``(factor, s)``."""
     diag = np.diag_indices(M.shape[0])
+    shift = floor
     while True:
         Ms = M.copy()
         Ms[diag] += shift
         c, info = dpotrf(Ms, lower=1, clean=0, overwrite_a=1)
         if info == 0:
             return c, shift
-        shift *= 4.0
+        shift = max(shift * 4.0, guess)
+
+
+#: relative change of f below which it is rounding: a full Newton step is accepted up to it (near
+#: the optimum the stiff directions move f by less than its rounding while the gradient still
+#: drops quadratically)
+ROUNDING = 1e-14
+
+
+def _initial_multipliers(H: np.ndarray, P: np.ndarray, A: np.ndarray, mu: np.ndarray, activate: float):
+    """Active set and multipliers to start Newton from at receiver ``A`` with exact multipliers
+    ``mu`` (see `primal_dual_newton`). Returns ``(active, mu)``."""
+    V = np.conj(np.swapaxes(H, 1, 2)) @ A
+    K = np.conj(np.swapaxes(V, 1, 2)) @ V
+    try:
+        zf_power = np.real(np.trace(np.linalg.inv(K), axis1=1, axis2=2))
+    except np.linalg.LinAlgError:
+        zf_power = np.full(len(P), np.inf)
+    act = (mu > 0) | (zf_power >= activate * P)
+    return act, np.where(act, np.maximum(mu, 1e-2 * max(float(np.max(mu)), np.finfo(float).tiny)), 0.0)
 
 
 def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, reduced, *,
-                       max_iter: int = 15, tol: float = 1e-10, min_step: float = 1.0 / 64,
+                       max_iter: int = 30, tol: float = 1e-10, min_step: float = 1.0 / 64,
                        activate: float = 0.5):
     """Newton's method on the stationarity conditions of Lag (module docstring) from ``A0`` (N_r, L).
 
@@ -118,34 +138,31 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
     one whose exact multiplier at the new receiver is positive joins it. Each step is
     [Hxx + C D^-1 C^T] dx = -(g + C D^-1 r) on the active nodes (shifted to positive definite
     when it is not: the problem is not convex), dmu = D^-1 (C^T dx + r), halved until f does not
-    increase; the iteration fails when the step falls below ``min_step``. Converged when
+    increase (a full step may raise it by ``ROUNDING``, relative). When the step falls below ``min_step`` the multipliers restart from the exact ones
+    at the current receiver (as at the start); the iteration fails when that does not help
+    either. Converged when
     ||grad|| ||A|| <= tol f and |r_n| <= tol P_n on the active nodes.
-    Returns ``(A, trace, converged)`` with f after every accepted step (non-increasing).
+    Returns ``(A, trace, converged)`` with f after every accepted step (non-increasing up to
+    ``ROUNDING``).
     """
     shape, size = A0.shape, A0.size
     A = A0
-    f, mu = reduced(A, None)
-    V = np.conj(np.swapaxes(H, 1, 2)) @ A
-    K = np.conj(np.swapaxes(V, 1, 2)) @ V
-    try:
-        zf_power = np.real(np.trace(np.linalg.inv(K), axis1=1, axis2=2))
-    except np.linalg.LinAlgError:
-        zf_power = np.full(len(P), np.inf)
-    act = (mu > 0) | (zf_power >= activate * P)
-    mu = np.where(act, np.maximum(mu, 1e-2 * max(float(np.max(mu)), np.finfo(float).tiny)), 0.0)
+    f, mu_exact = reduced(A, None)
+    act, mu = _initial_multipliers(H, P, A, mu_exact, activate)
+    restarted = True
     trace: list[float] = []
     shift = 0.0
-    for _ in range(max_iter + 1):
+    for _ in range(2 * max_iter + 1):
         g, Hxx, C, D, r = saddle_derivatives(H, P, noise_var, A, np.where(act, mu, 0.0))
         Ca, Da, ra = C[:, act], D[act], r[act]
-        gn = float(np.linalg.norm(g)) * 0.5                  # = ||d f / d conj(A)|| * sqrt(2)
+        gn = float(np.linalg.norm(g)) * 0.5                  # = ||d Lag / d conj(A)||
         if gn * np.linalg.norm(A) <= tol * f and np.all(np.abs(ra) <= tol * P[act]):
             return A, trace, True
         if len(trace) == max_iter:
             break
         M = Hxx + (Ca / Da) @ Ca.T
         scale = float(np.max(np.abs(np.diag(M))))
-        c, shift = _shifted_cholesky(M, max(shift / 16.0, 1e-9 * scale))
+        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0)
         dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
         dmu = (Ca.T @ dx + ra) / Da
         x = np.concatenate([A.real.ravel(), A.imag.ravel()])
@@ -154,12 +171,16 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
             xt = x + t * dx
             At = (xt[:size] + 1j * xt[size:]).reshape(shape)
             ft, mut = reduced(At, mu)
-            if ft <= f:
+            if ft <= f or (t == 1.0 and ft <= f * (1.0 + ROUNDING)):
                 break
             t *= 0.5
         else:
-            break
-        A, f = At, ft
+            if restarted:
+                break
+            act, mu = _initial_multipliers(H, P, A, mu_exact, activate)
+            restarted, shift = True, 0.0
+            continue
+        A, f, mu_exact, restarted = At, ft, mut, False
         trace.append(f)
         new = mu.copy()
         new[act] += t * dmu
