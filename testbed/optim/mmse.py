@@ -29,12 +29,15 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
                      ) -> np.ndarray:
     """Smallest mu_n >= 0 with p_n(mu_n) <= P_n, for squared singular values ``s2`` (N, r).
 
-    Safeguarded Newton on the nearly linear, concave psi(mu) = p(mu)^{-1/2} - P^{-1/2} (the
-    trust-region secular-equation trick), kept inside a bisection bracket [lo, hi]; the result
-    is the bracket's feasible end, so p_n(mu_n) <= P_n up to rounding. Only the nodes that need
-    mu > 0 are iterated; a dead entry (s2 = 0) is carried with weight 0 (no division by zero).
-    ``mu0`` (N,), optional: a guess (e.g. the multipliers of a nearby receiver) to start Newton
-    from instead of 0; the bracket keeps the result the same to rounding.
+    p(mu) = sum_i s_i / (s_i + mu)^2 is the power of the optimal precoder at multiplier mu. Newton
+    on psi(mu) = p(mu)^{-1/2} - P^{-1/2}, which is increasing and concave (the trust-region
+    secular-equation trick, More & Sorensen 1983): from a point left of the root every Newton
+    iterate stays left of it and increases monotonically to it, so no bracket is needed; it
+    stops when a step moves mu by less than 1e-14 (relative). Only the nodes that need mu > 0
+    are iterated; a dead entry (s2 = 0) is carried with weight 0 (no division by zero).
+    ``mu0`` (N,), optional: a guess (e.g. the multipliers of a nearby receiver); right of the
+    root one Newton step (clipped at 0) brings it to the left. Returns mu (N,), with
+    p_n(mu_n) <= P_n (1 + 1e-12).
     """
     N = s2.shape[0]
     live = s2 > 0
@@ -47,27 +50,23 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
     ss = np.where(live, s2, 1.0)[need]                        # denominators: no 0 / 0
     Pn = P[need]
     rP = Pn ** -0.5
-    lo = np.zeros(Pn.shape)
-    hi = np.sqrt(sw.sum(axis=1) / Pn)                         # p(hi) <= sum s^2 / hi^2 = P
-    x = lo.copy() if mu0 is None else np.clip(mu0[need], lo, hi)
-    for _ in range(iters):
+    x = np.zeros(Pn.shape) if mu0 is None else mu0[need].astype(float)
+    for k in range(iters):
         d = 1.0 / (ss + x[:, None])
         t = sw * d * d
         p = t.sum(axis=1)                                     # p(x)
-        psi = p ** -0.5 - rP
-        big = p > Pn
-        lo = np.where(big, x, lo)                             # x stays inside [lo, hi]
-        hi = np.where(big, hi, x)
-        done = (np.abs(psi) <= 1e-14 * rP) | (hi - lo <= 1e-14 * hi)
-        if np.all(done):
+        q = (t * d).sum(axis=1)                               # -p'(x) / 2
+        step = p * (rP * np.sqrt(p) - 1.0) / q                # -psi / psi'
+        if k == 0 and mu0 is not None:
+            x = np.maximum(x + step, 0.0)                     # now left of the root (or 0)
+            continue
+        x = x + step
+        if np.all(np.abs(step) <= 1e-14 * x):
             break
-        dp = -2.0 * (t * d).sum(axis=1)
-        step = x + psi / (0.5 * p ** -1.5 * dp)               # Newton: x - psi / psi'
-        x = np.where(done, x, np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi)))
-    else:
-        d = 1.0 / (ss + x[:, None])
-        p = (sw * d * d).sum(axis=1)
-    mu[need] = np.where(p <= Pn * (1.0 + 1e-12), x, hi)
+    d = 1.0 / (ss + x[:, None])
+    p = (sw * d * d).sum(axis=1)
+    hi = np.sqrt(sw.sum(axis=1) / Pn)                         # p(hi) <= sum s / hi^2 = P
+    mu[need] = np.where(p <= Pn * (1.0 + 1e-12), x, np.maximum(x, hi))
     return mu
 
 

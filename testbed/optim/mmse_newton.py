@@ -162,7 +162,7 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
             break
         M = Hxx + (Ca / Da) @ Ca.T
         scale = float(np.max(np.abs(np.diag(M))))
-        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0)
+        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale)
         dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
         dmu = (Ca.T @ dx + ra) / Da
         x = np.concatenate([A.real.ravel(), A.imag.ravel()])
