@@ -93,7 +93,10 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
         U = None
     else:
         K = np.conj(np.swapaxes(V, 1, 2)) @ V
-        lam, U = np.linalg.eigh(K)                            # (N, L) ascending, (N, L, L)
+        if grad or precoders:
+            lam, U = np.linalg.eigh(K)                        # (N, L) ascending, (N, L, L)
+        else:
+            lam, U = np.linalg.eigvalsh(K), None              # f and mu need the eigenvalues only
         lam = np.clip(lam, 0.0, None)
         live = lam > 1e-12 * np.maximum(lam[:, -1:], np.finfo(float).tiny)
         mu = power_multiplier(np.where(live, lam, 0.0), P, mu0=mu0)
