@@ -99,7 +99,9 @@ def multicast_sdr_ipm(F: np.ndarray, *, tol: float = 1e-7, max_iter: int = 60
         if gap <= tol and res <= tol:
             break
         Lxi, Lzi = fx[1], fz[1]
-        LxiH, LziH = Lxi.conj().T, Lzi.conj().T
+        LziH = Lzi.conj().T
+        Ls = np.stack([Lxi, Lzi])                                # both inverse factors, for steps
+        LsH = np.conj(np.swapaxes(Ls, 1, 2))
         V = Lzi @ Fm
         B = V.conj().T @ V                                       # F^H Z^-1 F
         Zi = LziH @ Lzi
@@ -131,7 +133,7 @@ def multicast_sdr_ipm(F: np.ndarray, *, tol: float = 1e-7, max_iter: int = 60
             return dX, dw, dy, dZ
 
         def steps(dX, dw, dy, dZ):
-            S = np.stack([Lxi @ dX @ LxiH, Lzi @ dZ @ LziH])
+            S = Ls @ np.stack([dX, dZ]) @ LsH                    # L^-1 dX L^-H, L^-1 dZ L^-H
             lx, lz = np.linalg.eigvalsh(S)[:, 0]
             ax = -1.0 / lx if lx < 0 else np.inf
             az = -1.0 / lz if lz < 0 else np.inf
