@@ -92,11 +92,12 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     return g, Hxx, C, D, r
 
 
-def _shifted_cholesky(M: np.ndarray, floor: float, guess: float):
+def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bool = True):
     """Cholesky factor of M + s I, positive definite: s = ``floor`` (a plain Newton step) if that
-    works, else the smallest s = max(guess, 4 floor) * 4^k (k >= 0). Returns ``(factor, s)``."""
+    works (tried first only with ``plain_first``), else the smallest s = max(guess, 4 floor) * 4^k
+    (k >= 0). Returns ``(factor, s)``."""
     diag = np.diag_indices(M.shape[0])
-    shift = floor
+    shift = floor if plain_first else max(guess, 4.0 * floor)
     while True:
         Ms = M.copy()
         Ms[diag] += shift
@@ -162,7 +163,10 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
             break
         M = Hxx + (Ca / Da) @ Ca.T
         scale = float(np.max(np.abs(np.diag(M))))
-        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale)
+        # a plain step is tried first unless the last step needed a large shift (indefinite
+        # region: the plain factorization would fail)
+        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale,
+                                     plain_first=shift <= 1e-3 * scale)
         dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
         dmu = (Ca.T @ dx + ra) / Da
         x = np.concatenate([A.real.ravel(), A.imag.ravel()])
