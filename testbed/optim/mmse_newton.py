@@ -29,14 +29,20 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     r (N,) = d Lag / dmu_n = tr(B_n B_n^H) - P_n (power of node n's precoder at multiplier mu_n
     minus its budget). Node n enters only through V_n = H_n^H A (N_t x L), so its Hessian is
     formed on the N_t L complex entries of V_n (forward differentiation along each) and mapped to
-    A with two products.
+    A with two products. A node with mu_n = 0 contributes nothing to g and Hxx; if its K_n is
+    singular, its C, D and r are those at a placeholder multiplier (use them for mu_n > 0 only).
     """
     N, N_r, N_t = H.shape
     L = A.shape[1]
     m, n = N_t * L, N_r * L
     V = np.conj(np.swapaxes(H, 1, 2)) @ A                     # (N, N_t, L)
     VH = np.conj(np.swapaxes(V, 1, 2))
-    S = np.linalg.inv(VH @ V + mu[:, None, None] * np.eye(L))  # (K_n + mu_n I)^{-1}
+    K = VH @ V
+    try:
+        S = np.linalg.inv(K + mu[:, None, None] * np.eye(L))  # (K_n + mu_n I)^{-1}
+    except np.linalg.LinAlgError:                             # a node with mu_n = 0, K_n singular
+        scale = np.max(np.real(np.trace(K, axis1=1, axis2=2)))
+        S = np.linalg.inv(K + np.where(mu > 0, mu, scale)[:, None, None] * np.eye(L))
     S2 = S @ S
     S3 = S2 @ S
     mu3 = mu[:, None, None]
@@ -95,16 +101,20 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
 def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bool = True):
     """Cholesky factor of M + s I, positive definite: s = ``floor`` (a plain Newton step) if that
     works (tried first only with ``plain_first``), else the smallest s = max(guess, 4 floor) * 4^k
-    (k >= 0). Returns ``(factor, s)``."""
+    (k >= 0), up to 1e12 floor. Returns ``(factor, s)``, factor None when M is not finite or no
+    shift up to that works."""
     diag = np.diag_indices(M.shape[0])
     shift = floor if plain_first else max(guess, 4.0 * floor)
-    while True:
+    if not np.all(np.isfinite(M)):
+        return None, shift
+    while shift <= 1e12 * floor:
         Ms = M.copy()
         Ms[diag] += shift
         c, info = dpotrf(Ms, lower=1, clean=0, overwrite_a=1)
         if info == 0:
             return c, shift
         shift = max(shift * 4.0, guess)
+    return None, shift
 
 
 #: relative change of f below which it is rounding: a full Newton step is accepted up to it (near
@@ -162,11 +172,13 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
         if len(trace) == max_iter:
             break
         M = Hxx + (Ca / Da) @ Ca.T
-        scale = float(np.max(np.abs(np.diag(M))))
+        scale = max(float(np.max(np.abs(np.diag(M)))), np.finfo(float).tiny)   # > 0: noise_var > 0
         # a plain step is tried first unless the last step needed a large shift (indefinite
         # region: the plain factorization would fail)
         c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale,
                                      plain_first=shift <= 1e-3 * scale)
+        if c is None:
+            break
         dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
         dmu = (Ca.T @ dx + ra) / Da
         x = np.concatenate([A.real.ravel(), A.imag.ravel()])

@@ -70,3 +70,20 @@ def test_primal_dual_newton_reaches_a_stationary_point():
     assert np.all(np.diff([tr[-1]] + trace) <= 1e-14 * tr[-1])         # non-increasing up to rounding
     f, g, _, _ = reduced_mse(H, P, noise_var, A)
     assert np.linalg.norm(g) * np.linalg.norm(A) <= 1e-8 * f              # at the exact multipliers
+
+
+def test_mmse_with_rank_deficient_node_channels():
+    """A rank-1 node can invert its one live direction (mu_n = 0 with K_n singular)."""
+    from testbed.optim.transceiver import design_transceiver
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        H = rayleigh(rng, 6, 8, 4)
+        H[0] = np.outer(H[0][:, 0], H[0][0, :])
+        H[2] = 0.5 * np.outer(H[2][:, 1], H[2][1, :])
+        A0 = rayleigh(rng, 1, 8, 4)[0]
+        d = design_transceiver(H, 1.0, 0.01, "mmse", init=A0)
+        h = np.array(d.info["mse_history"])
+        assert np.isfinite(d.mse) and d.mse <= h[0]
+        assert np.all(np.diff(h) <= 1e-12 * h[:-1])
+        f, g, _, _ = reduced_mse(H, np.ones(6), 0.01, d.A)
+        assert np.linalg.norm(g) * np.linalg.norm(d.A) <= 1e-8 * f
