@@ -234,9 +234,9 @@ def hybrid_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarr
     L-BFGS (up to ``max_iter`` steps).
 
     L-BFGS alone needs 400-800 steps at N_r = 20, L = 4 (the budgets make f a stiff penalty);
-    this needs 20-60 L-BFGS and ~10-15 Newton steps on most draws. Returns ``(A, trace,
-    stationary)``: the MSE after every step (non-increasing up to rounding, 1e-14 relative) and
-    whether Newton converged.
+    this needs 20 L-BFGS and 9-30 (median ~14) Newton steps on 34 of 40 draws at (8, 20, 4, 4),
+    a second round on the others. Returns ``(A, trace, stationary)``: the MSE after every step
+    (non-increasing up to rounding, 1e-14 relative) and whether Newton converged.
     """
     def reduced(A, mu0):
         f, _, _, mu = _precoder_block(H, A, P, noise_var, grad=False, precoders=False, mu0=mu0)
