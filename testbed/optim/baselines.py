@@ -20,7 +20,9 @@ def channel_inversion_direction(H: np.ndarray, P: np.ndarray, L: int) -> np.ndar
     """
     norms = np.sum(np.abs(H) ** 2, axis=(1, 2))
     w = P / np.where(norms > 0, norms, 1.0)
-    R = np.einsum("n,nrt,nst->rs", w, H, H.conj())
+    N, N_r, N_t = H.shape
+    Hm = np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t)    # [H_1 .. H_N]
+    R = (Hm * np.repeat(w, N_t)) @ Hm.conj().T              # sum_n w_n H_n H_n^H
     _, vecs = np.linalg.eigh(R)
     return vecs[:, ::-1][:, :L] / np.sqrt(L)
 

@@ -32,7 +32,7 @@ def aircomp_mse(H: np.ndarray, A: np.ndarray, B: np.ndarray, noise_var: float) -
     A = np.asarray(A)
     B = np.asarray(B)
     L = A.shape[1]
-    E = np.einsum("rl,nrt,ntk->nlk", A.conj(), H, B) - np.eye(L)
+    E = (A.conj().T @ H) @ B - np.eye(L)                      # A^H H_n B_n - I per node
     return float(np.sum(np.abs(E) ** 2) + noise_var * np.sum(np.abs(A) ** 2))
 
 
@@ -50,14 +50,17 @@ def zf_trace_inverse(H: np.ndarray, G: np.ndarray) -> np.ndarray:
     """
     single = G.ndim == 2
     Gb = G[None] if single else G
-    W = np.einsum("krl,nrt->kntl", Gb.conj(), H)            # (K, N, N_t, L) = (G^H H_n)^T
+    N, N_r, N_t = H.shape
+    HmT = np.conj(np.transpose(H, (0, 2, 1)).reshape(N * N_t, N_r))   # rows: conj(H_n)^T
+    W = np.conj(HmT @ Gb).reshape(len(Gb), N, N_t, -1)        # (K, N, N_t, L) = (G^H H_n)^T
     if Gb.shape[2] == 1:                                     # L = 1: 1 / ||H_n^H g||^2
         k = np.sum(np.abs(W[..., 0]) ** 2, axis=2)
         scale = np.max(np.sum(np.abs(H) ** 2, axis=(1, 2))) * np.sum(np.abs(Gb) ** 2, axis=(1, 2))
         tr = np.where(k > 1e-24 * scale[:, None], 1.0 / np.where(k > 0, k, 1.0), np.inf)
         return tr[0] if single else tr
-    K = np.einsum("kntl,kntm->knlm", W.conj(), W)           # (K, N, L, L) = G^H H_n H_n^H G
-    K = K.conj()                                            # Hermitian orientation
+    L = W.shape[3]
+    Wf = W.reshape(-1, N_t, L)
+    K = (np.swapaxes(Wf, 1, 2) @ Wf.conj()).reshape(W.shape[0], N, L, L)   # conj(G^H H_n H_n^H G)
     eig = np.linalg.eigvalsh(K)                              # (K, N, L), ascending
     scale = np.maximum(eig[..., -1:], np.finfo(float).tiny)
     bad = eig[..., 0] <= 1e-12 * scale[..., 0]
@@ -72,9 +75,9 @@ def zf_precoders(H: np.ndarray, A: np.ndarray) -> np.ndarray:
     They satisfy A^H H_n B_n = I_L exactly; tr(B_n B_n^H) = tr[(A^H H_n H_n^H A)^{-1}].
     Requires A^H H_n to have full row rank L for every n.
     """
-    F_h = np.einsum("nrt,rl->ntl", H.conj(), A)             # (N, N_t, L) = H_n^H A
-    K = np.einsum("ntl,ntm->nlm", F_h.conj(), F_h)          # A^H H_n H_n^H A
-    return np.einsum("ntl,nlm->ntm", F_h, np.linalg.inv(K))
+    F_h = np.conj(np.swapaxes(H, 1, 2)) @ A                  # (N, N_t, L) = H_n^H A
+    K = np.conj(np.swapaxes(F_h, 1, 2)) @ F_h                # A^H H_n H_n^H A
+    return F_h @ np.linalg.inv(K)
 
 
 def zf_design_from_direction(H: np.ndarray, P: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

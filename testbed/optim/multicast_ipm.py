@@ -99,7 +99,9 @@ def multicast_sdr_ipm(F: np.ndarray, *, tol: float = 1e-7, max_iter: int = 60
         if gap <= tol and res <= tol:
             break
         Lxi, Lzi = fx[1], fz[1]
-        LxiH, LziH = Lxi.conj().T, Lzi.conj().T
+        LziH = Lzi.conj().T
+        Ls = np.stack([Lxi, Lzi])                                # both inverse factors, for steps
+        LsH = np.conj(np.swapaxes(Ls, 1, 2))
         V = Lzi @ Fm
         B = V.conj().T @ V                                       # F^H Z^-1 F
         Zi = LziH @ Lzi
@@ -131,7 +133,7 @@ def multicast_sdr_ipm(F: np.ndarray, *, tol: float = 1e-7, max_iter: int = 60
             return dX, dw, dy, dZ
 
         def steps(dX, dw, dy, dZ):
-            S = np.stack([Lxi @ dX @ LxiH, Lzi @ dZ @ LziH])
+            S = Ls @ np.stack([dX, dZ]) @ LsH                    # L^-1 dX L^-H, L^-1 dZ L^-H
             lx, lz = np.linalg.eigvalsh(S)[:, 0]
             ax = -1.0 / lx if lx < 0 else np.inf
             az = -1.0 / lz if lz < 0 else np.inf
@@ -160,6 +162,8 @@ def certified_bound(F: np.ndarray, y: np.ndarray) -> float:
     Weak duality after rescaling y+ = max(y, 0) to dual feasibility; 0 when y+ = 0.
     """
     yp = np.clip(np.asarray(y, dtype=float), 0.0, None)
-    S = np.einsum("n,nrt,nst->rs", yp, F, F.conj())
+    N, N_r, N_t = F.shape
+    Fm = np.transpose(F, (1, 0, 2)).reshape(N_r, N * N_t)
+    S = (Fm * np.repeat(yp, N_t)) @ Fm.conj().T              # sum_n y+_n F_n F_n^H
     top = float(np.linalg.eigvalsh(S)[-1])
     return float(np.sum(yp) / top) if top > 0 else 0.0

@@ -126,7 +126,8 @@ def minimax_direction(H: np.ndarray, P: np.ndarray, G0: np.ndarray, *,
             se = e.sum()
             val = np.log(g2) + m + np.log(se) / beta
             w = e / se / f                                     # d smoothmax / d f_n
-            grad = G / g2 - np.einsum("n,nrl,nlk->rk", w, MG, Ki @ Ki)
+            Kw = (Ki @ Ki) * w[:, None, None]                  # (N, L, L)
+            grad = G / g2 - np.transpose(MG, (1, 0, 2)).reshape(N_r, -1) @ Kw.reshape(-1, L)
             grad = 2.0 * grad.ravel()                          # gradient in (Re G, Im G)
             return val, np.concatenate([grad.real, grad.imag])
         return fun

@@ -1,0 +1,205 @@
+"""Primal-dual Newton steps for the multi-stream MMSE design (`testbed.optim.mmse`, L >= 2).
+
+With the precoders eliminated, node n's part of the error is a maximum over its power
+multiplier (min_B ||F B - I||^2 + mu ||B||^2 = mu tr (K + mu I)^{-1}, F = A^H H_n):
+
+    f(A) = max_{mu >= 0} Lag(A, mu),
+    Lag(A, mu) = noise_var ||A||_F^2 + sum_n [mu_n tr (K_n + mu_n I)^{-1} - mu_n P_n],
+
+K_n = A^H H_n H_n^H A (L x L). Newton's method on f alone (mu re-solved at every A) crawls: near
+the 20 dB optimum every node is just over its zero-forcing budget and f is a stiff penalty of
+those budgets (8 Hessian eigenvalues ~10^3 x the others), whose quadratic model holds only in
+a tiny region. Here (A, mu) are the unknowns of the saddle point's stationarity conditions
+(the SQP view: the budgets are linearized, mu is iterated, not re-solved), which converges
+quadratically from much farther. Units: A as the receiver (N_r, L), mu linear MSE per linear
+power unit (d f / d P_n = -mu_n at the optimum), P_n linear power per channel use.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg.lapack import dpotrf, dpotrs
+
+
+def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.ndarray, mu: np.ndarray):
+    """First and second derivatives of Lag(A, mu) in real coordinates x = (Re A, Im A) (row-major).
+
+    ``H`` (N, N_r, N_t), ``P`` (N,), ``A`` (N_r, L), ``mu`` (N,) >= 0. Returns ``(g, Hxx, C, D, r)``:
+    g (2 N_r L,) = d Lag / dx, Hxx (2 N_r L, 2 N_r L) = d^2 Lag / dx^2 at fixed mu, C (2 N_r L, N)
+    = d^2 Lag / dx dmu_n, D (N,) = -d^2 Lag / dmu_n^2 > 0 (Lag is concave in each mu_n) and
+    r (N,) = d Lag / dmu_n = tr(B_n B_n^H) - P_n (power of node n's precoder at multiplier mu_n
+    minus its budget). Node n enters only through V_n = H_n^H A (N_t x L), so its Hessian is
+    formed on the N_t L complex entries of V_n (forward differentiation along each) and mapped to
+    A with two products. A node with mu_n = 0 contributes nothing to g and Hxx; if its K_n is
+    singular, its C, D and r are those at a placeholder multiplier (use them for mu_n > 0 only).
+    """
+    N, N_r, N_t = H.shape
+    L = A.shape[1]
+    m, n = N_t * L, N_r * L
+    V = np.conj(np.swapaxes(H, 1, 2)) @ A                     # (N, N_t, L)
+    VH = np.conj(np.swapaxes(V, 1, 2))
+    K = VH @ V
+    try:
+        S = np.linalg.inv(K + mu[:, None, None] * np.eye(L))  # (K_n + mu_n I)^{-1}
+    except np.linalg.LinAlgError:                             # a node with mu_n = 0, K_n singular
+        scale = np.max(np.real(np.trace(K, axis1=1, axis2=2)))
+        S = np.linalg.inv(K + np.where(mu > 0, mu, scale)[:, None, None] * np.eye(L))
+    S2 = S @ S
+    S3 = S2 @ S
+    mu3 = mu[:, None, None]
+    C_n = mu3 * S2
+    grad = noise_var * A - np.sum(H @ (V @ C_n), axis=0)     # d Lag / d conj(A)
+    trS2 = np.real(np.trace(S2, axis1=1, axis2=2))
+    r = np.real(np.trace(S, axis1=1, axis2=2)) - mu * trS2 - P
+    D = 2.0 * (trS2 - mu * np.real(np.trace(S3, axis1=1, axis2=2)))
+    cA = -(H @ (V @ (S2 - 2.0 * mu3 * S3)))                   # d grad / d mu_n, (N, N_r, L)
+    # forward derivative of d Lag / d conj(V_n) along the real and imaginary unit directions
+    # dV_j (j < m: real, else imaginary); products with the (N, L, L) factors are laid out as
+    # plain batched (N, 2 m L, L) products (broadcast 4-D matmuls are far slower in numpy)
+    E = np.eye(m).reshape(m, N_t, L)
+    dV = np.concatenate([E, 1j * E])                         # (2m, N_t, L)
+    dVH = np.conj(np.swapaxes(dV, 1, 2)).reshape(2 * m * L, N_t)
+
+    def right(X, Mx):                                         # X_j Mx_n, X (N, 2m, a, b)
+        return (X.reshape(N, -1, X.shape[3]) @ Mx).reshape(X.shape[:3] + (Mx.shape[2],))
+
+    def left(Mx, X):                                          # Mx_n X_j, X (N, 2m, a, b)
+        Y = Mx @ np.swapaxes(X, 1, 2).reshape(N, X.shape[2], -1)
+        return np.swapaxes(Y.reshape(N, Mx.shape[1], X.shape[1], X.shape[3]), 1, 2)
+
+    dVHV = (dVH @ V).reshape(N, 2 * m, L, L)                  # dV_j^H V_n
+    dK = dVHV + np.conj(np.swapaxes(dVHV, 2, 3))
+    dS = -left(S, right(dK, S))
+    dC = mu[:, None, None, None] * (right(dS, S) + left(S, dS))
+    dVC = (dV.reshape(2 * m * N_t, L) @ C_n).reshape(N, 2 * m, N_t, L)
+    dg = -(dVC + left(V, dC)).reshape(N, 2, m, m)
+    # Wirtinger blocks on V: d grad = H1 dV + H2 conj(dV); columns = directions
+    H1 = np.swapaxes(0.5 * (dg[:, 0] - 1j * dg[:, 1]), 1, 2).reshape(N, N_t, L, N_t, L)
+    H2 = np.swapaxes(0.5 * (dg[:, 0] + 1j * dg[:, 1]), 1, 2).reshape(N, N_t, L, N_t, L)
+    # map to A (V_n = H_n^H A): H1_A = sum_n H_n H1_n H_n^H, H2_A = sum_n H_n H2_n H_n^T per (l, k),
+    # both in one product pair; Hxx is symmetric up to rounding
+    Hm = np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t)
+
+    Hv = np.transpose(np.stack([H1, H2], axis=1), (0, 1, 2, 3, 5, 4)).reshape(N, 2 * m * L, N_t)
+    right = np.concatenate([np.conj(np.swapaxes(H, 1, 2)), np.swapaxes(H, 1, 2)], axis=2)
+    X = (Hv.reshape(2 * N, m * L, N_t) @ right.reshape(N, N_t, 2, N_r).transpose(0, 2, 1, 3).reshape(
+        2 * N, N_t, N_r)).reshape(N, 2, m * L, N_r)
+    Y = Hm @ X.reshape(N, 2, N_t, L * L * N_r).transpose(0, 2, 1, 3).reshape(N * N_t, 2 * L * L * N_r)
+    HA = Y.reshape(N_r, 2, L, L, N_r).transpose(1, 0, 2, 4, 3).reshape(2, n, n)
+    sum_, diff = HA[0] + HA[1], HA[0] - HA[1]                 # H1_A +- H2_A
+    Hxx = np.empty((2 * n, 2 * n))
+    Hxx[:n, :n] = sum_.real
+    Hxx[:n, n:] = -diff.imag
+    Hxx[n:, :n] = sum_.imag
+    Hxx[n:, n:] = diff.real
+    Hxx *= 2.0
+    Hxx[np.diag_indices(2 * n)] += 2.0 * noise_var
+    g = 2.0 * np.concatenate([grad.real.ravel(), grad.imag.ravel()])
+    C = 2.0 * np.concatenate([cA.real.reshape(N, n), cA.imag.reshape(N, n)], axis=1).T
+    return g, Hxx, C, D, r
+
+
+def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bool = True):
+    """Cholesky factor of M + s I, positive definite: s = ``floor`` (a plain Newton step) if that
+    works (tried first only with ``plain_first``), else the smallest s = max(guess, 4 floor) * 4^k
+    (k >= 0), up to 1e12 floor. Returns ``(factor, s)``, factor None when M is not finite or no
+    shift up to that works."""
+    diag = np.diag_indices(M.shape[0])
+    shift = floor if plain_first else max(guess, 4.0 * floor)
+    if not np.all(np.isfinite(M)):
+        return None, shift
+    while shift <= 1e12 * floor:
+        Ms = M.copy()
+        Ms[diag] += shift
+        c, info = dpotrf(Ms, lower=1, clean=0, overwrite_a=1)
+        if info == 0:
+            return c, shift
+        shift = max(shift * 4.0, guess)
+    return None, shift
+
+
+#: relative change of f below which it is rounding: a full Newton step is accepted up to it (near
+#: the optimum the stiff directions move f by less than its rounding while the gradient still
+#: drops quadratically)
+ROUNDING = 1e-14
+
+
+def _initial_multipliers(H: np.ndarray, P: np.ndarray, A: np.ndarray, mu: np.ndarray, activate: float):
+    """Active set and multipliers to start Newton from at receiver ``A`` with exact multipliers
+    ``mu`` (see `primal_dual_newton`). Returns ``(active, mu)``."""
+    V = np.conj(np.swapaxes(H, 1, 2)) @ A
+    K = np.conj(np.swapaxes(V, 1, 2)) @ V
+    try:
+        zf_power = np.real(np.trace(np.linalg.inv(K), axis1=1, axis2=2))
+    except np.linalg.LinAlgError:
+        zf_power = np.full(len(P), np.inf)
+    act = (mu > 0) | (zf_power >= activate * P)
+    return act, np.where(act, np.maximum(mu, 1e-2 * max(float(np.max(mu)), np.finfo(float).tiny)), 0.0)
+
+
+def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarray, reduced, *,
+                       max_iter: int = 30, tol: float = 1e-10, min_step: float = 1.0 / 64,
+                       activate: float = 0.5):
+    """Newton's method on the stationarity conditions of Lag (module docstring) from ``A0`` (N_r, L).
+
+    ``reduced(A, mu0) -> (f, mu)`` is the exact reduced error f(A) (MSE per channel use, linear)
+    and its multipliers. A node starts active (mu_n >= 1 % of the largest) when its exact
+    multiplier is positive or zero forcing would take at least ``activate`` of its budget
+    (tr K_n^{-1} >= activate P_n: near its threshold, where f alone does not yet see it); a node whose
+    multiplier would turn negative leaves the active set (mu_n = 0, its budget unconstrained),
+    one whose exact multiplier at the new receiver is positive joins it. Each step is
+    [Hxx + C D^-1 C^T] dx = -(g + C D^-1 r) on the active nodes (shifted to positive definite
+    when it is not: the problem is not convex), dmu = D^-1 (C^T dx + r), halved until f does not
+    increase (a full step may raise it by ``ROUNDING``, relative). When the step falls below ``min_step`` the multipliers restart from the exact ones
+    at the current receiver (as at the start); the iteration fails when that does not help
+    either. Converged when
+    ||grad|| ||A|| <= tol f and |r_n| <= tol P_n on the active nodes.
+    Returns ``(A, trace, converged)`` with f after every accepted step (non-increasing up to
+    ``ROUNDING``).
+    """
+    shape, size = A0.shape, A0.size
+    A = A0
+    f, mu_exact = reduced(A, None)
+    act, mu = _initial_multipliers(H, P, A, mu_exact, activate)
+    restarted = True
+    trace: list[float] = []
+    shift = 0.0
+    for _ in range(2 * max_iter + 1):
+        g, Hxx, C, D, r = saddle_derivatives(H, P, noise_var, A, np.where(act, mu, 0.0))
+        Ca, Da, ra = C[:, act], D[act], r[act]
+        gn = float(np.linalg.norm(g)) * 0.5                  # = ||d Lag / d conj(A)||
+        if gn * np.linalg.norm(A) <= tol * f and np.all(np.abs(ra) <= tol * P[act]):
+            return A, trace, True
+        if len(trace) == max_iter:
+            break
+        M = Hxx + (Ca / Da) @ Ca.T
+        scale = max(float(np.max(np.abs(np.diag(M)))), np.finfo(float).tiny)   # > 0: noise_var > 0
+        # a plain step is tried first unless the last step needed a large shift (indefinite
+        # region: the plain factorization would fail)
+        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale,
+                                     plain_first=shift <= 1e-3 * scale)
+        if c is None:
+            break
+        dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
+        dmu = (Ca.T @ dx + ra) / Da
+        x = np.concatenate([A.real.ravel(), A.imag.ravel()])
+        t = 1.0
+        while t >= min_step:
+            xt = x + t * dx
+            At = (xt[:size] + 1j * xt[size:]).reshape(shape)
+            ft, mut = reduced(At, mu)
+            if ft <= f or (t == 1.0 and ft <= f * (1.0 + ROUNDING)):
+                break
+            t *= 0.5
+        else:
+            if restarted:
+                break
+            act, mu = _initial_multipliers(H, P, A, mu_exact, activate)
+            restarted, shift = True, 0.0
+            continue
+        A, f, mu_exact, restarted = At, ft, mut, False
+        trace.append(f)
+        new = mu.copy()
+        new[act] += t * dmu
+        act = (act & (new > 0)) | (mut > 0)
+        mu = np.where(act, np.where(new > 0, new, mut), 0.0)
+    return A, trace, False
