@@ -42,11 +42,16 @@ def test_heterogeneous_preset_is_heterogeneous_and_holds_llama2_7b_fp16():
 def test_measure_compute_flops_matches_an_independent_timing():
     flops = measure_compute_flops(seconds=0.3, size=256)
     a = torch.randn(256, 256)
-    start = time.perf_counter()
-    for _ in range(20):
-        a @ a
-    direct = 20 * 2 * 256 ** 3 / (time.perf_counter() - start)
+    rates = []
+    for _ in range(5):      # the peak of five timings: the machine may be shared
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ a
+        rates.append(20 * 2 * 256 ** 3 / (time.perf_counter() - start))
+    direct = max(rates)
     assert 1e8 < flops < 1e13
-    assert direct / 5 < flops < direct * 5   # same order of magnitude on a shared machine
+    # a sustained rate cannot beat the peak by much; on a shared machine it may fall well
+    # below it (other jobs take the cores), but not by orders of magnitude
+    assert direct / 20 < flops < direct * 2
     with pytest.raises(ValueError):
         measure_compute_flops(seconds=0)
