@@ -165,7 +165,7 @@ class SimRadio(Radio):
             raise StreamError(f"receive window at sample {at_sample} is already past "
                               f"(now={self.now()}); ask for a later window")
         self._counters.samples_received += int(n_samples)
-        return self.air.receive(n_samples, int(at_sample)).astype(np.complex64)
+        return self.air.receive(n_samples, int(at_sample), np.complex64).astype(np.complex64, copy=False)
 
     def counters(self) -> StreamCounters:
         return StreamCounters(**self._counters.as_dict())
