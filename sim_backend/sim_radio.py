@@ -58,8 +58,10 @@ def node_sample_at(air_sample: int, hook) -> int:
     """Earliest node sample (int) whose burst starts on the air at or after ``air_sample``:
     the inverse of the clock map, ``ceil((air_sample + half_taps - tau) (1 + sro))``, checked
     against `burst_air_start` so that rounding never puts a burst in the air's past."""
-    sro, tau, h = clock_map(hook)
     t = int(air_sample)
+    if getattr(hook, "params", None) is None:          # identity hook: one clock
+        return t
+    sro, tau, h = clock_map(hook)
     if sro == 0.0 and float(tau).is_integer():          # plain shift: exact inverse
         return t - int(tau)
     s = math.ceil((t + h - tau) * (1.0 + sro))

@@ -24,6 +24,7 @@ receiver processes, whose roles call the same `testbed.phy.round` functions.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -312,7 +313,7 @@ class AnalogRoundDriver:
         d = self.design(H, noise_var)
         rec["design_s"] = time.perf_counter() - t0
         self.last_design = d
-        n_values = int(np.prod(shape))
+        n_values = math.prod(shape)
         plan = RoundPlan(self.scheme, self.n_nodes, self.n_tx, d.n_streams, n_values,
                          self.executor.next_start(self.budget))
         out = self.executor.payload(plan, d, c, tuple(shape))

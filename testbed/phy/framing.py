@@ -104,20 +104,24 @@ def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
     maximizes sum_r |sum_k y_r[d + k] conj(p_k)|^2, normalized by ||p||^2 times the window energy
     (a value in [0, 1], 1 for a clean preamble). Returns (d, metric); DetectionError when the
     metric at the peak is below ``threshold``."""
-    y = np.atleast_2d(np.asarray(y))
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y[None]
     p = np.asarray(preamble)
     lp = p.size
     if y.shape[1] < search_len + lp - 1:
         raise ValueError(f"window of {y.shape[1]} samples is too short to search {search_len} lags "
                          f"with a {lp}-sample preamble")
     seg = y[:, :search_len + lp - 1]
-    # corr[r, d] = sum_k y_r[d + k] conj(p_k), all antennas and lags in one product
-    corr = np.lib.stride_tricks.sliding_window_view(seg, lp, axis=1) @ np.conj(p)   # (N_r, search_len)
-    energy = np.abs(corr) ** 2
-    score = energy.sum(axis=0)
-    win_e = np.abs(seg) ** 2
-    csum = np.concatenate([np.zeros(1), np.cumsum(win_e.sum(axis=0))])
-    local = csum[lp:lp + search_len] - csum[:search_len]
+    # corr[r, d] = sum_k y_r[d + k] conj(p_k), all antennas and lags in one product over the
+    # lag windows of seg (a strided view: no copy)
+    windows = np.lib.stride_tricks.as_strided(
+        seg, (seg.shape[0], search_len, lp), (seg.strides[0], seg.strides[1], seg.strides[1]),
+        writeable=False)
+    corr = windows @ np.conj(p)                                         # (N_r, search_len)
+    score = (corr.real ** 2 + corr.imag ** 2).sum(axis=0)
+    win_e = (seg.real ** 2 + seg.imag ** 2).sum(axis=0, dtype=np.float64)
+    local = np.convolve(win_e, np.ones(lp), "valid")                   # energy of each lag window
     metric = score / (np.vdot(p, p).real * np.maximum(local, 1e-300))
     d = int(np.argmax(metric))
     if metric[d] < threshold:

@@ -34,7 +34,7 @@ def symbol_powers(z: np.ndarray) -> np.ndarray:
     flat = z.reshape(z.shape[0], -1).astype(np.float64, copy=False)
     if flat.shape[1] == 0:
         return np.zeros(z.shape[0])
-    return 2.0 * np.einsum("ij,ij->i", flat, flat) / flat.shape[1]
+    return 2.0 * np.add.reduce(flat * flat, axis=1) / flat.shape[1]
 
 
 def common_scale(partials: list[np.ndarray], floor: float = 1e-12) -> float:

@@ -32,6 +32,7 @@ from `testbed.phy.budget.LinkBudget`) and in signal-model units after `cut_frame
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -90,9 +91,8 @@ class RoundPlan:
 
     def layout(self, budget: LinkBudget) -> FrameLayout:
         """The frame: preamble, guard, [pilots, silence], n_slots * K payload samples."""
-        return FrameLayout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses,
-                           budget.preamble_len, budget.guard_len, budget.pilot_len,
-                           self.sounding, budget.noise_len if self.sounding else 0)
+        return _layout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses, budget,
+                       self.sounding)
 
     def window(self, budget: LinkBudget) -> tuple[int, int]:
         """Receive window (first sample, length in samples): the frame plus the search margin
@@ -117,6 +117,14 @@ class RoundPlan:
         """Inverse of `as_dict`."""
         return cls(str(d["scheme"]), int(d["n_nodes"]), int(d["n_tx"]), int(d["n_streams"]),
                    int(d["n_values"]), int(d["start"]), bool(d.get("sounding", False)))
+
+
+@lru_cache(maxsize=256)
+def _layout(n_nodes: int, n_tx: int, payload_len: int, budget: LinkBudget,
+            sounding: bool) -> FrameLayout:
+    # cached: a round asks for its (immutable) layout several times, every round the same one
+    return FrameLayout(n_nodes, n_tx, payload_len, budget.preamble_len, budget.guard_len,
+                       budget.pilot_len, sounding, budget.noise_len if sounding else 0)
 
 
 @dataclass(frozen=True)
