@@ -122,6 +122,12 @@ class SimAir:
         """Set all channels from ``H`` complex ``(N, N_r, N_t)`` in `node_ids` order."""
         if len(H) != len(self._tx):
             raise ConfigError(f"H has {len(H)} nodes, {len(self._tx)} are registered")
+        if isinstance(H, np.ndarray) and H.ndim == 3 and H.shape[1] == self.n_rx and all(
+                tx.n_tx == H.shape[2] for tx in self._tx.values()):
+            H = H.astype(complex)                   # one private copy, one check
+            for tx, h in zip(self._tx.values(), H):
+                tx.channel = h
+            return
         for nid, h in zip(self._tx, H):
             self.set_channel(nid, h)
 
@@ -188,6 +194,7 @@ class SimAir:
         for b in self._bursts:
             if max(t0, b.start) < min(t1, b.end):
                 spans.setdefault((b.start, b.end), []).append(b)
+        first = True
         for (start, end), group in spans.items():
             lo, hi = max(t0, start), min(t1, end)
             if len(group) == 1:
@@ -197,7 +204,11 @@ class SimAir:
                 X = np.concatenate([b.samples[:, lo - start:hi - start] for b in group], axis=0)
             if X.dtype == np.complex64 and dtype == np.complex64:
                 H = H.astype(np.complex64)          # the product in the window's precision
-            y[:, lo - t0:hi - t0] += H @ X
+            if first and X.dtype == dtype:          # y is still zero: write the product there
+                np.matmul(H.astype(dtype, copy=False), X, out=y[:, lo - t0:hi - t0])
+            else:
+                y[:, lo - t0:hi - t0] += H @ X
+            first = False
         if self.noise_var > 0:
             add_complex_awgn(y, self.rng, self.noise_var)
         self._bursts = [b for b in self._bursts if b.end > t1]
