@@ -18,8 +18,8 @@ def add_complex_awgn(y: np.ndarray, rng: np.random.Generator, noise_var: float) 
     n = y.size
     if n == 0 or noise_var <= 0:
         return
-    u = rng.random(n, dtype=np.float32)
-    v = rng.random(n, dtype=np.float32)
+    uv = rng.random(2 * n, dtype=np.float32)
+    u, v = uv[:n], uv[n:]
     np.negative(u, out=u)
     np.log1p(u, out=u)                                   # ln(1 - U) <= 0
     np.multiply(u, np.float32(-noise_var), out=u)
