@@ -228,7 +228,8 @@ def cut_frame(window: np.ndarray, plan: RoundPlan, budget: LinkBudget) -> Receiv
     window = np.asarray(window)
     if window.dtype not in (np.complex64, np.complex128):
         window = window.astype(np.complex128)
-    samples = window[:, d:d + layout.total_len] / budget.amplitude
+    # times 1/amplitude in the window's precision (a complex-by-real division is ~4x slower)
+    samples = window[:, d:d + layout.total_len] * window.real.dtype.type(1.0 / budget.amplitude)
     return ReceivedFrame(samples, d - m, metric)
 
 
