@@ -152,7 +152,8 @@ class SimRadio(Radio):
             raise StreamError(f"burst at node sample {at_sample} is late (node clock now="
                               f"{earliest}, air clock {self.air.now}); schedule further ahead")
         comps = np.ascontiguousarray(x).view(np.float32)      # I and Q components
-        self.clipped_samples += int(np.count_nonzero(np.abs(comps) > 1.0))
+        if comps.size and max(comps.max(), -comps.min()) > 1.0:
+            self.clipped_samples += int(np.count_nonzero(np.abs(comps) > 1.0))
         self._counters.samples_sent += x.shape[1]
         self.air.schedule(self.node_id, x, int(at_sample))
 

@@ -186,9 +186,10 @@ class LocalExecutor(RoundExecutor):
         """Transmit ``frames[n]`` from node n at ``plan.start`` and cut the received frame;
         also returns the transmitters' peak component and clipped fraction (full scale 1)."""
         frames = np.asarray(frames, dtype=np.complex64)
-        comps = np.abs(frames.view(np.float32))
-        peak = float(comps.max()) if comps.size else 0.0
-        clipped = int(np.count_nonzero(comps > 1.0))          # beyond full scale (the radio's DAC)
+        comps = frames.view(np.float32)                          # I and Q components
+        peak = max(float(comps.max()), -float(comps.min())) if comps.size else 0.0
+        # beyond full scale (the radio's DAC); counted only when the peak says there are some
+        clipped = int(np.count_nonzero(np.abs(comps) > 1.0)) if peak > 1.0 else 0
         for n, (radio, x) in enumerate(zip(self.tx_radios, frames)):
             radio.transmit(x, plan.start - self.tx_advance[n])
         first, n_samples = plan.window(self.budget)
