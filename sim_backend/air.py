@@ -5,8 +5,10 @@ number of antennas; each burst passes the node's `TxImpairment.apply_tx` (which 
 the air grid), then the node's channel of the *current block* (the channel in force when the
 burst is scheduled: ``new_realization()`` affects later bursts only), and is stored as its
 ``(N_r, K')`` contribution at the receiver. A receive window ``[t, t + n)`` returns the sum of the
-stored contributions overlapping it, plus fresh CN(0, noise_var) noise per antenna and sample,
-then the receiver's `RxImpairment.apply_rx`.
+stored contributions overlapping it, plus fresh CN(0, noise_var) noise per antenna and sample
+(`sim_backend.noise`), then the receiver's `RxImpairment.apply_rx`. Bursts keep their dtype
+(complex64 from a radio); a window is computed in the dtype asked for (complex128 by default,
+complex64 for `SimRadio`, whose samples are complex64 anyway).
 
 Memory: a stored burst is dropped as soon as a receive window reaches past its last sample
 (it has been consumed), or when `expire_before(t)` is called with t beyond its end. Bursts
@@ -25,6 +27,7 @@ import numpy as np
 
 from sim_backend.channel import ChannelModel
 from sim_backend.hooks import NoRxImpairment, NoTxImpairment, RxImpairment, TxImpairment
+from sim_backend.noise import add_complex_awgn
 from testbed.errors import ConfigError
 
 
@@ -41,7 +44,7 @@ class _Burst:
     node_id: int
     start: int           # air sample of samples[:, 0]
     channel: np.ndarray  # (N_r, n_tx): the node's channel when the burst was scheduled
-    samples: np.ndarray  # (n_tx, K') complex128 on the air grid, before the channel
+    samples: np.ndarray  # (n_tx, K') complex (a copy) on the air grid, before the channel
 
     @property
     def end(self) -> int:
@@ -119,6 +122,12 @@ class SimAir:
         """Set all channels from ``H`` complex ``(N, N_r, N_t)`` in `node_ids` order."""
         if len(H) != len(self._tx):
             raise ConfigError(f"H has {len(H)} nodes, {len(self._tx)} are registered")
+        if isinstance(H, np.ndarray) and H.ndim == 3 and H.shape[1] == self.n_rx and all(
+                tx.n_tx == H.shape[2] for tx in self._tx.values()):
+            H = H.astype(complex)                   # one private copy, one check
+            for tx, h in zip(self._tx.values(), H):
+                tx.channel = h
+            return
         for nid, h in zip(self._tx, H):
             self.set_channel(nid, h)
 
@@ -163,35 +172,45 @@ class SimAir:
         x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
         # the channel product is taken at receive time (one product for all bursts that share
         # their span, e.g. the nodes of an AirComp round), with the channel of this block
+        x_air = np.asarray(x_air)
+        dtype = x_air.dtype if x_air.dtype in (np.complex64, np.complex128) else np.complex128
         self._bursts.append(_Burst(node_id, int(air_start), tx.channel,
-                                   np.ascontiguousarray(x_air, dtype=np.complex128)))
+                                   np.array(x_air, dtype=dtype, order="C", copy=True)))
         self.stats.bursts += 1
 
-    def receive(self, n_samples: int, start_sample: int) -> np.ndarray:
-        """Receiver window ``[start_sample, start_sample + n_samples)``: complex128 ``(N_r, n)``."""
+    def receive(self, n_samples: int, start_sample: int, dtype=np.complex128) -> np.ndarray:
+        """Receiver window ``[start_sample, start_sample + n_samples)``: complex ``(N_r, n)`` in
+        ``dtype`` (complex128 or complex64; an impairment hook may return complex128)."""
         n = int(n_samples)
         t0 = int(start_sample)
         if n < 0:
             raise ConfigError(f"n_samples must be >= 0, got {n}")
-        y = np.zeros((self.n_rx, n), dtype=np.complex128)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.complex64, np.complex128):
+            raise ConfigError(f"dtype must be complex64 or complex128, got {dtype}")
+        y = np.zeros((self.n_rx, n), dtype=dtype)
         t1 = t0 + n
         spans: dict[tuple[int, int], list[_Burst]] = {}
         for b in self._bursts:
             if max(t0, b.start) < min(t1, b.end):
                 spans.setdefault((b.start, b.end), []).append(b)
+        first = True
         for (start, end), group in spans.items():
             lo, hi = max(t0, start), min(t1, end)
             if len(group) == 1:
-                H, X = group[0].channel, group[0].samples
+                H, X = group[0].channel, group[0].samples[:, lo - start:hi - start]
             else:                                   # sum_n H_n x_n as one product
                 H = np.concatenate([b.channel for b in group], axis=1)
-                X = np.concatenate([b.samples for b in group], axis=0)
-            y[:, lo - t0:hi - t0] += H @ X[:, lo - start:hi - start]
+                X = np.concatenate([b.samples[:, lo - start:hi - start] for b in group], axis=0)
+            if X.dtype == np.complex64 and dtype == np.complex64:
+                H = H.astype(np.complex64)          # the product in the window's precision
+            if first and X.dtype == dtype:          # y is still zero: write the product there
+                np.matmul(H.astype(dtype, copy=False), X, out=y[:, lo - t0:hi - t0])
+            else:
+                y[:, lo - t0:hi - t0] += H @ X
+            first = False
         if self.noise_var > 0:
-            w = self.rng.standard_normal((2, self.n_rx, n))
-            s = np.sqrt(self.noise_var / 2.0)
-            y.real += s * w[0]
-            y.imag += s * w[1]
+            add_complex_awgn(y, self.rng, self.noise_var)
         self._bursts = [b for b in self._bursts if b.end > t1]
         self.now = max(self.now, t1)
         self.stats.windows += 1

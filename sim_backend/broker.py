@@ -400,7 +400,7 @@ class ChannelBroker:
                                     f"receive window at sample {p.at} is already past (now="
                                     f"{self.air.now}); ask for a later window")
                         continue
-                    y = self.air.receive(p.n, p.at).astype("<c8")
+                    y = self.air.receive(p.n, p.at, np.complex64).astype("<c8", copy=False)
                     self.stats.windows += 1
                     self._reply(p.identity, {"ok": True, "seq": p.seq, "shape": list(y.shape),
                                              "now": self.air.now}, y.tobytes())

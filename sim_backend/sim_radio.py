@@ -58,8 +58,10 @@ def node_sample_at(air_sample: int, hook) -> int:
     """Earliest node sample (int) whose burst starts on the air at or after ``air_sample``:
     the inverse of the clock map, ``ceil((air_sample + half_taps - tau) (1 + sro))``, checked
     against `burst_air_start` so that rounding never puts a burst in the air's past."""
-    sro, tau, h = clock_map(hook)
     t = int(air_sample)
+    if getattr(hook, "params", None) is None:          # identity hook: one clock
+        return t
+    sro, tau, h = clock_map(hook)
     if sro == 0.0 and float(tau).is_integer():          # plain shift: exact inverse
         return t - int(tau)
     s = math.ceil((t + h - tau) * (1.0 + sro))
@@ -149,8 +151,9 @@ class SimRadio(Radio):
             self._counters.late += 1
             raise StreamError(f"burst at node sample {at_sample} is late (node clock now="
                               f"{earliest}, air clock {self.air.now}); schedule further ahead")
-        self.clipped_samples += int(np.count_nonzero(np.abs(x.real) > 1.0)
-                                    + np.count_nonzero(np.abs(x.imag) > 1.0))
+        comps = np.ascontiguousarray(x).view(np.float32)      # I and Q components
+        if comps.size and max(comps.max(), -comps.min()) > 1.0:
+            self.clipped_samples += int(np.count_nonzero(np.abs(comps) > 1.0))
         self._counters.samples_sent += x.shape[1]
         self.air.schedule(self.node_id, x, int(at_sample))
 
@@ -165,7 +168,7 @@ class SimRadio(Radio):
             raise StreamError(f"receive window at sample {at_sample} is already past "
                               f"(now={self.now()}); ask for a later window")
         self._counters.samples_received += int(n_samples)
-        return self.air.receive(n_samples, int(at_sample)).astype(np.complex64)
+        return self.air.receive(n_samples, int(at_sample), np.complex64).astype(np.complex64, copy=False)
 
     def counters(self) -> StreamCounters:
         return StreamCounters(**self._counters.as_dict())

@@ -24,6 +24,7 @@ receiver processes, whose roles call the same `testbed.phy.round` functions.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -34,10 +35,10 @@ import torch
 from testbed.llm.allreduce import AllReduce
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.fdma import single_node_zf
-from testbed.phy.normalization import symbol_power
+from testbed.phy.normalization import symbol_powers
 from testbed.phy.round import (SCHEMES, ReceivedFrame, RoundDesign, RoundPlan, aggregate_symbols,
                                cut_frame, denormalize_sum, estimate_channels, estimate_noise_var,
-                               node_frame, normalized_symbols)
+                               node_frames)
 from testbed.phy.scale_policy import ScaleKeeper
 from testbed.radio.base import Radio
 
@@ -147,7 +148,8 @@ class RoundExecutor(abc.ABC):
 
 class LocalExecutor(RoundExecutor):
     """All radios in one process. ``stage(partials)`` gives it the nodes' partials of the next
-    payload round. tx_advance_samples: per-node integer advance subtracted from the burst time
+    payload round; every round's frames are built for all nodes at once (`node_frames`).
+    tx_advance_samples: per-node integer advance subtracted from the burst time
     (e.g. calibration's timing offsets)."""
 
     def __init__(self, tx_radios: Sequence[Radio], rx_radio: Radio,
@@ -164,46 +166,46 @@ class LocalExecutor(RoundExecutor):
             raise ValueError(f"all transmitters must have the same number of antennas, got {n_tx}")
         self.n_tx = n_tx.pop()
         self.n_rx = rx_radio.settings.n_rx_channels
-        self._partials: list[np.ndarray] | None = None
+        self._partials: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
         return len(self.tx_radios)
 
-    def stage(self, partials: Sequence[np.ndarray]) -> None:
-        """The nodes' partials (node order) for the next `payload`."""
-        self._partials = list(partials)
+    def stage(self, partials: Sequence[np.ndarray] | np.ndarray) -> None:
+        """The nodes' partials (node order; a sequence of equal-shape arrays or one array
+        ``(N, ...)``) for the next `payload`."""
+        self._partials = partials if isinstance(partials, np.ndarray) else np.stack(partials)
 
     def next_start(self, budget: LinkBudget) -> int:
         # every radio's own clock must be past: the latest of them, plus the lead
         return max([self.rx_radio.now()] + [r.now() for r in self.tx_radios]) + budget.lead_samples
 
-    def exchange(self, plan: RoundPlan, frames: Sequence[np.ndarray]) -> tuple[ReceivedFrame, dict]:
+    def exchange(self, plan: RoundPlan, frames: Sequence[np.ndarray] | np.ndarray
+                 ) -> tuple[ReceivedFrame, dict]:
         """Transmit ``frames[n]`` from node n at ``plan.start`` and cut the received frame;
         also returns the transmitters' peak component and clipped fraction (full scale 1)."""
-        peak, clipped, sent = 0.0, 0, 0
+        frames = np.asarray(frames, dtype=np.complex64)
+        comps = frames.view(np.float32)                          # I and Q components
+        peak = max(float(comps.max()), -float(comps.min())) if comps.size else 0.0
+        # beyond full scale (the radio's DAC); counted only when the peak says there are some
+        clipped = int(np.count_nonzero(np.abs(comps) > 1.0)) if peak > 1.0 else 0
         for n, (radio, x) in enumerate(zip(self.tx_radios, frames)):
-            comps = np.abs(np.asarray(x).view(np.float32))
-            peak = max(peak, float(comps.max()) if comps.size else 0.0)
-            clipped += int(np.count_nonzero(comps > 1.0))   # beyond full scale (the radio's DAC)
-            sent += comps.size
             radio.transmit(x, plan.start - self.tx_advance[n])
         first, n_samples = plan.window(self.budget)
         window = self.rx_radio.receive(n_samples, first)
         return cut_frame(window, plan, self.budget), {"peak_component": peak,
-                                                      "clipped_fraction": clipped / max(sent, 1)}
+                                                      "clipped_fraction": clipped / max(comps.size, 1)}
 
     def sound(self, plan: RoundPlan) -> SoundingResult:
-        frames = [node_frame(n, plan, self.budget) for n in range(self.n_nodes)]
-        frame, _ = self.exchange(plan, frames)
+        frame, _ = self.exchange(plan, node_frames(plan, self.budget))
         return SoundingResult(estimate_channels(frame, plan, self.budget),
                               estimate_noise_var(frame, plan, self.budget), frame.offset)
 
     def payload(self, plan, design, scale, shape):
         if self._partials is None or len(self._partials) != self.n_nodes:
             raise RuntimeError("stage() the nodes' partials before a payload round")
-        frames = [node_frame(n, plan, self.budget, partial=z, B_n=design.B[n], scale=scale)
-                  for n, z in enumerate(self._partials)]
+        frames = node_frames(plan, self.budget, partials=self._partials, B=design.B, scale=scale)
         frame, extra = self.exchange(plan, frames)
         S_hat = aggregate_symbols(frame, plan, self.budget, design.A)
         return PayloadResult(denormalize_sum(S_hat, plan, scale, shape), frame.offset,
@@ -312,7 +314,7 @@ class AnalogRoundDriver:
         d = self.design(H, noise_var)
         rec["design_s"] = time.perf_counter() - t0
         self.last_design = d
-        n_values = int(np.prod(shape))
+        n_values = math.prod(shape)
         plan = RoundPlan(self.scheme, self.n_nodes, self.n_tx, d.n_streams, n_values,
                          self.executor.next_start(self.budget))
         out = self.executor.payload(plan, d, c, tuple(shape))
@@ -334,6 +336,33 @@ def partials_to_numpy(partials: Sequence[torch.Tensor]) -> list[np.ndarray]:
     if len(shapes) != 1:
         raise ValueError(f"all partials must have the same shape, got {shapes}")
     return [p.detach().to(torch.float64).cpu().numpy() for p in partials]
+
+
+def stack_partials(partials: Sequence[torch.Tensor]) -> np.ndarray:
+    """The partial tensors as one numpy array ``(N, *shape)`` (one copy): float32 partials stay
+    float32 (their precision), others become float64; ValueError if shapes differ."""
+    shapes = {tuple(p.shape) for p in partials}
+    if len(shapes) != 1:
+        raise ValueError(f"all partials must have the same shape, got {shapes}")
+    z = torch.stack([p.detach() for p in partials]).cpu()
+    if z.dtype != torch.float32:
+        z = z.to(torch.float64)
+    return z.numpy()
+
+
+def tap_errors(S_hat: np.ndarray, exact: np.ndarray, scale: float) -> tuple[float, float]:
+    """(mse_symbols, mse_tensor) of one round against the exact sum ``exact`` (D reals):
+    sum |S_hat - S|^2 / K over the ``(L, K)`` symbols (stream padding included, S =
+    `normalized_symbols` of the exact sum: the normalization is linear) and mean
+    (z_hat - exact)^2 over the D reals (z_hat = scale x the unpacked S_hat)."""
+    L, k = S_hat.shape
+    got = np.ascontiguousarray(S_hat).view(np.float32 if S_hat.dtype == np.complex64
+                                            else np.float64).reshape(-1).astype(np.float64)
+    d = exact.size
+    got[:d] -= exact.reshape(-1) / scale           # the packed reals of S_hat - S
+    mse_symbols = float(np.dot(got, got)) / k
+    mse_tensor = float(np.dot(got[:d], got[:d])) * scale * scale / d
+    return mse_symbols, mse_tensor
 
 
 class RunningStats:
@@ -401,18 +430,17 @@ class AnalogAllReduce(AllReduce):
         return self.driver.truth_used
 
     def reduce(self, partials, *, layer, site):
-        zs = partials_to_numpy(partials)
+        zs = stack_partials(partials)
         if len(zs) != self.executor.n_nodes:
             raise ValueError(f"got {len(zs)} partials for {self.executor.n_nodes} transmitting radios")
         self.executor.stage(zs)
-        powers = [symbol_power(z) for z in zs]
-        out, rec = self.driver.round(layer, site, zs[0].shape, powers=powers)
+        z64 = zs.astype(np.float64, copy=False)
+        powers = symbol_powers(z64)
+        out, rec = self.driver.round(layer, site, zs.shape[1:], powers=powers)
         if not self.calibrating:
-            exact = np.sum(zs, axis=0)
-            # the normalization is linear: the sum of the nodes' symbols is that of the sum
-            S = normalized_symbols(exact, rec["scale"], out.S_hat.shape[0])
-            rec.update(mse_tensor=float(np.mean((out.z_hat - exact) ** 2)),
-                       mse_symbols=float(np.sum(np.abs(out.S_hat - S) ** 2) / S.shape[1]),
+            # the measurement tap: errors against the exact sum, which this process holds
+            mse_symbols, mse_tensor = tap_errors(out.S_hat, z64.sum(axis=0), rec["scale"])
+            rec.update(mse_tensor=mse_tensor, mse_symbols=mse_symbols,
                        signal_power=float(np.mean(powers)) / rec["scale"] ** 2)
             self._stats.add((layer, site), rec)
         result = torch.as_tensor(out.z_hat, dtype=partials[0].dtype, device=partials[0].device)

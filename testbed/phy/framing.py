@@ -98,27 +98,43 @@ class FrameLayout:
         return zadoff_chu(self.pilot_len, root)
 
 
+@lru_cache(maxsize=32)
+def _lag_matrix(preamble: bytes, search_len: int, dtype) -> tuple[np.ndarray, float]:
+    """T ``(search_len + lp - 1, search_len)`` with T[d + k, d] = conj(p_k), so that
+    (y @ T)[r, d] = sum_k y_r[d + k] conj(p_k); and ||p||^2. ``preamble``: complex128 bytes."""
+    pc = np.conj(np.frombuffer(preamble, dtype=np.complex128))
+    lp = pc.size
+    T = np.zeros((search_len + lp - 1, search_len), dtype=dtype)
+    for d in range(search_len):
+        T[d:d + lp, d] = pc
+    T.flags.writeable = False
+    return T, float(np.vdot(pc, pc).real)
+
+
 def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
                        threshold: float = 0.2) -> tuple[int, float]:
     """Find the preamble in ``y`` complex ``(N_r, M)``: the integer lag d in [0, search_len) that
     maximizes sum_r |sum_k y_r[d + k] conj(p_k)|^2, normalized by ||p||^2 times the window energy
     (a value in [0, 1], 1 for a clean preamble). Returns (d, metric); DetectionError when the
     metric at the peak is below ``threshold``."""
-    y = np.atleast_2d(np.asarray(y))
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y[None]
     p = np.asarray(preamble)
     lp = p.size
     if y.shape[1] < search_len + lp - 1:
         raise ValueError(f"window of {y.shape[1]} samples is too short to search {search_len} lags "
                          f"with a {lp}-sample preamble")
     seg = y[:, :search_len + lp - 1]
-    # corr[r, d] = sum_k y_r[d + k] conj(p_k), all antennas and lags in one product
-    corr = np.lib.stride_tricks.sliding_window_view(seg, lp, axis=1) @ np.conj(p)   # (N_r, search_len)
-    energy = np.abs(corr) ** 2
-    score = energy.sum(axis=0)
-    win_e = np.abs(seg) ** 2
-    csum = np.concatenate([np.zeros(1), np.cumsum(win_e.sum(axis=0))])
-    local = csum[lp:lp + search_len] - csum[:search_len]
-    metric = score / (np.vdot(p, p).real * np.maximum(local, 1e-300))
+    # corr[r, d] = sum_k y_r[d + k] conj(p_k): all antennas and lags in one product with the
+    # (cached) banded matrix of the preamble's lags
+    lags, p_energy = _lag_matrix(p.astype(np.complex128, copy=False).tobytes(), search_len,
+                                 np.complex64 if seg.dtype == np.complex64 else np.complex128)
+    corr = seg @ lags                                                   # (N_r, search_len)
+    score = (corr.real ** 2 + corr.imag ** 2).sum(axis=0)
+    win_e = (seg.real ** 2 + seg.imag ** 2).sum(axis=0, dtype=np.float64)
+    local = np.convolve(win_e, np.ones(lp), "valid")                   # energy of each lag window
+    metric = score / (p_energy * np.maximum(local, 1e-300))
     d = int(np.argmax(metric))
     if metric[d] < threshold:
         raise DetectionError(f"no preamble found: best normalized correlation {metric[d]:.3f} < "

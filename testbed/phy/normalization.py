@@ -28,6 +28,15 @@ def symbol_power(z: np.ndarray) -> float:
     return 2.0 * float(np.mean(z * z)) if z.size else 0.0
 
 
+def symbol_powers(z: np.ndarray) -> np.ndarray:
+    """`symbol_power` of every row of real ``z`` ``(N, ...)`` at once, float64 ``(N,)``."""
+    z = np.asarray(z)
+    flat = z.reshape(z.shape[0], -1).astype(np.float64, copy=False)
+    if flat.shape[1] == 0:
+        return np.zeros(z.shape[0])
+    return 2.0 * np.add.reduce(flat * flat, axis=1) / flat.shape[1]
+
+
 def common_scale(partials: list[np.ndarray], floor: float = 1e-12) -> float:
     """c = sqrt(max_n symbol_power(z_n)) so that every z_n / c packs to mean power <= 1."""
     return scale_from_powers([symbol_power(z) for z in partials], floor)

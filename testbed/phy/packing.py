@@ -26,15 +26,34 @@ def pack_reals(z: np.ndarray) -> np.ndarray:
 
 
 def unpack_reals(s: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of `pack_reals`: complex ``(>= ceil(D/2),)`` -> real array of ``shape`` (D values);
-    extra trailing symbols (stream padding) are ignored."""
+    """Inverse of `pack_reals`: complex ``(>= ceil(D/2),)`` -> real array of ``shape`` (D values),
+    float32 for complex64 symbols, else float64; extra trailing symbols (stream padding) are
+    ignored."""
     d = math.prod(shape)
     s = np.asarray(s).ravel()
     need = n_complex(d)
     if s.size < need:
         raise ValueError(f"need {need} complex symbols for shape {shape}, got {s.size}")
-    out = np.ascontiguousarray(s[:need], dtype=np.complex128).view(np.float64)
+    dtype = np.complex64 if s.dtype == np.complex64 else np.complex128
+    out = np.ascontiguousarray(s[:need], dtype=dtype).view(np.float32 if dtype == np.complex64
+                                                            else np.float64)
     return out[:d].reshape(shape).copy()
+
+
+def pack_streams(z: np.ndarray, scale: float, n_streams: int) -> np.ndarray:
+    """``to_streams(pack_reals(z_n / scale), L)`` for every row n of real ``z`` ``(N, ...)``
+    (D values per row) at once: complex ``(N, L, K)``, K = ceil(ceil(D/2) / L), zero-padded;
+    complex64 for float32 ``z`` (its precision), else complex128."""
+    if n_streams < 1:
+        raise ValueError(f"n_streams must be >= 1, got {n_streams}")
+    z = np.asarray(z)
+    real = np.float32 if z.dtype == np.float32 else np.float64
+    n = z.shape[0]
+    flat = z.reshape(n, -1)
+    k = max(1, -(-n_complex(flat.shape[1]) // n_streams))
+    out = np.zeros((n, 2 * n_streams * k), dtype=real)
+    np.divide(flat, scale, out=out[:, :flat.shape[1]])
+    return out.view(np.complex64 if real == np.float32 else np.complex128).reshape(n, n_streams, k)
 
 
 def to_streams(s: np.ndarray, n_streams: int) -> np.ndarray:

@@ -13,6 +13,15 @@ def precode(B_n: np.ndarray, S_n: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(B_n) @ np.ascontiguousarray(S_n)
 
 
+def precode_all(B: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """X_n = B_n S_n for all nodes at once: B ``(N, N_t, L)``, S ``(N, L, K)`` -> ``(N, N_t, K)``
+    in S's dtype (B is cast to it)."""
+    B = np.asarray(B).astype(S.dtype, copy=False)
+    if B.shape[-1] == 1:                        # one stream: a broadcast product
+        return B * S
+    return np.matmul(B, S)
+
+
 def precoder_power(B_n: np.ndarray) -> float:
     """tr(B_n B_n^H): transmit power per channel use for unit-power symbols (linear)."""
     B_n = np.asarray(B_n)
@@ -20,6 +29,9 @@ def precoder_power(B_n: np.ndarray) -> float:
 
 
 def aggregate(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """S_hat = A^H Y, complex ``(L, K)``."""
-    return np.ascontiguousarray(np.asarray(A).conj().T) @ np.ascontiguousarray(Y)
+    """S_hat = A^H Y, complex ``(L, K)``; complex64 when Y is (its precision: A is cast)."""
+    AH = np.asarray(A).conj().T
+    if np.asarray(Y).dtype == np.complex64:
+        AH = AH.astype(np.complex64)
+    return np.ascontiguousarray(AH) @ Y
 

@@ -32,14 +32,16 @@ from `testbed.phy.budget.LinkBudget`) and in signal-model units after `cut_frame
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
 from testbed.phy.budget import LinkBudget
 from testbed.phy.estimation import ls_channel_estimate
 from testbed.phy.framing import FrameLayout, detect_frame_start
-from testbed.phy.packing import from_streams, n_complex, pack_reals, to_streams, unpack_reals
-from testbed.phy.precoding import aggregate, precode
+from testbed.phy.packing import from_streams, n_complex, pack_streams, unpack_reals
+from testbed.phy.precoding import aggregate, precode_all
 
 SCHEMES = ("aircomp", "fdma")
 
@@ -89,9 +91,8 @@ class RoundPlan:
 
     def layout(self, budget: LinkBudget) -> FrameLayout:
         """The frame: preamble, guard, [pilots, silence], n_slots * K payload samples."""
-        return FrameLayout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses,
-                           budget.preamble_len, budget.guard_len, budget.pilot_len,
-                           self.sounding, budget.noise_len if self.sounding else 0)
+        return _layout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses, budget,
+                       self.sounding)
 
     def window(self, budget: LinkBudget) -> tuple[int, int]:
         """Receive window (first sample, length in samples): the frame plus the search margin
@@ -118,6 +119,14 @@ class RoundPlan:
                    int(d["n_values"]), int(d["start"]), bool(d.get("sounding", False)))
 
 
+@lru_cache(maxsize=256)
+def _layout(n_nodes: int, n_tx: int, payload_len: int, budget: LinkBudget,
+            sounding: bool) -> FrameLayout:
+    # cached: a round asks for its (immutable) layout several times, every round the same one
+    return FrameLayout(n_nodes, n_tx, payload_len, budget.preamble_len, budget.guard_len,
+                       budget.pilot_len, sounding, budget.noise_len if sounding else 0)
+
+
 @dataclass(frozen=True)
 class RoundDesign:
     """Transceiver of one round (signal-model units).
@@ -139,11 +148,11 @@ class RoundDesign:
 
 
 def normalized_symbols(partial: np.ndarray, scale: float, n_streams: int) -> np.ndarray:
-    """Node-side pre-processing: ``to_streams(pack_reals(partial / scale), L)``, complex
+    """Node-side pre-processing: ``to_streams(pack_reals(partial / scale), L)``, complex128
     ``(L, K)``. ``scale``: the common scale c of this (layer, site), same units as the partial."""
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
-    return to_streams(pack_reals(np.asarray(partial, dtype=np.float64) / scale), n_streams)
+    return pack_streams(np.asarray(partial, dtype=np.float64)[None], scale, n_streams)[0]
 
 
 def node_frame(node: int, plan: RoundPlan, budget: LinkBudget, *,
@@ -152,34 +161,57 @@ def node_frame(node: int, plan: RoundPlan, budget: LinkBudget, *,
     """Node ``node``'s transmitted frame, complex64 ``(N_t, total_len)`` in full-scale units:
     the preamble on antenna 0, its pilots (sounding plans), and, with a payload,
     ``B_n @ normalized_symbols(partial, scale, L)`` in its slot. ``partial``: real, D values."""
+    batch = None if partial is None else np.asarray(partial, dtype=np.float64)[None]
+    return node_frames(plan, budget, [node], partials=batch,
+                       B=None if B_n is None else np.asarray(B_n)[None], scale=scale)[0]
+
+
+def node_frames(plan: RoundPlan, budget: LinkBudget, nodes: Sequence[int] | None = None, *,
+                partials: np.ndarray | None = None, B: np.ndarray | None = None,
+                scale: float | None = None) -> np.ndarray:
+    """The `node_frame` of each of ``nodes`` (default: all, in order) at once, complex64
+    ``(len(nodes), N_t, total_len)``. ``partials``: real ``(len(nodes), ...)`` (D values each;
+    float32 partials are normalized and precoded in complex64, others in complex128), ``B``:
+    their precoders ``(len(nodes), N_t, L)``."""
+    nodes = list(range(plan.n_nodes)) if nodes is None else list(nodes)
     layout = plan.layout(budget)
-    x = np.zeros((plan.n_tx, layout.total_len), dtype=np.complex128)
-    x[0, :layout.preamble_len] = layout.preamble()
+    amp = budget.amplitude
+    x = np.zeros((len(nodes), plan.n_tx, layout.total_len), dtype=np.complex64)
+    x[:, 0, :layout.preamble_len] = layout.preamble() * amp
     if plan.sounding:
-        pilot = layout.pilot()
-        for t in range(plan.n_tx):
-            x[t, layout.pilot_slot(node, t)] = pilot
+        pilot = layout.pilot() * amp
+        for i, n in enumerate(nodes):
+            for t in range(plan.n_tx):
+                x[i, t, layout.pilot_slot(n, t)] = pilot
     if plan.n_values:
-        if partial is None or B_n is None or scale is None:
+        if partials is None or B is None or scale is None:
             raise ValueError("a payload round needs the node's partial, B_n and the scale")
-        z = np.asarray(partial)
-        if z.size != plan.n_values:
-            raise ValueError(f"partial has {z.size} values, the round plan says {plan.n_values}")
-        B_n = np.asarray(B_n)
-        if B_n.shape != (plan.n_tx, plan.n_streams):
-            raise ValueError(f"B_n has shape {B_n.shape}, expected ({plan.n_tx}, {plan.n_streams})")
-        S = normalized_symbols(z, scale, plan.n_streams)
-        i = layout.payload_start + plan.slot_of(node) * plan.channel_uses
-        x[:, i:i + S.shape[1]] = precode(B_n, S)
-    x *= budget.amplitude
-    return x.astype(np.complex64)
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        z = np.asarray(partials)
+        if z.shape[0] != len(nodes) or z[0].size != plan.n_values:
+            raise ValueError(f"partials have shape {z.shape}: need {len(nodes)} of "
+                             f"{plan.n_values} values (the round plan)")
+        B = np.asarray(B)
+        if B.shape != (len(nodes), plan.n_tx, plan.n_streams):
+            raise ValueError(f"B_n has shape {B.shape[1:]}, expected "
+                             f"({plan.n_tx}, {plan.n_streams})")
+        X = precode_all(B * amp, pack_streams(z, scale, plan.n_streams))
+        k, p0 = plan.channel_uses, layout.payload_start
+        slots = [plan.slot_of(n) for n in nodes]
+        if len(set(slots)) == 1:                 # AirComp: every node in the same slot
+            x[:, :, p0 + slots[0] * k:p0 + (slots[0] + 1) * k] = X
+        else:
+            for i, j in enumerate(slots):
+                x[i, :, p0 + j * k:p0 + (j + 1) * k] = X[i]
+    return x
 
 
 @dataclass(frozen=True)
 class ReceivedFrame:
-    """A frame cut out of a receive window: samples ``(N_r, total_len)`` in signal-model units,
-    offset of the detected start from the schedule (samples, 0 = on time) and the detection
-    metric (normalized preamble correlation, 0..1)."""
+    """A frame cut out of a receive window: samples ``(N_r, total_len)`` in signal-model units
+    (the window's dtype: complex64 from a radio), offset of the detected start from the schedule
+    (samples, 0 = on time) and the detection metric (normalized preamble correlation, 0..1)."""
 
     samples: np.ndarray
     offset: int
@@ -193,7 +225,11 @@ def cut_frame(window: np.ndarray, plan: RoundPlan, budget: LinkBudget) -> Receiv
     layout = plan.layout(budget)
     m = budget.search_margin
     d, metric = detect_frame_start(window, layout.preamble(), 2 * m + 1, budget.detect_threshold)
-    samples = np.asarray(window)[:, d:d + layout.total_len].astype(np.complex128) / budget.amplitude
+    window = np.asarray(window)
+    if window.dtype not in (np.complex64, np.complex128):
+        window = window.astype(np.complex128)
+    # times 1/amplitude in the window's precision (a complex-by-real division is ~4x slower)
+    samples = window[:, d:d + layout.total_len] * window.real.dtype.type(1.0 / budget.amplitude)
     return ReceivedFrame(samples, d - m, metric)
 
 
@@ -212,7 +248,7 @@ def estimate_noise_var(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget
     if layout.noise_len == 0:
         raise ValueError("this frame has no silent segment; use a sounding plan with noise_len > 0")
     y = frame.samples[:, layout.noise_slot]
-    return float(np.mean(np.abs(y) ** 2))
+    return float(np.mean(np.abs(y) ** 2, dtype=np.float64))
 
 
 def aggregate_symbols(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget,
@@ -237,6 +273,6 @@ def denormalize_sum(S_hat: np.ndarray, plan: RoundPlan, scale: float,
 
 def aggregate_payload(frame: ReceivedFrame, plan: RoundPlan, budget: LinkBudget, A: np.ndarray,
                       scale: float, shape: tuple[int, ...]) -> np.ndarray:
-    """The receiver's estimate of sum_n partial_n, float64 of ``shape``: `aggregate_symbols`
-    then `denormalize_sum`."""
+    """The receiver's estimate of sum_n partial_n, of ``shape`` (float32 from complex64 frames,
+    else float64): `aggregate_symbols` then `denormalize_sum`."""
     return denormalize_sum(aggregate_symbols(frame, plan, budget, A), plan, scale, shape)

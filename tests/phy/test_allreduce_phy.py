@@ -174,3 +174,20 @@ def test_mmse_rounds_warm_start_within_a_fading_block():
     assert warm.mse == pytest.approx(cold.mse, rel=1e-6)
     d.warm_start = False
     assert d.warm_start_receiver(small) is None
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_tap_errors_are_the_symbol_and_tensor_errors(dtype):
+    """The measurement tap: sum |S_hat - S|^2 / K (stream padding included) and
+    mean (z_hat - exact)^2, S and z_hat as `normalized_symbols` / `denormalize_sum` give them."""
+    from testbed.phy.analog_allreduce import tap_errors
+    from testbed.phy.round import RoundPlan, denormalize_sum, normalized_symbols
+    rng = np.random.default_rng(4)
+    exact = rng.standard_normal((1, 3, 7))                 # D = 21: odd, padded to L K = 12
+    plan = RoundPlan("aircomp", 2, 2, 2, exact.size, 0)
+    S = normalized_symbols(exact, 1.7, 2)
+    S_hat = (S + 0.1 * (rng.standard_normal(S.shape) + 1j * rng.standard_normal(S.shape))).astype(dtype)
+    z_hat = denormalize_sum(S_hat, plan, 1.7, exact.shape)
+    mse_symbols, mse_tensor = tap_errors(S_hat, exact, 1.7)
+    assert mse_symbols == pytest.approx(np.sum(np.abs(S_hat - S) ** 2) / S.shape[1], rel=1e-6)
+    assert mse_tensor == pytest.approx(np.mean((z_hat - exact) ** 2), rel=1e-5)

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from testbed.phy.normalization import SiteScale, common_scale, denormalize, normalize, symbol_power
-from testbed.phy.packing import from_streams, n_complex, pack_reals, to_streams, unpack_reals
+from testbed.phy.normalization import (SiteScale, common_scale, denormalize, normalize, symbol_power,
+                                       symbol_powers)
+from testbed.phy.packing import (from_streams, n_complex, pack_reals, pack_streams, to_streams,
+                                  unpack_reals)
 
 shapes = st.lists(st.integers(1, 7), min_size=1, max_size=3).map(tuple)
 
@@ -50,3 +52,22 @@ def test_site_scale_statistics():
     assert ss.scale(headroom_db=10.0) == pytest.approx(np.sqrt(10 * top))
     with pytest.raises(ValueError, match="statistics"):
         SiteScale().scale()
+
+
+@pytest.mark.parametrize("d,n_streams", [(9, 1), (10, 2), (7, 3)])
+def test_pack_streams_is_each_rows_packing(d, n_streams):
+    """pack_streams(z, c, L)[n] == to_streams(pack_reals(z[n] / c), L); float32 rows give
+    complex64 (and unpack back to float32), float64 rows complex128; symbol_powers per row."""
+    rng = np.random.default_rng(d)
+    z = rng.standard_normal((4, d))
+    S = pack_streams(z, 0.7, n_streams)
+    assert S.dtype == np.complex128
+    for n in range(4):
+        np.testing.assert_array_equal(S[n], to_streams(pack_reals(z[n] / 0.7), n_streams))
+    S32 = pack_streams(z.astype(np.float32), 0.7, n_streams)
+    assert S32.dtype == np.complex64
+    np.testing.assert_allclose(S32, S, rtol=1e-6)
+    back = unpack_reals(from_streams(S32[1], n_complex(d)), (d,))
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, z[1] / 0.7, rtol=1e-6)
+    np.testing.assert_allclose(symbol_powers(z), [symbol_power(r) for r in z], rtol=1e-12)

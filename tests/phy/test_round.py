@@ -8,7 +8,7 @@ from testbed.phy.analog_allreduce import design_round
 from testbed.phy.budget import LinkBudget
 from testbed.phy.normalization import common_scale
 from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate_channels,
-                               estimate_noise_var, node_frame)
+                               estimate_noise_var, node_frame, node_frames)
 
 BUDGET = LinkBudget()
 
@@ -81,3 +81,22 @@ def test_plan_layout_and_wire_form():
         RoundPlan("aircomp", 2, 1, 1, 0, 0)
     with pytest.raises(ValueError, match="scheme"):
         RoundPlan("tdma", 2, 1, 1, 10, 0)
+
+
+@pytest.mark.parametrize("scheme,n_tx,L", [("aircomp", 1, 1), ("aircomp", 2, 2), ("fdma", 2, 1)])
+def test_node_frames_are_each_nodes_node_frame(scheme, n_tx, L):
+    """All nodes' frames at once equal the per-node frames (float64 partials), and float32
+    partials give the same frames to complex64 precision."""
+    rng = np.random.default_rng(3)
+    zs = rng.standard_normal((3, 2, 9))
+    B = rng.standard_normal((3, n_tx, L)) + 1j * rng.standard_normal((3, n_tx, L))
+    c = common_scale(list(zs))
+    plan = RoundPlan(scheme, 3, n_tx, L, zs[0].size, 40)
+    each = np.stack([node_frame(i, plan, BUDGET, partial=zs[i], B_n=B[i], scale=c) for i in range(3)])
+    np.testing.assert_array_equal(node_frames(plan, BUDGET, partials=zs, B=B, scale=c), each)
+    f32 = node_frames(plan, BUDGET, partials=zs.astype(np.float32), B=B, scale=c)
+    assert f32.dtype == np.complex64
+    np.testing.assert_allclose(f32, each, rtol=0, atol=1e-6)
+    sounding = RoundPlan(scheme, 3, n_tx, L, 0, 40, sounding=True)
+    np.testing.assert_array_equal(node_frames(sounding, BUDGET, [2, 0]),
+                                  np.stack([node_frame(i, sounding, BUDGET) for i in (2, 0)]))

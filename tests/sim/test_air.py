@@ -154,3 +154,18 @@ def test_expire_drops_unreceived_bursts():
     txs[0].transmit(np.ones((2, 10)), 0)
     txs[1].transmit(np.ones((2, 10)), 100)
     assert air.expire_before(50) == 1 and air.pending_bursts() == 1
+
+
+def test_complex_awgn_is_circular_gaussian_of_the_given_variance():
+    """sim_backend.noise: mean |w|^2 = noise_var, real and imaginary parts independent
+    N(0, noise_var / 2), the exponential |w|^2 of a circular complex Gaussian."""
+    from sim_backend.noise import complex_awgn
+    w = complex_awgn(np.random.default_rng(0), (4, 50_000), 0.3, np.complex128)
+    assert np.mean(np.abs(w) ** 2) == pytest.approx(0.3, rel=0.02)
+    assert np.mean(w.real ** 2) == pytest.approx(0.15, rel=0.02)
+    assert np.mean(w.imag ** 2) == pytest.approx(0.15, rel=0.02)
+    assert abs(np.mean(w.real * w.imag)) < 0.005 and abs(np.mean(w)) < 0.005
+    e = np.abs(w) ** 2 / 0.3                          # Exp(1): P(e > 3) = exp(-3)
+    assert np.mean(e > 3) == pytest.approx(np.exp(-3), rel=0.05)
+    assert np.mean(w.real ** 4) / np.mean(w.real ** 2) ** 2 == pytest.approx(3.0, rel=0.05)
+    assert complex_awgn(np.random.default_rng(0), (3,), 0.3).dtype == np.complex64
