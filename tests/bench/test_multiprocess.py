@@ -170,8 +170,11 @@ def test_digital_over_processes_is_the_8bit_quantized_sum(bench, model_dir, tmp_
     got = np.load(tmp_path / "logits.npy")
     ref = greedy_logits(shard_checkpoint(model_dir, _ratios(bench), DigitalAllReduce(8)),
                         PROMPT, 3)
-    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
     exact = greedy_logits(shard_checkpoint(model_dir, _ratios(bench)), PROMPT, 3)
-    assert np.max(np.abs(got - exact)) > 1e-4      # quantization is visible
+    # the 8-bit sum over gloo is the in-process 8-bit sum: far closer to it than to exact (fp32
+    # summation order may flip a rare quantization level: ~1e-3 against ~4e-2 for 8 bits)
+    assert np.max(np.abs(got - exact)) > 1e-2      # quantization is visible
+    for stat in (np.max, np.mean):
+        assert stat(np.abs(got - ref)) < 0.25 * stat(np.abs(got - exact))
     air = res["allreduce"]["modelled_airtime"]     # the OFDMA airtime beside the wall time
     assert air["per_token_decode_s"] == pytest.approx(2 * 4 * air["per_allreduce_decode_s"])

@@ -67,8 +67,11 @@ def test_calibrated_perplexity_within_2_percent_of_impairment_free(model_parts, 
               f"calibrated {cal['perplexity']:.4f} ({cal['perplexity'] / free['perplexity']:.4f}x), "
               f"default perfect CSI {perfect['perplexity']:.4f}")
     assert not cal["failed"]
-    assert cal["perplexity"] == pytest.approx(free["perplexity"], rel=0.02)
-    assert cal["perplexity"] == pytest.approx(perfect["perplexity"], rel=0.03)
+    # calibration costs at most 2 % (3 % against perfect CSI); on 64 scored bytes the noise of
+    # the draws alone moves either run by a few %, so a calibrated run may also come out better
+    assert cal["perplexity"] <= 1.02 * free["perplexity"]
+    assert cal["perplexity"] <= 1.03 * perfect["perplexity"]
+    assert cal["perplexity"] == pytest.approx(free["perplexity"], rel=0.10)
     (ev,) = cal["calibration"]["events"]
     assert ev["kind"] == "calibrated" and max(map(abs, ev["residual"]["timing_samples"])) < 0.05
     assert "calibration" in free and free["calibration"] is None      # nothing to calibrate
