@@ -6,8 +6,9 @@ docs/bench.md's multi-host recipe, against the ideal simulated bench.
    from the controller), then `testbed calibrate --bench B`; the roles stop when it is done.
 3. Per method: the roles again, then `testbed controller --bench B --method M --csi estimated
    --eval-text heldout --eval-windows W --calibration FILE`.
-4. The ideal simulated bench: the same nodes, split, antennas, SNR and fading as a simulated
-   bench without impairments (`testbed run --up`, the same job, `--csi estimated`).
+4. The ideal simulated bench on the same channels: the same nodes, split, antennas and SNR, and
+   the emulated air's one fading block (``channel.realization: fixed``), as a lock-step
+   simulated bench without impairments (`testbed run --up`, the same job, `--csi estimated`).
 
 Printed: the calibration residuals, per method the perplexity on the emulated bench and on the
 ideal one with their ratio (target within 3 %), the partial-sum bytes on the controller's
@@ -79,8 +80,8 @@ def _controller(args: list[str], log: Path, roles: list[subprocess.Popen],
 
 
 def _ideal_bench(bench, path: Path) -> Path:
-    """The bench as an ideal simulated bench: same nodes, split, antennas and channel, radios
-    kind sim, no impairments."""
+    """The bench as an ideal simulated bench: same nodes, split, antennas and channel section,
+    radios kind sim, no impairments, the emulated air's one fading block for the whole run."""
     data = bench.model_dump(mode="json", exclude_none=True)
     rx = bench.receiver.primary_radio
     sim = {"kind": "sim", "sample_rate_hz": rx.sample_rate_hz,
@@ -92,6 +93,7 @@ def _ideal_bench(bench, path: Path) -> Path:
     ch = data["channel"]
     ch.pop("impairments", None)
     ch.pop("time_scale", None)
+    ch["realization"] = "fixed"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -134,6 +136,8 @@ def main() -> int:
     ap.add_argument("--time-scale", type=float, default=None,
                     help="the emulated air's time scale (default: the bench file's); raise it "
                          "on a loaded machine (the radios must keep up in real time)")
+    ap.add_argument("--ideal-only", action="store_true",
+                    help="reuse the emulated runs already in --out; run the ideal bench only")
     ap.add_argument("--measure-error", action="store_true",
                     help="the emulated runs also copy the partials to the measurement sink "
                          "(never read by the computation): measured / predicted all-reduce MSE "
@@ -149,9 +153,20 @@ def main() -> int:
            "--no-plots"]
     print(f"bench {bench.name}, {a.windows} windows, methods {methods}; logs and runs in {out}",
           flush=True)
+    rows, cal_file = [], out / "cal" / f"calibration_{bench.name}.json"
+    if a.ideal_only:
+        rows = [(m, _summary(_results(out / f"emulated-{m}"))) for m in methods]
+    else:
+        code = _emulated(a, bench_path, bench, methods, job, out, cal_file, rows)
+        if code:
+            return code
+    return _ideal(bench, methods, job, out, rows)
+
+
+def _emulated(a, bench_path, bench, methods, job, out, cal_file, rows) -> int:
+    """Steps 1-3 (module docstring); appends (method, summary) to ``rows``; 0 on success."""
     scale = [] if a.time_scale is None else ["--time-scale", str(a.time_scale)]
     emu = _cli(["emulate", "--bench", str(bench_path), *scale], out / "emulate.log")
-    rows, cal_file = [], out / "cal" / f"calibration_{bench.name}.json"
     try:
         deadline = time.monotonic() + 300
         while "emulate: ready" not in (out / "emulate.log").read_text():
@@ -183,6 +198,11 @@ def main() -> int:
             rows.append((m, s))
     finally:
         _stop([emu], 0.0)
+    return 0
+
+
+def _ideal(bench, methods, job, out, rows) -> int:
+    """Step 4 and the table."""
     ideal = _ideal_bench(bench, out / "ideal.yaml")
     table = []
     for m, s in rows:

@@ -61,7 +61,7 @@ import zmq
 from sim_backend.air import SimAir
 from sim_backend.broker_protocol import (MAX_WINDOW_SAMPLES, RADIO_OPS, BadRequest, RadioRequest,
                                          parse_request)
-from sim_backend.channel import ChannelModel, noise_var_from_snr_db
+from sim_backend.channel import ChannelModel, fixed_bench_channels, noise_var_from_snr_db
 from sim_backend.impairment_presets import PRESET_NAMES, BenchImpairments, preset_by_name
 from sim_backend.sim_radio import node_now
 from testbed.errors import ConfigError
@@ -123,7 +123,10 @@ def air_from_bench(bench, n_tx: int = 1) -> SimAir:
     hooks = [None] * len(ids) if imp is None else imp.build_tx()
     for n in range(len(ids)):
         air.register_tx(n, n_tx, hooks[n])
-    air.new_realization()
+    if ch.realization == "fixed":     # the emulated air's one block (a static bench)
+        air.set_channels(fixed_bench_channels(bench, bench.receiver.n_antennas, n_tx))
+    else:
+        air.new_realization()
     return air
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from testbed.errors import ConfigError
@@ -141,3 +143,28 @@ class ChannelModel:
             g = rician(rng, self.n_nodes, self.n_rx, self.n_tx, self.k_factor_db,
                        self.aoa_rad, self.aod_rad)
         return np.sqrt(self._beta)[:, None, None] * g
+
+
+def bench_channel_model(bench, n_rx: int, n_tx: int = 1) -> ChannelModel:
+    """The `ChannelModel` of a bench's ``channel`` section (fading, K factor, path loss per node
+    id; Rician with 0 dB K and no path loss without one) for ``n_rx`` receive antennas."""
+    ch = bench.channel
+    pl = [(ch.path_loss_db.get(n.id, 0.0) if ch else 0.0) for n in bench.nodes]
+    return ChannelModel(len(bench.nodes), n_rx, n_tx, fading=ch.fading if ch else "rician",
+                        k_factor_db=ch.k_factor_db if ch else math.inf,
+                        path_loss_db=np.asarray(pl))
+
+
+def static_channel_rng(bench) -> np.random.Generator:
+    """The generator of a static bench's one fading block: ``default_rng([channel.seed, 99])``."""
+    return np.random.default_rng([bench.channel.seed if bench.channel else 0, 99])
+
+
+def fixed_bench_channels(bench, n_rx: int, n_tx: int = 1,
+                         rng: np.random.Generator | None = None) -> np.ndarray:
+    """The one fading block of a static bench ``(N, n_rx, n_tx)``, the first draw of
+    `static_channel_rng` (``rng``: that generator, to go on drawing from it) -- the emulated
+    air's channels (`sim_backend.emulated_bench`) and a simulated bench's with
+    ``realization: fixed``."""
+    rng = static_channel_rng(bench) if rng is None else rng
+    return bench_channel_model(bench, n_rx, n_tx).draw(rng)

@@ -29,7 +29,7 @@ import re
 
 import numpy as np
 
-from sim_backend.channel import ChannelModel
+from sim_backend.channel import fixed_bench_channels, static_channel_rng
 from sim_backend.impairment_presets import preset_by_name, rx_full_scale
 from sim_backend.pluto_emu import EmulatedPluto, Faults, IIODServer
 from sim_backend.realtime_air import LOParams, RealtimeAir
@@ -161,18 +161,14 @@ class EmulatedBench:
             "random_phase_per_tune", "phase_noise_rms_deg", "phase_noise_corner_hz",
             "phase_noise_linewidth_hz")})
         rx_srv = [out._serve_radio(name, r, rx_lo) for name, r in radios[n_nodes:]]
-        out._wire(bench, node_srv, rx_srv, np.random.default_rng([seed, 99]))
+        out._wire(bench, node_srv, rx_srv)
         return out
 
-    def _wire(self, bench, node_srv, rx_srv, rng) -> None:
+    def _wire(self, bench, node_srv, rx_srv) -> None:
         ch = bench.channel
         ants = [(s, c) for s in rx_srv for c in range(s.device.n)]
-        fading = ch.fading if ch else "rician"
-        k_db = ch.k_factor_db if ch else math.inf
-        pl = [(ch.path_loss_db.get(n.id, 0.0) if ch else 0.0) for n in bench.nodes]
-        model = ChannelModel(len(bench.nodes), len(ants), 1, fading=fading, k_factor_db=k_db,
-                             path_loss_db=np.asarray(pl))
-        H = model.draw(rng)                                        # (N, n_ant, 1)
+        rng = static_channel_rng(bench)
+        H = fixed_bench_channels(bench, len(ants), rng=rng)        # (N, n_ant, 1)
         snr_db = ch.snr_db if ch else 20.0
         rx_gain_db = bench.receiver.primary_radio.rx_gain_db
         fs = bench.receiver.primary_radio.sample_rate_hz

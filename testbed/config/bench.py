@@ -78,6 +78,11 @@ class ChannelSection(_Strict):
     path_loss_db: dict[str, float] = Field(default_factory=dict,
                                            description="per node id, dB (default 0)")
     impairments: str | None = Field(None, description="sim_backend impairment preset name")
+    realization: Literal["per_round", "fixed"] = Field(
+        "per_round", description="simulated benches: a new fading block per all-reduce "
+        "(per_round), or one block for the whole run (fixed: a static or cabled bench; the "
+        "same draw as the emulated air of a bench with this channel section). Emulated benches "
+        "always keep one block")
     time_scale: float = Field(1.0, gt=0, description="emulated benches: the real-time air "
                               "runs k times slower than the wall clock (small machines)")
 

@@ -61,3 +61,27 @@ def test_bad_configuration_is_rejected():
         ChannelModel(2, 2, fading="nakagami")
     with pytest.raises(ConfigError):
         noise_var_from_snr_db(10.0, ref_power=0.0)
+
+
+def test_a_static_simulated_bench_has_the_emulated_air_s_one_block():
+    """``channel.realization: fixed``: the simulated bench's air starts on the block the
+    emulated twin's air is wired with (the first draw of `static_channel_rng`), so the two
+    benches can be compared on the same channels; the default draws a new block per round."""
+    from sim_backend.broker import air_from_bench
+    from sim_backend.channel import fixed_bench_channels
+    from testbed.config.bench import BenchConfig
+    from testbed.config.loader import find_config, load_bench
+    emulated = load_bench(find_config("pluto_4node_emulated", "benches"))
+    data = emulated.model_dump(mode="json", exclude_none=True)
+    sim = {"kind": "sim", "sample_rate_hz": 1e6, "center_freq_hz": 915e6, "n_tx_channels": 1}
+    for n in data["nodes"]:
+        n["radio"] = dict(sim, n_rx_channels=1)
+    data["receiver"]["radio"] = dict(sim, n_rx_channels=4)
+    data["channel"].update(impairments=None, time_scale=1.0, realization="fixed")
+    static = BenchConfig.model_validate(data)
+    H = fixed_bench_channels(emulated, 4)
+    assert H.shape == (4, 4, 1)
+    np.testing.assert_array_equal(air_from_bench(static).true_channels(), H)
+    data["channel"]["realization"] = "per_round"
+    fading = air_from_bench(BenchConfig.model_validate(data)).true_channels()
+    assert not np.allclose(fading, H)

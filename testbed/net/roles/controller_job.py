@@ -130,7 +130,8 @@ class BenchSession:
                 design_method=self.spec.design or "zf-sdr", budget=self.budget, csi=self.csi,
                 truth=self.truth, scales=ScaleKeeper(self.spec.scale_policy or "calibrated"),
                 n_streams=self.n_streams, design_options=self.spec.design_options,
-                on_round=self._new_realization if simulated else None)
+                on_round=self._new_realization if simulated and self.bench.channel is not None
+                and self.bench.channel.realization == "per_round" else None)
 
     def _new_realization(self) -> None:
         self.ctl.request(CHANNEL_ID, NewRealization(), timeout_s=self.request_timeout_s)
