@@ -119,8 +119,12 @@ def _summary(results: Path | None) -> dict:
     if "mse_tensor_mean" in tap and air.get("mse_tensor_predicted_mean"):
         mse = {"measured": tap["mse_tensor_mean"], "predicted": air["mse_tensor_predicted_mean"],
                "ratio": tap["mse_tensor_mean"] / air["mse_tensor_predicted_mean"]}
+    rx = (res.get("process_stats") or {}).get(res.get("registered", {}) and "receiver", {})
+    clip = None
+    if rx.get("window_components"):
+        clip = rx["adc_full_scale_components"] / rx["window_components"]
     return {"status": res.get("status"), "ppl": res.get("ppl"), "partial_bytes": partial,
-            "mse": mse,
+            "mse": mse, "rx_full_scale_fraction": clip,
             "radios": radios, "rounds": (res.get("allreduce") or {}).get("rounds"),
             "syncs": len((res.get("allreduce") or {}).get("timebase_syncs") or []),
             "run_s": res.get("run_s"), "error": res.get("error")}

@@ -25,6 +25,11 @@ from testbed.phy.round import (RoundPlan, aggregate_payload, cut_frame, estimate
                                estimate_noise_var)
 
 
+#: |I| or |Q| at or above this (full scale 1.0) counts as the ADC's full scale (clipped): a
+#: 12-bit ADC's largest code is 2047/2048 of full scale.
+ADC_FULL_SCALE_LEVEL = 0.999
+
+
 class ReceiverAgent(Agent):
     """Receiver role. radio: the receiving `Radio` (any driver), or None on benches/methods
     without over-the-air rounds; estimates_address: where to bind the estimates PUB socket
@@ -43,6 +48,8 @@ class ReceiverAgent(Agent):
         self.loopback_offset: float | None = None
         self.timebase = None      # calibration.timebase.TimeBase of the last beacon
         self.syncs = 0
+        self.adc_full_scale = 0   # I/Q components of round windows at the ADC's full scale
+        self.window_components = 0
 
     def handle(self, message: Message) -> Message | None:
         """SOUND -> estimates; AGGREGATE_CMD -> aggregate and broadcast; TIME_SYNC -> the time
@@ -60,6 +67,8 @@ class ReceiverAgent(Agent):
             return clock_report(self.radio)
         if isinstance(message, StatsQuery):
             info = {"rss_bytes": rss_bytes(), "rounds": self.rounds, "receive_wait_s": self.wait_s,
+                    "adc_full_scale_components": self.adc_full_scale,
+                    "window_components": self.window_components,
                     "traffic": {"controller": self.transport.traffic.table()}}
             if self.publisher is not None:
                 info["traffic"]["estimates"] = self.publisher.traffic.table()
@@ -121,12 +130,17 @@ class ReceiverAgent(Agent):
         return Ack(info={"air_sample": air, "beacon_tx_sample": t_b})
 
     def _window(self, plan: RoundPlan) -> np.ndarray:
+        """The plan's receive window; I/Q components at the ADC's full scale are counted
+        (``adc_full_scale_components`` in STATS: the ADC clipped the air's sum there)."""
         self._need_radio()
         first, n = plan.window(self.budget)
         t0 = time.perf_counter()
         with waiting_on("waiting on radio.receive"):
             window = self.radio.receive(n, first)
         self.wait_s += time.perf_counter() - t0
+        comps = np.abs(np.ascontiguousarray(window, dtype=np.complex64).view(np.float32))
+        self.adc_full_scale += int(np.count_nonzero(comps >= ADC_FULL_SCALE_LEVEL))
+        self.window_components += comps.size
         return window
 
     def _capture(self, msg: CaptureCommand) -> Message:
