@@ -30,7 +30,7 @@ import re
 import numpy as np
 
 from sim_backend.channel import fixed_bench_channels, static_channel_rng
-from sim_backend.impairment_presets import preset_by_name, rx_full_scale
+from sim_backend.impairment_presets import RX_HEADROOM_DB, preset_by_name, rx_full_scale
 from sim_backend.pluto_emu import EmulatedPluto, Faults, IIODServer
 from sim_backend.realtime_air import LOParams, RealtimeAir
 from sim_backend.usrp_emu import EmulatedUsrp, PpsSource, UsrpServer
@@ -169,6 +169,7 @@ class EmulatedBench:
         ants = [(s, c) for s in rx_srv for c in range(s.device.n)]
         rng = static_channel_rng(bench)
         H = fixed_bench_channels(bench, len(ants), rng=rng)        # (N, n_ant, 1)
+        headroom = ch.rx_headroom_db if ch else RX_HEADROOM_DB
         snr_db = ch.snr_db if ch else 20.0
         rx_gain_db = bench.receiver.primary_radio.rx_gain_db
         fs = bench.receiver.primary_radio.sample_rate_hz
@@ -177,7 +178,7 @@ class EmulatedBench:
             # full scale at the receiver's gain (the presets' 12 dB of headroom for N nodes)
             tx_air_db = node.radio.tx_gain_db - getattr(srv.device, "tx_gain_max", 0.0)
             loss_db = -(tx_air_db + rx_gain_db) - 20 * math.log10(
-                rx_full_scale(len(bench.nodes)))
+                rx_full_scale(len(bench.nodes), headroom))
             g = 10 ** (loss_db / 20)
             for a, (rsrv, rch) in enumerate(ants):
                 h = complex(H[n, a, 0]) * g
@@ -193,7 +194,7 @@ class EmulatedBench:
             tx_air_db = bench.receiver.primary_radio.tx_gain_db - getattr(
                 rx_srv[0].device, "tx_gain_max", 0.0)
             g = 10 ** ((-(tx_air_db + rx_gain_db) - 20 * math.log10(
-                rx_full_scale(len(bench.nodes)))) / 20)
+                rx_full_scale(len(bench.nodes), headroom))) / 20)
             for rsrv in rx_srv[1:]:
                 for rch in range(rsrv.device.n):
                     self.air.connect(rx_srv[0].device.port, 0, rsrv.device.port, rch,

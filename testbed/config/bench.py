@@ -85,6 +85,10 @@ class ChannelSection(_Strict):
         "always keep one block")
     time_scale: float = Field(1.0, gt=0, description="emulated benches: the real-time air "
                               "runs k times slower than the wall clock (small machines)")
+    rx_headroom_db: float = Field(12.0, ge=0, le=60, description="emulated benches: the "
+                                  "receive level plan, ADC full scale this many dB above the "
+                                  "rms of all nodes at the reference power (the cable loss "
+                                  "follows from it and the radios' gains)")
 
 
 class AllReduceSection(_Strict):
