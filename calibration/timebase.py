@@ -31,7 +31,7 @@ The map holds while no radio's clock slips: `TimeBase` remembers the radios'
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -266,6 +266,22 @@ def compose(base: NodeCorrection, fine: NodeCorrection | None) -> NodeCorrection
                           sro_ppm=sro * 1e6, cfo_hz=base.cfo_hz + fine.cfo_hz,
                           phase_rad=base.phase_rad + fine.phase_rad,
                           gain_db=base.gain_db + fine.gain_db)
+
+
+def carried_over(fine: NodeCorrection, at_air_sample: float) -> NodeCorrection:
+    """What a calibration measured through one time base carries over to the next (a run
+    re-establishes the time base; the file keeps ``fine`` only through this): its timing offset
+    at receiver sample ``at_air_sample`` (the calibration's end) as a constant delay
+    (``sro_ppm`` 0); CFO, phase and gain unchanged.
+
+    A residual SRO measured through a time base is the time base's own clock-rate error (none
+    on a shared reference; the beacon's estimate error on Plutos), not the radio's. It does not
+    carry over to another time base, and applied there about receiver sample 0 it would move the
+    timing by ``sro x (the run's sample numbers - the calibration's)``: 0.017 ppm from a coarse
+    CFO estimate put the emulated USRP bench's payloads ~0.2 sample off, whose inter-symbol
+    interference made the AirComp error 4x the design's prediction."""
+    delay = float(fine.air_position(float(at_air_sample))) - float(at_air_sample)
+    return replace(fine, tau_samples=delay, sro_ppm=0.0)
 
 
 @dataclass

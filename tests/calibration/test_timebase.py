@@ -6,7 +6,8 @@ import pytest
 
 from calibration.corrections import NodeCorrection
 from calibration.procedures import CalibrationError
-from calibration.timebase import ECHO_SPACING, beacon_waveform, compose, find_beacon
+from calibration.timebase import (ECHO_SPACING, beacon_waveform, carried_over, compose,
+                                  find_beacon)
 from testbed.phy.resample import bandlimited_resample
 
 FS = 1e6
@@ -71,3 +72,21 @@ def test_compose_is_the_composition_of_the_clock_maps():
                                rtol=0, atol=1e-6)
     assert (both.cfo_hz, both.phase_rad, both.gain_db) == (18_997.0, 0.4, 1.5)
     assert compose(base, None) is base
+
+
+def test_carried_over_keeps_the_timing_at_the_calibration_and_drops_the_residual_sro():
+    # a residual SRO of 0.017 ppm (a 15.9 Hz coarse CFO at 915 MHz) fitted near receiver sample
+    # 3.7e6: the map is right there, but 2e7 samples later (a run's own time base) it is off by
+    # 0.28 sample -- the inter-symbol interference that made the emulated USRP bench's AirComp
+    # error 4x its prediction; what carries over is the delay at the calibration's end
+    end = 3.7e6
+    fine = NodeCorrection(tau_samples=0.3 - end * (1 / (1 + 0.017e-6) - 1), sro_ppm=0.017,
+                          cfo_hz=0.013, phase_rad=38.6, gain_db=0.2)
+    kept = carried_over(fine, end)
+    assert kept.sro_ppm == 0.0
+    assert kept.tau_samples == pytest.approx(float(fine.air_position(end)) - end, abs=1e-9)
+    assert kept.tau_samples == pytest.approx(0.3, abs=1e-6)
+    assert (kept.cfo_hz, kept.phase_rad, kept.gain_db) == (0.013, 38.6, 0.2)
+    later = end + 2e7
+    assert abs(float(fine.air_position(later)) - later - 0.3) > 0.3   # what the old file did
+    assert float(kept.air_position(later)) - later == pytest.approx(0.3, abs=1e-9)

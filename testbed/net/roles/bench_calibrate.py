@@ -19,7 +19,9 @@ receiver's clock extrapolated, plus the bench's lead: the radios' pipelines, the
 trips and a slack, `BenchExecutor.lead_samples`). The bursts of a sounding go out with the
 receiver's capture in one gather, so every role has its command before the window starts. The corrections are applied on top of the time base at run time
 (`calibration.timebase.compose`, in each node's transmit path): the file is keyed to the
-registered radios' serials and holds no clock offset that a stream restart would invalidate.
+registered radios' serials and holds no clock offset that a stream restart would invalidate:
+each node's residual timing is kept as a constant delay and its residual SRO (the calibration's
+time base's own rate error) is dropped (`calibration.timebase.carried_over`).
 """
 from __future__ import annotations
 
@@ -176,4 +178,10 @@ def calibrate_bench(ctl, bench, progress=None, timeout_s: float = 60.0):
     sync_s = time.perf_counter() - t0
     run = retry_lost(radios.executor, lambda: calibrate(radios.nodes, radios.receiver,
                                                         progress=progress))
+    # what carries over to a run's own time base: each node's timing at the end as a constant
+    # delay, no residual SRO (`calibration.timebase.carried_over`)
+    from calibration.timebase import carried_over
+    run.corrections = [carried_over(c, run.end_sample) for c in run.corrections]
+    for radio, c in zip(run.corrected, run.corrections):
+        radio.correction = c
     return run, radios, sync_s
