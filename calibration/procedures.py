@@ -306,7 +306,8 @@ def _wrap(phase: float) -> float:
 
 def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: SoundingConfig,
                gaps_samples: Sequence[int], reference_channels: np.ndarray | None = None,
-               progress: Callable[[int], None] | None = None) -> list[float]:
+               progress: Callable[[int], None] | None = None,
+               sro_from_cfo: bool = False) -> list[float]:
     """Refine CFO and phase of already corrected radios by phase tracking (in place).
 
     Corrected soundings now and after each gap (receiver samples), all in one receive window
@@ -316,8 +317,13 @@ def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: Soundi
     error of var ~ q fs^2 / (4 pi^2 dt), q the per-sample increment variance, so longer gaps
     help). Each gap must keep the CFO error left by the ones before under 1/2 cycle over it
     (the first: the raw sounding's CFO error). The phase correction is set from the last
-    sounding, whose arrival samples (per node) are returned.
+    sounding, whose arrival samples (per node) are returned. sro_from_cfo: one oscillator per
+    radio (Pluto), so the SRO follows the refined CFO (sro = cfo / carrier), the clock map kept
+    at the last sounding's arrival: the raw sounding's CFO is coarse (tens of Hz off at 20 dB),
+    and an SRO from it (0.02 ppm per 18 Hz at 915 MHz) moves the timing ~0.2 sample per 10^7
+    samples.
     """
+    carrier = rx_radio.settings.center_freq_hz
     fs = rx_radio.settings.sample_rate_hz
     shots = [0]
     for gap in gaps_samples:
@@ -336,8 +342,12 @@ def refine_cfo(corrected: Sequence[CorrectedRadio], rx_radio: Radio, cfg: Soundi
             df += miss * fs / (2 * np.pi * dt)
         c, t = radio.correction, ts[-1]
         # new line through the last observed phase, with the refined slope
-        radio.correction = replace(c, cfo_hz=c.cfo_hz + df,
-                                   phase_rad=c.phase_rad + ph[-1] - 2 * np.pi * df * t / fs)
+        c = replace(c, cfo_hz=c.cfo_hz + df, phase_rad=c.phase_rad + ph[-1] - 2 * np.pi * df * t / fs)
+        if sro_from_cfo:
+            n_t = float(c.node_position(t))
+            sro = c.cfo_hz / carrier
+            c = replace(c, sro_ppm=sro * 1e6, tau_samples=t - n_t / (1.0 + sro))
+        radio.correction = c
         anchors.append(t)
     return anchors
 
@@ -383,7 +393,7 @@ def calibrate(tx_radios: Sequence[Radio], rx_radio: Radio, cfg: SoundingConfig |
                                sro_from_cfo)
     wrapped = [CorrectedRadio(r, c, half_taps) for r, c in zip(tx_radios, corr)]
     fine = fine_config(cfg)
-    refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress)
+    refine_cfo(wrapped, rx_radio, fine, refine_gaps_samples, ref_h, progress, sro_from_cfo)
     res_start = max([rx_radio.now()] + [r.now() for r in wrapped]) + fine.lead_samples
     gap = len(wrapped) * fine.slot_len + int(residual_gap_samples)
     first, after = sound_nodes_repeated(wrapped, rx_radio, fine, res_start, (0, gap), progress)
