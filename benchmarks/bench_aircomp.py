@@ -14,8 +14,13 @@
    MSE measured through the air (unit-power complex Gaussian symbols, ``--symbols`` per draw)
    vs `testbed.optim.transceiver.aircomp_mse` of the design used.
 
+   With ``--coherence-ms T`` (default 20) tables 1 and 2 also run with block fading in air
+   time (a block lasts T ms of the receiver's clock) and estimated CSI sounded and designed once
+   per block (`AnalogRoundDriver`'s ``csi_interval_samples``), table 2 with perfect CSI as well.
+
 Usage: .venv/bin/python benchmarks/bench_aircomp.py [--draws 200] [--method zf-sdr]
          [--methods zf-sdr,mmse] [--tokens 32] [--repeats 20] [--clock wall|cpu]
+         [--coherence-ms 20]
 Thread settings as the `testbed` command sets them (`testbed.threads.configure_threads`).
 """
 from __future__ import annotations
@@ -86,8 +91,43 @@ def bench_wall_time(methods: list[str], repeats: int, clock=time.perf_counter) -
               f"{st['mse_symbols'] / st['mse_predicted']:.3f} |")
 
 
-def bench_decode(methods: list[str], tokens: int) -> None:
-    """In-process greedy decoding on the sim_4node split: tokens/s exact vs AirComp."""
+def bench_coherence_wall_time(methods: list[str], repeats: int, coherence_ms: float,
+                              clock=time.perf_counter) -> None:
+    """Table 1 with block fading in air time (`coherence_blocks`, ``coherence_ms``) and
+    estimated CSI, sounded and designed once per block: the mean wall time per all-reduce
+    (means, not medians: one call per block carries the sounding and the design)."""
+    n_nodes, n_rx, d = 8, 8, 4096
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.randn(1, 4, d // 4, generator=g) for _ in range(n_nodes)]
+    print(f"\n## wall time per all-reduce with {coherence_ms:g} ms coherence blocks (air time), "
+          f"estimated CSI sounded and designed once per block, D={d}, N={n_nodes}, "
+          f"N_r={n_rx}, {repeats} calls (means)")
+    print("| design | airtime ms | wall ms (mean) | wall / airtime | rounds per block | "
+          "measured / predicted MSE |")
+    print("|---|---|---|---|---|---|")
+    for method in methods:
+        ar, bench = build_sim_allreduce(
+            "aircomp", n_nodes=n_nodes, n_rx=n_rx, n_tx=1, snr_db=20.0, seed=0,
+            design_method=method, csi="estimated", coherence_s=coherence_ms * 1e-3,
+            csi_interval_samples=int(round(coherence_ms * 1e-3 * 1e6)))
+        ar(parts, layer=0, site="attn")  # warm-up
+        ar.reset_stats()
+        t0 = clock()
+        for _ in range(repeats):
+            ar(parts, layer=0, site="attn")
+        wall = (clock() - t0) / repeats
+        plan = RoundPlan("aircomp", n_nodes, 1, 1, d, 0)
+        airtime = plan.layout(bench.budget).total_len / bench.air.sample_rate_hz
+        st = ar.stats()[(0, "attn")]
+        per_block = 1.0 / max(1.0 - st["csi_reused"], 1e-9)
+        print(f"| {method} | {airtime * 1e3:.3f} | {wall * 1e3:.3f} | {wall / airtime:.2f} | "
+              f"{per_block:.1f} | {st['mse_symbols'] / st['mse_predicted']:.3f} |")
+
+
+def bench_decode(methods: list[str], tokens: int, coherence_ms: float = 0.0) -> None:
+    """In-process greedy decoding on the sim_4node split: tokens/s exact vs AirComp (a new
+    fading block per all-reduce with perfect CSI; with ``coherence_ms`` also block fading in
+    air time, perfect CSI and estimated CSI sounded once per block)."""
     from sim_backend.channel import ChannelModel
     from testbed.llm.default_model import ensure_default_model
     from testbed.llm.sharding import shard_checkpoint
@@ -98,8 +138,19 @@ def bench_decode(methods: list[str], tokens: int) -> None:
     ratios = [r[n.id] for n in bench.nodes]
     ch = bench.channel
     prompt = torch.tensor([[72, 101, 108, 108, 111]])
+    variants = [("exact", "exact", {})]
+    for method in methods:
+        variants.append((f"aircomp-{method}, new block per all-reduce, perfect CSI", method, {}))
+        if coherence_ms:
+            c = {"coherence_s": coherence_ms * 1e-3}
+            variants.append((f"aircomp-{method}, {coherence_ms:g} ms blocks, perfect CSI",
+                             method, c))
+            variants.append((f"aircomp-{method}, {coherence_ms:g} ms blocks, estimated CSI "
+                             "once per block", method,
+                             dict(c, csi="estimated",
+                                  csi_interval_samples=int(round(coherence_ms * 1e3)))))
     rows = []
-    for method in ["exact"] + methods:
+    for label, method, kw in variants:
         if method == "exact":
             allreduce = "exact"
         else:
@@ -107,17 +158,18 @@ def bench_decode(methods: list[str], tokens: int) -> None:
                 [ch.path_loss_db[f"node{i}"] for i in range(4)]))
             allreduce, _ = build_sim_allreduce("aircomp", n_nodes=4, n_rx=4, snr_db=ch.snr_db,
                                                seed=ch.seed, channel_model=model,
-                                               design_method=method)
+                                               design_method=method, **kw)
         sharded = shard_checkpoint(model_dir, ratios, allreduce)
         sharded.generate(prompt, tokens)
-        rows.append((method, 1.0 / float(np.median(sharded.step_seconds[1:]))))
-    print(f"\n## greedy decoding in one process, sim_4node split, default model, {tokens} tokens "
-          "(median decode step)")
-    print("| all-reduce | tokens/s | / exact |")
-    print("|---|---|---|")
-    for method, tps in rows:
-        print(f"| {method if method == 'exact' else 'aircomp-' + method} | {tps:.1f} | "
-              f"{tps / rows[0][1]:.3f} |")
+        steps = np.asarray(sharded.step_seconds[1:])
+        # mean as well as median: with blocks, one step in several carries the design
+        rows.append((label, 1.0 / float(np.median(steps)), 1.0 / float(np.mean(steps))))
+    print(f"\n## greedy decoding in one process, sim_4node split, default model, {tokens} tokens")
+    print("| all-reduce | tokens/s (median step) | / exact | tokens/s (mean step) | / exact |")
+    print("|---|---|---|---|---|")
+    for label, tps, tps_mean in rows:
+        print(f"| {label} | {tps:.1f} | {tps / rows[0][1]:.3f} | {tps_mean:.1f} | "
+              f"{tps_mean / rows[0][2]:.3f} |")
 
 
 def bench_mse_table(method: str, draws: int, k: int) -> None:
@@ -183,6 +235,9 @@ def main() -> None:
                     help="design methods of the wall-time and decoding tables, comma-separated")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=32, help="decoded tokens per method (0: skip)")
+    ap.add_argument("--coherence-ms", type=float, default=20.0,
+                    help="also measure block fading with this coherence time (ms of air time; "
+                         "one sounding and design per block); 0: skip")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall-time table: wall clock or this process's CPU time (process_time)")
     args = ap.parse_args()
@@ -191,8 +246,11 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     bench_wall_time(methods, args.repeats,
                     time.process_time if args.clock == "cpu" else time.perf_counter)
+    if args.coherence_ms:
+        bench_coherence_wall_time(methods, args.repeats, args.coherence_ms,
+                                  time.process_time if args.clock == "cpu" else time.perf_counter)
     if args.tokens:
-        bench_decode(methods, args.tokens)
+        bench_decode(methods, args.tokens, args.coherence_ms)
     if args.draws:
         bench_mse_table(args.method, args.draws, args.symbols)
         bench_fdma_vs_aircomp(args.method, min(args.draws, 50))

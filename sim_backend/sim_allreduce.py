@@ -112,6 +112,29 @@ def block_source(bench: SimBench, block_seed: int | Sequence[int]) -> Callable[[
     return next_block
 
 
+def coherence_blocks(bench: SimBench, coherence_s: float, next_block: Callable[[], object],
+                     clock: Callable[[], int] | None = None) -> Callable[[], None]:
+    """An ``on_round`` callable for block fading in air time: ``next_block()`` (a new fading
+    block) whenever ``clock()`` (default: the receiver's clock; an all-reduce passes its next
+    frame start) has entered another block [k T, (k + 1) T) of the receiver clock, T =
+    ``coherence_s`` at the air's sample rate. A round keeps the block its start is in. The
+    lock-step air's clock moves by the rounds' frames and leads only, not by the compute between
+    them, so a block spans more rounds than it would on a bench whose nodes compute between
+    all-reduces."""
+    if not coherence_s > 0:
+        raise ValueError(f"coherence_s must be > 0 (seconds), got {coherence_s}")
+    block_len = max(1, int(round(coherence_s * bench.air.sample_rate_hz)))
+    clock = clock or bench.rx_radio.now
+    current: list[int | None] = [None]
+
+    def maybe_next_block() -> None:
+        k = int(clock()) // block_len
+        if k != current[0]:
+            current[0] = k
+            next_block()
+    return maybe_next_block
+
+
 def _chain(*fns: Callable[[], object] | None) -> Callable[[], None] | None:
     live = [f for f in fns if f is not None]
     if not live:
@@ -129,6 +152,7 @@ def build_sim_allreduce(kind: str = "aircomp", *, n_nodes: int = 4, n_rx: int = 
                         impairments: BenchImpairments | None = None,
                         settings: RadioSettings | None = None,
                         block_seed: int | Sequence[int] | None = None,
+                        coherence_s: float | None = None,
                         budget: LinkBudget = DEFAULT_BUDGET,
                         prepare: Callable[[SimBench], tuple[Sequence[Radio], Callable[[], object] | None]]
                         | None = None, **kwargs) -> tuple[AnalogAllReduce, SimBench]:
@@ -136,8 +160,10 @@ def build_sim_allreduce(kind: str = "aircomp", *, n_nodes: int = 4, n_rx: int = 
     "fdma") on a fresh simulated bench; perfect CSI from the bench's truth handle unless
     ``csi="estimated"`` is passed; a new fading block per call when ``new_block_per_call``
     (from the air's generator, or from ``default_rng(block_seed)`` when given, see
-    `block_source`). ``impairments`` / ``settings`` / ``budget``: see `build_sim_bench`.
-    ``prepare(bench)`` returns the node radios the all-reduce uses and a callable run at the
+    `block_source`); with ``coherence_s`` (seconds of air time) instead a new block only when
+    the receiver's clock enters the next block (`coherence_blocks`; pass
+    ``csi_interval_samples`` to sound and design once per block).
+    ``impairments`` / ``settings`` / ``budget``: see `build_sim_bench`. ``prepare(bench)`` returns the node radios the all-reduce uses and a callable run at the
     start of every round before the new block (or None). Extra keyword arguments go to
     `AnalogAllReduce` (design_method, power, scale_policy, n_streams, fairness, ...)."""
     if kind not in ("aircomp", "fdma"):
@@ -147,6 +173,10 @@ def build_sim_allreduce(kind: str = "aircomp", *, n_nodes: int = 4, n_rx: int = 
     new_block = None
     if new_block_per_call:
         new_block = bench.air.new_realization if block_seed is None else block_source(bench, block_seed)
+        if coherence_s is not None:
+            # the block of a round is the one its first frame starts in (the driver's clock)
+            new_block = coherence_blocks(bench, coherence_s, new_block,
+                                         clock=lambda: ar.executor.next_start(budget))
     tx_radios, before_round = bench.tx_radios, None
     if prepare is not None:
         tx_radios, before_round = prepare(bench)

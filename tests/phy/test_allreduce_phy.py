@@ -191,3 +191,67 @@ def test_tap_errors_are_the_symbol_and_tensor_errors(dtype):
     mse_symbols, mse_tensor = tap_errors(S_hat, exact, 1.7)
     assert mse_symbols == pytest.approx(np.sum(np.abs(S_hat - S) ** 2) / S.shape[1], rel=1e-6)
     assert mse_tensor == pytest.approx(np.mean((z_hat - exact) ** 2), rel=1e-5)
+
+
+def _block_counter(bench):
+    """A fading-block source that counts its draws (the air's own generator)."""
+    drawn = []
+
+    def draw():
+        drawn.append(bench.rx_radio.now())
+        return bench.air.new_realization()
+    return drawn, draw
+
+
+def test_coherence_blocks_follow_the_receiver_clock():
+    """`coherence_blocks` draws a block whenever the receiver's clock has entered another block
+    of ``coherence_s``: as many draws as distinct blocks the rounds start in."""
+    from sim_backend.sim_allreduce import build_sim_bench, coherence_blocks
+    bench = build_sim_bench(2, 2, seed=3)
+    drawn, draw = _block_counter(bench)
+    on_round = coherence_blocks(bench, 1e-3, draw)           # 1000 samples at 1 MS/s
+    seen = set()
+    for step in [0, 300, 300, 300, 2500, 100, 999, 1]:
+        bench.rx_radio.receive(step, bench.rx_radio.now()) if step else None
+        on_round()
+        seen.add(bench.rx_radio.now() // 1000)
+    assert len(drawn) == len(seen)
+    with pytest.raises(ValueError, match="coherence_s"):
+        coherence_blocks(bench, 0.0, draw)
+
+
+@pytest.mark.parametrize("csi", ["estimated", "perfect"])
+def test_one_sounding_and_design_per_coherence_block(csi):
+    """Block fading in air time (a block of 5 ms, rounds of ~0.8 ms of air): the driver sounds
+    and designs once per block (``csi_interval_samples`` = the block; with perfect CSI whenever
+    the true channels are unchanged), and the error is the one its design predicts (the channel
+    is constant within a block: reusing its estimate loses nothing). Reusing it across blocks
+    (an interval 40x the block) makes the error many times the prediction: stale CSI."""
+    kw = dict(csi_interval_samples=5_000) if csi == "estimated" else {}
+    ar, bench = build_sim_allreduce("aircomp", n_nodes=3, n_rx=4, snr_db=20.0, seed=2,
+                                    design_method="mmse", csi=csi, coherence_s=5e-3,
+                                    scale_policy="oracle", **kw)
+    designs = []
+    design = ar.driver.design
+    ar.driver.design = lambda H, nv: designs.append(1) or design(H, nv)
+    blocks = set()
+    for r in range(40):
+        ar(_partials(3, shape=(1, 4, 256), seed=r), layer=0, site="attn")
+        blocks.add(bench.rx_radio.now() // 5_000)
+    st = ar.stats()[(0, "attn")]
+    assert 4 <= len(designs) <= len(blocks) + 1 < 20            # ~6 rounds per block
+    assert st["csi_reused"] == pytest.approx(1 - len(designs) / 40)
+    assert 0.75 < st["mse_symbols"] / st["mse_predicted"] < 1.35
+    if csi == "estimated":
+        stale, _ = build_sim_allreduce("aircomp", n_nodes=3, n_rx=4, snr_db=20.0, seed=2,
+                                       design_method="mmse", csi=csi, coherence_s=5e-3,
+                                       scale_policy="oracle", csi_interval_samples=200_000)
+        for r in range(40):
+            stale(_partials(3, shape=(1, 4, 256), seed=r), layer=0, site="attn")
+        s = stale.stats()[(0, "attn")]
+        assert s["mse_symbols"] / s["mse_predicted"] > 10
+
+
+def test_csi_interval_must_not_be_negative():
+    with pytest.raises(ValueError, match="csi_interval_samples"):
+        build_sim_allreduce("aircomp", n_nodes=2, n_rx=2, csi="estimated", csi_interval_samples=-1)
