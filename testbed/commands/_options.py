@@ -253,6 +253,11 @@ def add_run_args(p) -> None:
                         "sounding frame over the air each channel realization, noise from its "
                         "silent samples; works on every bench) or perfect (the simulator's true "
                         "channels and noise: simulated benches only, recorded in results.json)")
+    p.add_argument("--csi-interval-ms", type=float, default=0.0, metavar="MS",
+                   help="analog methods with --csi estimated: one pilot sounding and design "
+                        "per interval of this many ms of the receiver's clock, reused by every "
+                        "round that starts in it (set it below the channel's coherence time; "
+                        "0, the default: a sounding every round)")
     p.add_argument("--measure-error", action="store_true",
                    help="measurement tap: nodes also copy their partials to a sink in the "
                         "controller process (never read by the computation) so results.json "

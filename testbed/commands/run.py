@@ -60,6 +60,22 @@ def job_from_args(args, model_dir):
     return None
 
 
+def csi_interval_from_args(args, bench) -> int:
+    """``--csi-interval-ms`` in samples of the receiver's clock (0: a sounding every round);
+    ConfigError when negative, or on a simulated bench that draws a new channel every round
+    (every reused estimate would be stale)."""
+    ms = float(getattr(args, "csi_interval_ms", 0.0) or 0.0)
+    if ms < 0:
+        raise ConfigError(f"--csi-interval-ms must be >= 0 (ms), got {ms:g}")
+    ch = bench.channel
+    if ms and bench.simulated and ch is not None and ch.realization == "per_round":
+        raise ConfigError(f"--csi-interval-ms {ms:g}: bench {bench.name!r} draws a new channel "
+                          "every round (channel.realization: per_round), so every reused channel "
+                          "estimate would be stale; set channel.realization: fixed or drop the "
+                          "option")
+    return int(round(ms * 1e-3 * float(bench.receiver.primary_radio.sample_rate_hz)))
+
+
 def calibration_from_args(args, bench):
     """The checked `BenchCalibration` of ``--calibration`` (None without it); refuses a file
     made for another bench (CalibrationMismatchError) before anything starts."""
@@ -85,12 +101,14 @@ def run(args) -> int:
     if job is None:
         raise ConfigError("nothing to run: give --prompt/--prompt-ids or --eval-text")
     cal = calibration_from_args(args, bench)
+    interval = csi_interval_from_args(args, bench)         # refused before anything starts
     run_dir = run_dir_from_args(args, f"bench-{bench.name}-{method}")
     addresses = addresses_from_args(bench, args)
     if args.up:
         code = up_and_run(args.bench, bench, str(model_dir), method, job, run_dir,
                           args.register_timeout, args.streams, csi=args.csi, calibration=cal,
                           measure_error=args.measure_error,
+                          csi_interval_samples=interval,
                           addresses=local_addresses(args.router, args.pub, args.broker,
                                                     args.estimates, args.tap))
     else:
@@ -99,7 +117,8 @@ def run(args) -> int:
         code = run_on_bench(bench, addresses, model_dir, method, job,
                             run_dir, register_timeout_s=args.register_timeout,
                             n_streams=args.streams, csi=args.csi, calibration=cal,
-                            measure_error=args.measure_error)
+                            measure_error=args.measure_error,
+                            csi_interval_samples=interval)
     print_summary(run_dir / "results.json", model_dir)
     if not args.no_plots:
         from testbed.experiments.plots import plot_bench_run

@@ -24,7 +24,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Bring the bench up; run the job if asked; always tear everything down."""
     from testbed.commands._options import run_dir_from_args
-    from testbed.commands.run import calibration_from_args, job_from_args, method_from_args
+    from testbed.commands.run import (calibration_from_args, csi_interval_from_args,
+                                      job_from_args, method_from_args)
     from testbed.net.roles.bench_runner import JobSpec, local_addresses, up_and_run
     from testbed.net.roles.common import resolve_bench, resolve_model_dir
     bench = resolve_bench(args.bench)
@@ -34,9 +35,11 @@ def run(args) -> int:
     if job is None:
         raise ConfigError("--then-run needs --prompt/--prompt-ids or --eval-text")
     cal = calibration_from_args(args, bench)
+    interval = csi_interval_from_args(args, bench)         # refused before anything starts
     run_dir = run_dir_from_args(args, f"up-{bench.name}")
     return up_and_run(args.bench, bench, str(model_dir), method, job, run_dir,
                       args.register_timeout, args.streams, csi=args.csi, calibration=cal,
                       measure_error=args.measure_error,
+                      csi_interval_samples=interval,
                       addresses=local_addresses(args.router, args.pub, args.broker,
                                                 args.estimates, args.tap))

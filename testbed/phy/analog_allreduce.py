@@ -36,6 +36,7 @@ from testbed.llm.allreduce import AllReduce
 from testbed.phy.budget import DEFAULT_BUDGET, LinkBudget
 from testbed.phy.fdma import single_node_zf
 from testbed.phy.normalization import symbol_powers
+from testbed.phy.phase_tracking import PhaseTracker
 from testbed.phy.round import (SCHEMES, ReceivedFrame, RoundDesign, RoundPlan, aggregate_symbols,
                                cut_frame, denormalize_sum, estimate_channels, estimate_noise_var,
                                node_frames)
@@ -230,7 +231,11 @@ class AnalogRoundDriver:
     interval as the last sounding reuses its estimate and design (no sounding frame, no
     design): one pilot sounding at the start of each coherence block, the usual block-fading
     frame. 0 (default): every round. With ``csi="perfect"`` a design is reused whenever the
-    true channels and noise are unchanged.
+    true channels and noise are unchanged; phase_tracking: with ``csi="estimated"``, turn each
+    node's precoder by the phase its channel is predicted to turn between the sounding and the
+    payload (`testbed.phy.phase_tracking.PhaseTracker`: the residual CFO from successive
+    soundings of a static channel); for benches whose channel stays put (radios, a fixed
+    simulated block), not for a new fading block per round.
     """
 
     def __init__(self, executor: RoundExecutor, *, scheme: str, n_nodes: int, n_tx: int,
@@ -240,7 +245,7 @@ class AnalogRoundDriver:
                  n_streams: int | None = None, fairness: str = "energy",
                  design_options: dict | None = None, design_fn: Callable | None = None,
                  on_round: Callable[[], object] | None = None, warm_start: bool = True,
-                 csi_interval_samples: int = 0) -> None:
+                 csi_interval_samples: int = 0, phase_tracking: bool = False) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if csi not in CSI_MODES:
@@ -270,6 +275,7 @@ class AnalogRoundDriver:
         self.csi_interval_samples = int(csi_interval_samples)
         #: (receiver sample of the sounding, H, noise_var, design) of the channel state in force
         self._state: tuple[int, np.ndarray, float, RoundDesign] | None = None
+        self.tracker = PhaseTracker() if phase_tracking and csi == "estimated" else None
         self.last_design: RoundDesign | None = None
         self._last_H: np.ndarray | None = None
         #: which simulator truths this driver used (recorded in results)
@@ -338,6 +344,8 @@ class AnalogRoundDriver:
             return d, noise_var, {"csi_reused": 1, "design_s": 0.0}
         at = self.executor.next_start(self.budget)
         H, noise_var, rec = self.channel_state()
+        if self.tracker is not None:     # the time base's generation: a re-sync turns phases
+            self.tracker.update(at, H, epoch=len(getattr(self.executor, "syncs", ())))
         t0 = time.perf_counter()
         d = self.design(H, noise_var)
         rec["design_s"] = time.perf_counter() - t0
@@ -358,6 +366,11 @@ class AnalogRoundDriver:
         n_values = math.prod(shape)
         plan = RoundPlan(self.scheme, self.n_nodes, self.n_tx, d.n_streams, n_values,
                          self.executor.next_start(self.budget))
+        rot = None if self.tracker is None else self.tracker.rotation(plan.start)
+        if rot is not None:
+            # the channel at the payload is H_n e^{j phi_n}: precoders B_n e^{-j phi_n}
+            d = RoundDesign(d.A, d.B * np.conj(rot)[:, None, None], d.mse, d.bound)
+            rec["phase_predicted_deg_max"] = float(np.degrees(np.max(np.abs(np.angle(rot)))))
         out = self.executor.payload(plan, d, c, tuple(shape))
         rec.update(mse_predicted=d.mse,
                    mse_tensor_predicted=d.mse * c * c / (2 * d.n_streams),

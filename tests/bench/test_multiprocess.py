@@ -178,3 +178,35 @@ def test_digital_over_processes_is_the_8bit_quantized_sum(bench, model_dir, tmp_
         assert stat(np.abs(got - ref)) < 0.25 * stat(np.abs(got - exact))
     air = res["allreduce"]["modelled_airtime"]     # the OFDMA airtime beside the wall time
     assert air["per_token_decode_s"] == pytest.approx(2 * 4 * air["per_allreduce_decode_s"])
+
+
+def test_one_sounding_per_csi_interval_on_a_static_bench(bench, model_dir, tmp_path):
+    """`--csi-interval-ms` on a bench whose channel stays put (channel.realization: fixed): the
+    rounds of a whole held-out window share one sounding and design (the grid of 1 s of the
+    receiver clock), and the measured error is still the predicted one. On a bench that draws
+    a new channel every round the option is refused before anything starts."""
+    import yaml
+
+    from testbed.cli import main
+    from testbed.config.loader import find_config
+    spec = yaml.safe_load(open(find_config("sim_4node", "benches")))
+    spec["channel"]["realization"] = "fixed"
+    spec["name"] = "sim_4node_fixed"
+    path = tmp_path / "sim_4node_fixed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "run"
+    code = main(["run", "--bench", str(path), "--up", "--method", "aircomp-zf-sdr",
+                 "--csi", "estimated", "--csi-interval-ms", "1000", "--eval-text", "heldout",
+                 "--eval-windows", "1", "--measure-error", "--run-dir", str(run_dir)])
+    res = json.loads((run_dir / "results.json").read_text())
+    assert code == 0 and res["status"] == "ok", res.get("error")
+    air = res["allreduce"]
+    assert air["rounds"] == 8 and air["soundings"] <= 1, air
+    assert res["csi_interval_samples"] == 1_000_000
+    tap = res["measurement_tap"]
+    ratio = tap["mse_tensor_mean"] / air["mse_tensor_predicted_mean"]
+    assert 0.3 < ratio < 3.0, ratio
+    assert main(["run", "--bench", "sim_4node", "--up", "--method", "aircomp-zf-sdr",
+                 "--csi-interval-ms", "5", "--eval-text", "heldout",
+                 "--run-dir", str(tmp_path / "refused")]) == 1
+    assert not (tmp_path / "refused").exists()

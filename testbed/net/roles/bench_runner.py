@@ -250,7 +250,8 @@ def load_controller_code() -> None:
 def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: JobSpec,
                  run_dir: str | Path, *, supervisor: Supervisor | None = None,
                  register_timeout_s: float = 120.0, n_streams: int | None = None,
-                 csi: str = "estimated", calibration=None, measure_error: bool = False) -> int:
+                 csi: str = "estimated", calibration=None, measure_error: bool = False,
+                 csi_interval_samples: int = 0) -> int:
     """Be the controller of a running bench: wait for every role, assign shards, run the scale
     statistics pass (analog methods), run ``job`` with ``method``; write
     ``run_dir/steps.jsonl`` (each step at once) and ``run_dir/results.json``. Returns 0 on
@@ -258,7 +259,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     `testbed.net.roles.bench_calibration.BenchCalibration` (each node transmits through its
     correction; results.json records the file) or None (raw radios). measure_error: nodes copy
     their partials to a measurement sink in this process (results.json: ``measurement_tap``).
-    supervisor: the local bench's `Supervisor` (`up_and_run`): a child that exits before
+    csi_interval_samples: one sounding and design per interval of the receiver clock
+    (`AnalogRoundDriver`; 0: every round). supervisor: the local bench's `Supervisor` (`up_and_run`): a child that exits before
     registering ends the wait at once (`ChildExitedError` quoting its log).
     A lost peer or a round that times out is named at once (printed; ``detected_unix`` in
     results.json) and saved as status "failed" with ``culprit`` = {"kind": node | receiver |
@@ -279,6 +281,7 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                      "model_fingerprint": fingerprint, "status": "running",
                      "addresses": dataclasses.asdict(addresses),
                      "measure_error": measure_error,
+                     "csi_interval_samples": int(csi_interval_samples),
                      "calibration": None if calibration is None else calibration.record}
     steps: list[dict] = []
     sink = None
@@ -362,7 +365,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                                    corrections=None if calibration is None
                                    else calibration.corrections,
                                    measure_error=measure_error,
-                                   tap_address=None if sink is None else sink.address)
+                                   tap_address=None if sink is None else sink.address,
+                                   csi_interval_samples=csi_interval_samples)
             host, port = (gloo_rendezvous(bench, addresses)
                           if session.spec.transport == "quantized" else ("127.0.0.1", None))
             t0 = time.perf_counter()
@@ -484,7 +488,7 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
                register_timeout_s: float = 120.0, n_streams: int | None = None,
                sup_hook=None, csi: str = "estimated", calibration=None,
                measure_error: bool = False, nodes_bring_model: bool = False,
-               addresses: BenchAddresses | None = None) -> int:
+               addresses: BenchAddresses | None = None, csi_interval_samples: int = 0) -> int:
     """Start the whole bench locally under a `Supervisor` (children torn down on exit, error
     or Ctrl-C) and be its controller (`run_on_bench`). ``sup_hook(sup)`` is called once the
     processes started (tests use it to kill a node mid-run). calibration: as `run_on_bench`
@@ -518,7 +522,8 @@ def up_and_run(bench_spec: str, bench, model: str, method: str, job: JobSpec, ru
             code = run_on_bench(bench, addresses, model_dir, method, job, run_dir,
                                 supervisor=sup, register_timeout_s=register_timeout_s,
                                 n_streams=n_streams, csi=csi, calibration=calibration,
-                                measure_error=measure_error)
+                                measure_error=measure_error,
+                                csi_interval_samples=csi_interval_samples)
         except ChildExitedError as exc:
             print(f"bench {bench.name} did not start: {exc}", file=sys.stderr, flush=True)
             return 1

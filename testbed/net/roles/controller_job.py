@@ -61,6 +61,7 @@ class RoundRecord:
     detected_offset: int | None = None
     design_s: float | None = None
     noise_var_design: float | None = None
+    csi_reused: bool = False
 
 
 @dataclass
@@ -73,7 +74,8 @@ class BenchSession:
     corrections: {node id: NodeCorrection dict} sent in each node's ASSIGNMENT (calibration);
     measure_error: nodes copy their partials to the measurement sink at ``tap_address``;
     model_dir: the checkpoint, whose slices go to the nodes that registered without one
-    (`testbed.net.roles.slices`; None: every node must bring its own)."""
+    (`testbed.net.roles.slices`; None: every node must bring its own); csi_interval_samples:
+    one sounding and design per interval of the receiver clock (`AnalogRoundDriver`)."""
 
     ctl: Controller
     bench: object
@@ -90,6 +92,10 @@ class BenchSession:
     #: extra lead on real-time radios for the roles' own work (s); see `BenchExecutor`
     slack_s: float = 0.05
     model_dir: object = None
+    csi_interval_samples: int = 0
+    #: predict each node's phase at the payload from successive soundings (None: on for
+    #: benches whose channel stays put -- radios, or a simulated bench with a fixed block)
+    phase_tracking: bool | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -130,6 +136,9 @@ class BenchSession:
                 design_method=self.spec.design or "zf-sdr", budget=self.budget, csi=self.csi,
                 truth=self.truth, scales=ScaleKeeper(self.spec.scale_policy or "calibrated"),
                 n_streams=self.n_streams, design_options=self.spec.design_options,
+                csi_interval_samples=self.csi_interval_samples,
+                phase_tracking=self._static_channel() if self.phase_tracking is None
+                else self.phase_tracking,
                 on_round=self._new_realization if simulated and self.bench.channel is not None
                 and self.bench.channel.realization == "per_round" else None)
 
@@ -287,7 +296,13 @@ class BenchSession:
         return ex.node_replies, RoundRecord(
             layer, site, 0.0, mse_tensor_predicted=rec["mse_tensor_predicted"],
             scale=rec["scale"], detected_offset=out.offset, design_s=rec["design_s"],
-            noise_var_design=rec["noise_var_design"])
+            noise_var_design=rec["noise_var_design"], csi_reused=bool(rec.get("csi_reused")))
+
+    def _static_channel(self) -> bool:
+        """True when the bench's channel stays put between rounds: radios (cabled or static
+        antennas) or a simulated air with one fixed block."""
+        ch = self.bench.channel
+        return not self.bench.simulated or (ch is not None and ch.realization == "fixed")
 
     def summary(self) -> dict:
         """Round timing and the design's predicted error over the job's rounds."""
@@ -302,9 +317,12 @@ class BenchSession:
             out["mse_tensor_predicted_mean"] = float(np.mean([r.mse_tensor_predicted for r in air]))
             out["design_ms_median"] = float(np.median([r.design_s for r in air]) * 1e3)
             out["detected_offsets"] = sorted({int(r.detected_offset) for r in air})
+            # rounds that sounded and designed (the others reused them: --csi-interval-ms)
+            out["soundings"] = sum(1 for r in air if not r.csi_reused)
         if self.executor is not None and self.executor.syncs:
             out["timebase_syncs"] = self.executor.syncs
         if self.driver is not None:
+            out["phase_tracking"] = self.driver.tracker is not None
             out["scales"] = self.driver.scales.table()
             out["simulator_truth_used"] = sorted(self.driver.truth_used)
         return out
