@@ -9,7 +9,8 @@ and every receiver radio; the USRPs share one PPS) and wires the air:
   section, one fading draw (``fading``, ``k_factor_db``; ``rician`` with ``k_factor_db: .inf``
   is a fixed line-of-sight/cabled path) times the path loss (``path_loss_db`` per node), times
   a cable loss that puts a node sending at the AirComp reference power
-  (`LinkBudget.ref_power`, `testbed.phy.budget`) with its configured TX gain at the receiver's configured
+  (`LinkBudget.ref_power`, `testbed.phy.budget`) with its configured TX gain (and, on a Pluto,
+  the driver's DAC scaling, `_tx_air_db`) at the receiver's configured
   RX gain ``rx_full_scale(N)`` below the ADC's full scale (the presets' level plan, 12 dB of
   headroom for all N nodes); the air's noise is set so that the first node with 0 dB path
   loss sees ``snr_db`` per receive antenna (the simulator's SNR definition,
@@ -176,7 +177,7 @@ class EmulatedBench:
         for n, (node, srv) in enumerate(zip(bench.nodes, node_srv)):
             # level plan: a node at the reference power lands rx_full_scale(N) below the ADC's
             # full scale at the receiver's gain (the presets' 12 dB of headroom for N nodes)
-            tx_air_db = node.radio.tx_gain_db - getattr(srv.device, "tx_gain_max", 0.0)
+            tx_air_db = _tx_air_db(node.radio, srv.device)
             loss_db = -(tx_air_db + rx_gain_db) - 20 * math.log10(
                 rx_full_scale(len(bench.nodes), headroom))
             g = 10 ** (loss_db / 20)
@@ -191,14 +192,27 @@ class EmulatedBench:
         # a receiver array's radios stand side by side: the first one's TX 0 reaches the
         # others' antennas (the beacon that aligns them), at the first node's level
         if len(rx_srv) > 1:
-            tx_air_db = bench.receiver.primary_radio.tx_gain_db - getattr(
-                rx_srv[0].device, "tx_gain_max", 0.0)
+            tx_air_db = _tx_air_db(bench.receiver.primary_radio, rx_srv[0].device)
             g = 10 ** ((-(tx_air_db + rx_gain_db) - 20 * math.log10(
                 rx_full_scale(len(bench.nodes), headroom))) / 20)
             for rsrv in rx_srv[1:]:
                 for rch in range(rsrv.device.n):
                     self.air.connect(rx_srv[0].device.port, 0, rsrv.device.port, rch,
                                      h=g * np.exp(1j * rng.uniform(0, 2 * np.pi)))
+
+
+def _tx_air_db(radio, device) -> float:
+    """Air level (dB, air units) of a full-scale sample from the testbed's driver for
+    ``radio`` (its config) on the emulated ``device``: the TX gain (a USRP's relative to its
+    maximum) plus, on a Pluto, the driver's DAC scaling -- full scale 1.0 is 2**14 counts of the
+    int16 word whose 12 MSBs the DAC takes (`testbed.radio.scaling`), 6.02 dB below the DAC's
+    full scale. Without it a Pluto bench ran 6 dB below its ``snr_db`` (measured: the receiver's
+    predicted AirComp error 6x the ideal bench's on the same channels)."""
+    from testbed.radio.scaling import TX_FULL_SCALE_COUNTS
+    db = float(radio.tx_gain_db) - float(getattr(device, "tx_gain_max", 0.0))
+    if isinstance(device, EmulatedPluto):
+        db += 20 * math.log10(TX_FULL_SCALE_COUNTS / 2 ** 15)
+    return db
 
 
 def _usrp_model(radio) -> str:
