@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -189,10 +190,13 @@ def test_one_sounding_per_csi_interval_on_a_static_bench(bench, model_dir, tmp_p
 
     from testbed.cli import main
     from testbed.config.loader import find_config
-    spec = yaml.safe_load(open(find_config("sim_4node", "benches")))
+    shipped = Path(find_config("sim_4node", "benches"))
+    spec = yaml.safe_load(shipped.read_text())
     spec["channel"]["realization"] = "fixed"
     spec["name"] = "sim_4node_fixed"
-    path = tmp_path / "sim_4node_fixed.yaml"
+    (tmp_path / "benches").mkdir()
+    (tmp_path / "radios").symlink_to(shipped.parent.parent / "radios")   # relative radio files
+    path = tmp_path / "benches" / "sim_4node_fixed.yaml"
     path.write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "run"
     code = main(["run", "--bench", str(path), "--up", "--method", "aircomp-zf-sdr",
