@@ -67,8 +67,7 @@ def csi_interval_from_args(args, bench) -> int:
     ms = float(getattr(args, "csi_interval_ms", 0.0) or 0.0)
     if ms < 0:
         raise ConfigError(f"--csi-interval-ms must be >= 0 (ms), got {ms:g}")
-    ch = bench.channel
-    if ms and bench.simulated and ch is not None and ch.realization == "per_round":
+    if ms and bench.new_channel_every_round:
         raise ConfigError(f"--csi-interval-ms {ms:g}: bench {bench.name!r} draws a new channel "
                           "every round (channel.realization: per_round), so every reused channel "
                           "estimate would be stale; set channel.realization: fixed or drop the "

@@ -198,6 +198,12 @@ class BenchConfig(_Strict):
         radios (an emulated bench's channel section describes its real-time air instead)."""
         return self.channel is not None and self.radio_kinds() <= {"sim"}
 
+    @property
+    def new_channel_every_round(self) -> bool:
+        """True for a simulated bench that draws a new fading block per all-reduce
+        (``channel.realization: per_round``); radios and a fixed simulated block keep theirs."""
+        return self.simulated and self.channel.realization == "per_round"
+
     def radio_kinds(self) -> set[str]:
         """The radio kinds used on this bench (after the loader resolved file references)."""
         radios = [n.radio for n in self.nodes]

@@ -137,10 +137,9 @@ class BenchSession:
                 truth=self.truth, scales=ScaleKeeper(self.spec.scale_policy or "calibrated"),
                 n_streams=self.n_streams, design_options=self.spec.design_options,
                 csi_interval_samples=self.csi_interval_samples,
-                phase_tracking=self._static_channel() if self.phase_tracking is None
-                else self.phase_tracking,
-                on_round=self._new_realization if simulated and self.bench.channel is not None
-                and self.bench.channel.realization == "per_round" else None)
+                phase_tracking=not self.bench.new_channel_every_round
+                if self.phase_tracking is None else self.phase_tracking,
+                on_round=self._new_realization if self.bench.new_channel_every_round else None)
 
     def _new_realization(self) -> None:
         self.ctl.request(CHANNEL_ID, NewRealization(), timeout_s=self.request_timeout_s)
@@ -297,12 +296,6 @@ class BenchSession:
             layer, site, 0.0, mse_tensor_predicted=rec["mse_tensor_predicted"],
             scale=rec["scale"], detected_offset=out.offset, design_s=rec["design_s"],
             noise_var_design=rec["noise_var_design"], csi_reused=bool(rec.get("csi_reused")))
-
-    def _static_channel(self) -> bool:
-        """True when the bench's channel stays put between rounds: radios (cabled or static
-        antennas) or a simulated air with one fixed block."""
-        ch = self.bench.channel
-        return not self.bench.simulated or (ch is not None and ch.realization == "fixed")
 
     def summary(self) -> dict:
         """Round timing and the design's predicted error over the job's rounds."""
