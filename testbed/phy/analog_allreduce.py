@@ -319,31 +319,19 @@ class AnalogRoundDriver:
         self._last_H = np.array(H, copy=True)
         return d
 
-    def _reusable(self) -> tuple[np.ndarray, float, RoundDesign] | None:
-        """The channel state and design in force, if this round may reuse them (see the class
-        docstring), else None."""
-        if self._state is None:
-            return None
-        at, H, noise_var, d = self._state
-        if self.csi == "perfect":
-            H_now = np.asarray(self.truth.channels())
-            nv = self.budget.signal_noise_var(self.truth.air_noise_var())
-            same = H_now.shape == H.shape and nv == noise_var and np.array_equal(H_now, H)
-            return (H, noise_var, d) if same else None
-        T = self.csi_interval_samples
-        if T and self.executor.next_start(self.budget) // T == at // T:
-            return H, noise_var, d
-        return None
-
     def channel_and_design(self) -> tuple[RoundDesign, float, dict]:
         """(design, signal-model sigma^2, record) of this round: the state in force when it may
-        be reused (record ``csi_reused`` 1, ``design_s`` 0), else `channel_state` and `design`."""
-        kept = self._reusable()
-        if kept is not None:
-            _, noise_var, d = kept
-            return d, noise_var, {"csi_reused": 1, "design_s": 0.0}
+        be reused (see the class docstring; record ``csi_reused`` 1, ``design_s`` 0), else
+        `channel_state` and `design`."""
+        state = self._state
         at = self.executor.next_start(self.budget)
+        T = self.csi_interval_samples
+        if state is not None and self.csi == "estimated" and T and at // T == state[0] // T:
+            return state[3], state[2], {"csi_reused": 1, "design_s": 0.0}
         H, noise_var, rec = self.channel_state()
+        if (state is not None and self.csi == "perfect" and noise_var == state[2]
+                and H.shape == state[1].shape and np.array_equal(H, state[1])):
+            return state[3], state[2], dict(rec, csi_reused=1, design_s=0.0)
         if self.tracker is not None:     # the time base's generation: a re-sync turns phases
             self.tracker.update(at, H, epoch=len(getattr(self.executor, "syncs", ())))
         t0 = time.perf_counter()
