@@ -13,6 +13,18 @@ then resampled onto the node's grid (node sample ``n`` carries the band-limited 
 ``a(n) - T``: fractional timing advance and SRO in one step) and handed to the wrapped radio at
 the first node sample. AirComp runs unchanged on top.
 
+Carrier offset: rotating a full-band (one sample per symbol) burst by a CFO of tens of kHz in
+baseband moves ``|cfo| / fs`` of its spectrum across the Nyquist edge, where the node's DAC
+sends it on the wrong side of the band: a receiver's filters drop it, and a receiver whose grid
+is fractionally offset from the one the burst was corrected for (the second radio of a receiver
+array) gets it with the wrong phase. Measured on the emulated two-Pluto array (27-34 kHz
+CFOs, 2.7-3.4 % of the band): its second radio's payload error 6-14x the noise, the array's
+AirComp MSE 10-16x the design's prediction. So when the wrapped radio can move its transmit LO
+on its own (`Radio.set_tx_lo_offset`: a Pluto's TX synthesizer), `CorrectedRadio` puts the CFO
+there (``-cfo / (1 + sro)`` Hz, rounded to the synthesizer's step) and rotates only the residual
+in baseband (a few Hz); it re-tunes only when the residual would exceed `CARRIER_RETUNE_HZ`, so
+a refined CFO of a fraction of a Hz does not give the LO a new phase.
+
 The node-grid positions form an affine grid in ``u``'s samples: node sample ``n0 + j`` carries
 ``u`` at ``a(n0) - T + j / (1 + sro)``, so the resampling is the exact band-limited one of
 `testbed.phy.resample.bandlimited_resample` (FFT + chirp-z, ~1e-7 of the power even for a
@@ -25,7 +37,7 @@ a plain copy.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -109,6 +121,11 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
     return bandlimited_resample(u, first, 1.0 / (1.0 + sro), n1 - n0 + 1), n0
 
 
+#: Largest CFO (Hz) left to the baseband rotation before the transmit LO is re-tuned: 5e-5 of
+#: a 1 MS/s band crosses its edge (error ~ -43 dB of the signal).
+CARRIER_RETUNE_HZ = 50.0
+
+
 class CorrectedRadio(Radio):
     """A node `Radio` whose times are on the receiver clock and whose bursts are pre-corrected.
 
@@ -122,16 +139,41 @@ class CorrectedRadio(Radio):
 
     def __init__(self, radio: Radio, correction: NodeCorrection, half_taps: int = 128) -> None:
         self.radio = radio
-        self.correction = correction
         self.half_taps = int(half_taps)
         self.has_hardware_timestamps = radio.has_hardware_timestamps
         self.needs_recalibration = False
+        self.correction = correction
+
+    @property
+    def correction(self) -> NodeCorrection:
+        """The node's correction (what calibration measured; its whole CFO)."""
+        return self._correction
+
+    @correction.setter
+    def correction(self, corr: NodeCorrection) -> None:
+        self._correction = corr
+        self._split_carrier()
+
+    def baseband_cfo_hz(self) -> float:
+        """The part of the correction's CFO (Hz) the transmit LO does not take: what the burst
+        is rotated by in baseband."""
+        c = self._correction
+        return c.cfo_hz + self.radio.tx_lo_offset_hz * (1.0 + c.sro)
+
+    def _split_carrier(self) -> None:
+        """Move the transmit LO by -cfo / (1 + sro) when the baseband residual would exceed
+        `CARRIER_RETUNE_HZ` (module docstring): the node's carrier, (f + offset)(1 + sro) on
+        the receiver's time axis, then sits ``cfo + offset (1 + sro)`` from the receiver's."""
+        c = self._correction
+        if abs(self.baseband_cfo_hz()) > CARRIER_RETUNE_HZ:
+            self.radio.set_tx_lo_offset(-c.cfo_hz / (1.0 + c.sro))
 
     def configure(self, settings: RadioSettings) -> None:
         """Delegate; a new carrier frequency invalidates the phase correction."""
         if settings.center_freq_hz != self.radio.settings.center_freq_hz:
             self.needs_recalibration = True
         self.radio.configure(settings)
+        self._split_carrier()          # a configure puts the transmit LO back on the centre
 
     @property
     def settings(self) -> RadioSettings:
@@ -144,8 +186,8 @@ class CorrectedRadio(Radio):
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         """Burst (n_tx, K) (full scale 1.0) to arrive at receiver sample ``at_sample``."""
         x = as_channel_matrix(samples, self.settings.n_tx_channels)
-        y, n0 = precorrect(x, int(at_sample), self.correction, self.settings.sample_rate_hz,
-                           self.half_taps)
+        corr = replace(self._correction, cfo_hz=self.baseband_cfo_hz())
+        y, n0 = precorrect(x, int(at_sample), corr, self.settings.sample_rate_hz, self.half_taps)
         self.radio.transmit(y.astype(np.complex64), n0)
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:

@@ -150,6 +150,20 @@ class Radio(abc.ABC):
         c = self.counters()
         return c.underflows + c.overflows
 
+    @property
+    def tx_lo_offset_hz(self) -> float:
+        """How far (Hz) the transmit carrier sits from the configured centre frequency (set by
+        `set_tx_lo_offset`; 0 after every `configure`)."""
+        return 0.0
+
+    def set_tx_lo_offset(self, offset_hz: float) -> float:
+        """Move the transmit carrier ``offset_hz`` (Hz) from the configured centre, the receive
+        carrier unchanged; returns the offset the synthesizer gives (Hz, its resolution). A
+        radio whose transmit LO cannot be moved on its own returns 0.0 (the default): callers
+        then correct the whole carrier offset in baseband. A re-tune gives a new LO phase on
+        AD9361-based radios."""
+        return 0.0
+
     def done_until(self, sample: int) -> None:
         """Declare that this transmitter sends nothing more before ``sample`` (samples on the
         bench's reference clock: the receiver's). A lock-step simulated air needs it to release

@@ -122,6 +122,7 @@ class PlutoRadio(Radio):
         self._cond = threading.Condition(threading.RLock())
         self._counters = StreamCounters()
         self._settings: RadioSettings | None = None
+        self._tx_lo_offset = 0.0
         self._tx_pos = 0
         self._rx_pos = 0
         self._bursts: list[_Burst] = []
@@ -231,6 +232,7 @@ class PlutoRadio(Radio):
             dev.tx_cyclic_buffer = False
             got_rate = float(dev.sample_rate)
             self._cfg = cfg
+            self._tx_lo_offset = 0.0
             self._settings = RadioSettings(
                 sample_rate_hz=got_rate, center_freq_hz=float(dev.rx_lo),
                 tx_gain_db=cfg.tx_gain_db, rx_gain_db=cfg.rx_gain_db,
@@ -561,6 +563,30 @@ class PlutoRadio(Radio):
         except OSError as exc:
             raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} refused loopback "
                              f"{mode} ({exc}); its firmware needs debugfs access") from exc
+
+    @property
+    def tx_lo_offset_hz(self) -> float:
+        return self._tx_lo_offset
+
+    def set_tx_lo_offset(self, offset_hz: float) -> float:
+        """TX LO (``altvoltage1``) at the centre frequency + ``offset_hz`` (Hz), the RX LO
+        unchanged; returns the offset the RF PLL gives (read back: its fractional-N steps are a
+        few Hz). The streams keep running; the TX LO phase is new."""
+        if self._dev is None:
+            raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} is not open")
+        centre = self.settings.center_freq_hz
+        want = int(round(centre + float(offset_hz)))
+
+        def tune():
+            self._dev.tx_lo = want
+            return float(self._dev.tx_lo)
+        try:
+            got = self._device_call(tune)
+        except OSError as exc:
+            raise RadioError(f"node {self._node_id!r}: Pluto {self._cfg.uri} refused TX LO "
+                             f"{want} Hz ({exc})") from exc
+        self._tx_lo_offset = got - centre
+        return self._tx_lo_offset
 
     def counters(self) -> StreamCounters:
         with self._cond:
