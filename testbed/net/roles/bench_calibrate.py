@@ -74,6 +74,14 @@ class _RemoteRadio:
         """Included in `now` (the bench's lead), so 0 here."""
         return 0
 
+    #: The node's own `CorrectedRadio` puts its time base's CFO on its TX LO; the calibration's
+    #: fine CFO on top (a few Hz) stays in baseband.
+    tx_lo_offset_hz = 0.0
+
+    def set_tx_lo_offset(self, offset_hz: float) -> float:
+        """Not from the controller (see ``tx_lo_offset_hz``): 0.0 applied."""
+        return 0.0
+
 
 class RemoteNodeTransmitter(_RemoteRadio):
     """A node's transmit path as `calibration.procedures` sees it from the controller: times
