@@ -13,7 +13,9 @@ docs/bench.md's multi-host recipe, against the ideal simulated bench.
 Printed: the calibration residuals, per method the perplexity on the emulated bench and on the
 ideal one with their ratio (target within 3 %), with ``--measure-error`` the measured / predicted
 all-reduce MSE of both and the emulated receiver's measured MSE over the ideal one's (target
-<= 1.5 for the 4-antenna array), the partial-sum bytes on the controller's
+<= 1.5 for the 4-antenna array) -- also against an ideal receiver on the channels with the
+nodes' transmit-chain gain errors folded in (the preset's +-2 dB: on the node side, part of what
+any receiver sees) --, the partial-sum bytes on the controller's
 sockets (target 0: partials travel over the air only) and each radio's stream counters.
 Every process runs on this host on the bench file's ports (shipped benches: 5555.., 30431..).
 
@@ -81,9 +83,25 @@ def _controller(args: list[str], log: Path, roles: list[subprocess.Popen],
     return code
 
 
-def _ideal_bench(bench, path: Path) -> Path:
+def node_chain_gains_db(bench) -> dict[str, float]:
+    """Each node's transmit-chain gain error (dB) as the emulated air draws it from the bench's
+    impairment preset and seed (`sim_backend.emulated_bench`): part of the channel a receiver
+    sees from that node. Empty without a preset."""
+    from sim_backend.impairment_presets import preset_by_name
+    ch = bench.channel
+    imp = preset_by_name(ch.impairments if ch else None, len(bench.nodes),
+                         bench.receiver.primary_radio.center_freq_hz, ch.seed if ch else 0)
+    if imp is None:
+        return {}
+    return {n.id: float(p.gain_error_db) for n, p in zip(bench.nodes, imp.tx)}
+
+
+def _ideal_bench(bench, path: Path, node_chains: bool = False) -> Path:
     """The bench as an ideal simulated bench: same nodes, split, antennas and channel section,
-    radios kind sim, no impairments, the emulated air's one fading block for the whole run."""
+    radios kind sim, no impairments, the emulated air's one fading block for the whole run.
+    ``node_chains``: the nodes' transmit-chain gain errors (`node_chain_gains_db`) folded into
+    their path loss, i.e. the channels the emulated receiver sees from each node (the receiver
+    array's comparison: everything on the node side equal, only the receiver ideal)."""
     data = bench.model_dump(mode="json", exclude_none=True)
     rx = bench.receiver.primary_radio
     sim = {"kind": "sim", "sample_rate_hz": rx.sample_rate_hz,
@@ -96,6 +114,12 @@ def _ideal_bench(bench, path: Path) -> Path:
     ch.pop("impairments", None)
     ch.pop("time_scale", None)
     ch["realization"] = "fixed"
+    if node_chains:
+        loss = dict(ch.get("path_loss_db") or {})
+        for node_id, g in node_chain_gains_db(bench).items():
+            loss[node_id] = float(loss.get(node_id, 0.0)) - g
+        ch["path_loss_db"] = loss
+        data["name"] += "_node_chains"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -211,15 +235,24 @@ def _ideal(bench, methods, job, out, rows, measure_error: bool = False) -> int:
     """Step 4 and the table (with ``measure_error`` the ideal runs use the tap too: the
     emulated receiver's measured MSE against the ideal receiver's on the same channels)."""
     ideal = _ideal_bench(bench, out / "ideal.yaml")
-    table = []
+    chains = (_ideal_bench(bench, out / "ideal_node_chains.yaml", node_chains=True)
+              if measure_error and node_chain_gains_db(bench) else None)
+    tap = ["--measure-error"] if measure_error else []
+
+    def run(path: Path, name: str) -> dict:
+        d = out / name
+        if _results(d) is None:          # a run already in --out is reused (--ideal-only)
+            with open(out / f"{name}.log", "w") as log:
+                subprocess.run([sys.executable, "-m", "testbed.cli", "run", "--up", "--bench",
+                                str(path), "--method", m, *job, *tap, "--out", str(d)],
+                               stdout=log, stderr=subprocess.STDOUT, check=False)
+        return _summary(_results(d))
+
+    table, chain_mse = [], {}
     for m, s in rows:
-        d = out / f"ideal-{m}"
-        with open(out / f"ideal-{m}.log", "w") as log:
-            subprocess.run([sys.executable, "-m", "testbed.cli", "run", "--up", "--bench",
-                            str(ideal), "--method", m, *job,
-                            *(["--measure-error"] if measure_error else []), "--out", str(d)],
-                           stdout=log, stderr=subprocess.STDOUT, check=False)
-        ref = _summary(_results(d))
+        ref = run(ideal, f"ideal-{m}")
+        if chains is not None:
+            chain_mse[m] = run(chains, f"ideal-node-chains-{m}").get("mse")
         ratio = (s.get("ppl") or float("nan")) / (ref.get("ppl") or float("nan"))
         table.append((m, s.get("ppl"), ref.get("ppl"), ratio, s.get("partial_bytes"),
                       s.get("syncs"), s.get("radios"), s.get("mse"), ref.get("mse")))
@@ -237,6 +270,12 @@ def _ideal(bench, methods, job, out, rows, measure_error: bool = False) -> int:
             print(f"{m} ideal receiver on the same channels: measured {ideal_mse['measured']:.4e}, "
                   f"predicted {ideal_mse['predicted']:.4e}; emulated / ideal measured MSE "
                   f"{mse['measured'] / ideal_mse['measured']:.3f} (target <= 1.5)")
+        c = chain_mse.get(m)
+        if mse and c:
+            print(f"{m} ideal receiver on the channels with the nodes' chain gains "
+                  f"{json.dumps(node_chain_gains_db(bench))} dB: measured {c['measured']:.4e}, "
+                  f"predicted {c['predicted']:.4e}; emulated / ideal measured MSE "
+                  f"{mse['measured'] / c['measured']:.3f} (target <= 1.5)")
     return 0
 
 
