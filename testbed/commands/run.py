@@ -170,28 +170,45 @@ def print_summary(results_path: Path, model_dir) -> None:
 
 def stream_health_lines(res: dict) -> list[str]:
     """Summary lines of every radio's stream counters in results.json (``radios``): one line
-    when all are clean, else one per radio with errors; roles whose counters could not be
-    fetched (a failed run) are named."""
+    when all are clean, else one per radio with errors; counts from before a role's first time
+    base (``before_timebase``: a start-up glitch while it loads its model) on a line of their
+    own, not as errors of the run; roles whose counters could not be fetched (a failed run) are
+    named."""
     from testbed.net.roles.common import HEALTH_COUNTERS
     label = {"stream_breaks": "stream breaks", "resyncs": "re-syncs"}
     radios = res.get("radios") or {}
     lines = []
     bad = []
+    early = []
     for role, r in sorted(radios.items()):
-        c = r.get("counters", {})
+        c = dict(r.get("counters", {}))
+        before = r.get("before_timebase") or {}
+        # what happened before the first time base cannot have hurt a round (it is measured
+        # after): counted apart, not as an error of the run
+        pre = [f"{label.get(k, k)} {before[k]}" for k in HEALTH_COUNTERS if before.get(k)]
+        for k in before:
+            if k in c:
+                c[k] = c[k] - before[k]
         errs = [f"{label.get(k, k)} {c[k]}" for k in HEALTH_COUNTERS if c.get(k)]
         if errs:
             bad.append(f"  {role} ({r.get('kind')} {r.get('serial')}): " + ", ".join(errs))
+        if pre:
+            early.append(f"{role} ({', '.join(pre)})")
     if radios:
         shown = [label.get(k, k) for k in HEALTH_COUNTERS
                  if any(k in r.get("counters", {}) for r in radios.values())]
+        since = (" since the time base" if any("before_timebase" in r for r in radios.values())
+                 else "")
         if bad:
-            lines.append(f"stream health: {len(bad)} of {len(radios)} radios had errors "
+            lines.append(f"stream health: {len(bad)} of {len(radios)} radios had errors{since} "
                          f"({' / '.join(shown)}):")
             lines += bad
         else:
-            lines.append(f"stream health: {len(radios)} radios clean (no "
+            lines.append(f"stream health: {len(radios)} radios clean{since} (no "
                          f"{', '.join(shown)})")
+    if early:
+        lines.append("stream health: before the time base was set up (harmless, it is "
+                     "measured after them): " + "; ".join(early))
     missing = res.get("radios_unreported") or []
     if missing:
         lines.append(f"stream health: no counters from {', '.join(missing)} (lost or busy when "

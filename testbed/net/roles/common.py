@@ -138,18 +138,29 @@ def bench_ratios(bench) -> dict[str, float]:
 HEALTH_COUNTERS = ("underflows", "overflows", "late", "stream_breaks", "resyncs")
 
 
-def radio_stats(radio, resyncs: int | None = None) -> dict:
+def radio_stats(radio, resyncs: int | None = None, before_timebase: dict | None = None) -> dict:
     """A radio's identity and stream counters (JSON-able), for STATS and results.json:
     `StreamCounters` plus ``stream_breaks`` (`Radio.stream_breaks`: underflows, overflows and
     stream restarts -- each a discontinuity of its sample clock) and, when the role counts them,
-    ``resyncs`` (time base re-established)."""
+    ``resyncs`` (time base re-established). ``before_timebase``: the counters when the role's
+    first time base was set up (`stream_counters`), reported alongside: what happened before it
+    (a start-up glitch while the role loads its model) cannot have hurt a round."""
     ident = radio.identity()
-    counters = radio.counters().as_dict()
-    counters["stream_breaks"] = int(radio.stream_breaks())
+    counters = stream_counters(radio)
     if resyncs is not None:
         counters["resyncs"] = int(resyncs)
-    return {"kind": ident.kind, "serial": ident.serial, "address": ident.address,
-            "counters": counters}
+    out = {"kind": ident.kind, "serial": ident.serial, "address": ident.address,
+           "counters": counters}
+    if before_timebase is not None:
+        out["before_timebase"] = dict(before_timebase)
+    return out
+
+
+def stream_counters(radio) -> dict:
+    """A radio's `StreamCounters` and ``stream_breaks`` now (JSON-able)."""
+    counters = radio.counters().as_dict()
+    counters["stream_breaks"] = int(radio.stream_breaks())
+    return counters
 
 
 def clock_report(radio):

@@ -34,7 +34,8 @@ from testbed.activity import waiting_on
 from testbed.llm.allreduce import AllReduce
 from testbed.methods import get_method
 from testbed.net.agent import Agent
-from testbed.net.roles.common import clock_report, pps_time_sync, radio_stats, rss_bytes
+from testbed.net.roles.common import (clock_report, pps_time_sync, radio_stats, rss_bytes,
+                                      stream_counters)
 from testbed.net.roles.estimates import EstimateListener, TapSender
 from testbed.net.roles.slices import SliceReceiver
 from testbed.net.schema import (Ack, Aggregate, Assignment, BurstCommand, ClockQuery,
@@ -115,6 +116,8 @@ class NodeAgent(Agent):
         self.timebase = None      # calibration.timebase.TimeBase: the receiver's clock here
         self.loopback_offset: float | None = None
         self.syncs = 0
+        #: the radio's stream counters when the first time base was set up (None: not yet)
+        self.counters_at_timebase: dict | None = None
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> Message | None:
@@ -162,7 +165,8 @@ class NodeAgent(Agent):
             out["replicated_param_bytes"] = self.model.replicated.param_bytes()
         if self.radio is not None:
             # resyncs: time bases established after the first (the first is the set-up)
-            out["radio"] = radio_stats(self.radio, resyncs=max(self.syncs - 1, 0))
+            out["radio"] = radio_stats(self.radio, resyncs=max(self.syncs - 1, 0),
+                                       before_timebase=self.counters_at_timebase)
             if self.timebase is not None:
                 out["radio"]["timebase"] = {**self.timebase.details,
                                             "lost": bool(self.timebase.broken(self._radios()))}
@@ -273,6 +277,8 @@ class NodeAgent(Agent):
         self._need_radio()
         agreed = pps_time_sync(self.radio, msg)     # USRPs: one PPS edge (calibration.pps)
         if agreed is not None:
+            if msg.step == "pps_latch" and self.counters_at_timebase is None:
+                self.counters_at_timebase = stream_counters(self.radio)
             return agreed
         who, radios = self.config.node_id, self._radios()
         if msg.step == "loopback":
@@ -304,6 +310,8 @@ class NodeAgent(Agent):
                    "tau_samples": corr.tau_samples, "sro_ppm": corr.sro_ppm,
                    "cfo_hz": corr.cfo_hz}
         self.timebase = tb.TimeBase(corr, breaks, details)
+        if self.counters_at_timebase is None:
+            self.counters_at_timebase = stream_counters(self.radio)
         self.syncs += 1
         self._rebuild_tx()
         return Ack(info=details)

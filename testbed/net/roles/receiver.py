@@ -15,7 +15,8 @@ import numpy as np
 
 from testbed.activity import waiting_on
 from testbed.net.agent import Agent
-from testbed.net.roles.common import clock_report, pps_time_sync, radio_stats, rss_bytes
+from testbed.net.roles.common import (clock_report, pps_time_sync, radio_stats, rss_bytes,
+                                      stream_counters)
 from testbed.net.roles.estimates import EstimatePublisher
 from testbed.net.schema import (Ack, AggregateCommand, CaptureCommand, CaptureReport, ClockQuery,
                                 Message, RoundReport, SoundCommand, SoundingReport,
@@ -48,6 +49,8 @@ class ReceiverAgent(Agent):
         self.loopback_offset: float | None = None
         self.timebase = None      # calibration.timebase.TimeBase of the last beacon
         self.syncs = 0
+        #: the radio's stream counters when the first time base was set up (None: not yet)
+        self.counters_at_timebase: dict | None = None
         self.adc_full_scale = 0   # I/Q components of round windows at the ADC's full scale
         self.window_components = 0
 
@@ -73,7 +76,8 @@ class ReceiverAgent(Agent):
             if self.publisher is not None:
                 info["traffic"]["estimates"] = self.publisher.traffic.table()
             if self.radio is not None:
-                info["radio"] = radio_stats(self.radio, resyncs=max(self.syncs - 1, 0))
+                info["radio"] = radio_stats(self.radio, resyncs=max(self.syncs - 1, 0),
+                                            before_timebase=self.counters_at_timebase)
             return StatsReport(info=info)
         return super().handle(message)
 
@@ -98,6 +102,8 @@ class ReceiverAgent(Agent):
         self._need_radio()
         agreed = pps_time_sync(self.radio, msg)     # USRPs: one PPS edge (calibration.pps)
         if agreed is not None:
+            if msg.step == "pps_latch" and self.counters_at_timebase is None:
+                self.counters_at_timebase = stream_counters(self.radio)
             return agreed
         radio = self._beacon_radio()
         who, radios = self.config.node_id, self._radios()
@@ -126,6 +132,8 @@ class ReceiverAgent(Agent):
         self.timebase = tb.TimeBase(NodeCorrection(), breaks,
                                     {"beacon_tx_sample": t_b, "air_sample": air,
                                      "loopback_offset": self.loopback_offset})
+        if self.counters_at_timebase is None:
+            self.counters_at_timebase = stream_counters(self.radio)
         self.syncs += 1
         return Ack(info={"air_sample": air, "beacon_tx_sample": t_b})
 
