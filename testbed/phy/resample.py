@@ -57,8 +57,10 @@ def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.n
     """Chirps of the chirp-z transform X[j] = sum_k c[k] w^(j k), j < m, w = exp(j 2 pi step /
     n_fft), for inputs of length n (Bluestein: w^(jk) = w^(j^2/2) w^(k^2/2) w^(-(j-k)^2/2)).
 
-    Returns ``(chirp, kernel_fft, n_conv)``: chirp[i] = w^(i^2/2) for i < max(n, m), the FFT
-    (length n_conv) of the convolution kernel w^(-(j-k)^2/2), j - k = -(n-1)..m-1. Cached: a
+    Returns ``(chirp, kernel_fft, n_conv, out_ramp, out_chirp)``: chirp[i] = w^(i^2/2) for
+    i < max(n, m), the FFT (length n_conv) of the convolution kernel w^(-(j-k)^2/2),
+    j - k = -(n-1)..m-1, out_ramp[j] = exp(-j pi step j) (the step's part of the Nyquist bin's
+    phase, `bandlimited_resample`) and out_chirp = chirp[:m] out_ramp, j < m. Cached: a
     node's bursts share their length, output length and clock ratio, so a plan is reused every
     round (building one costs about as much as transforming with it)."""
     from scipy.fft import fft, next_fast_len  # imported when used: a light start for roles
@@ -68,7 +70,8 @@ def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.n
                                   + (step - 1.0) * (i * i) / n_fft))
     n_conv = next_fast_len(n + m - 1)
     kernel = np.conj(np.concatenate([chirp[n - 1:0:-1], chirp[:m]]))
-    return chirp, fft(kernel, n_conv), n_conv
+    out_ramp = np.exp(-1j * np.pi * np.mod(step * np.arange(m, dtype=float), 2.0))
+    return chirp, fft(kernel, n_conv), n_conv, out_ramp, chirp[:m] * out_ramp
 
 
 def _phase_ramp(n: int, theta: float) -> np.ndarray:
@@ -126,14 +129,16 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     t0 = first_position + left                                         # padded coordinates
     # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m: a chirp-z transform
     # (w = exp(j 2 pi step / N)) of coef = spec exp(j 2 pi k t0 / N)
-    chirp, kernel_fft, n_conv = _czt_plan(n_fft, n_out, float(step), n_fft)
+    chirp, kernel_fft, n_conv, out_ramp, out_chirp = _czt_plan(n_fft, n_out, float(step), n_fft)
     coef = spec * (_phase_ramp(n_fft, 2.0 * np.pi * (t0 % n_fft) / n_fft) * chirp[:n_fft])[None, :]
     vals = ifft(fft(coef, n_conv, axis=1) * kernel_fft[None, :], axis=1)[:, n_fft - 1:n_fft - 1 + n_out]
-    vals = vals * chirp[None, :n_out]
     t = t0 + step * np.arange(n_out)
-    # bin -N/2 entered as exp(-j pi t); the symmetric (real-kernel) choice is cos(pi t)
-    sin_t = np.sin(np.pi * t)
-    y = vals * np.exp(-1j * np.pi * t)[None, :] + spec[:, :1] * (1j * sin_t)[None, :]
+    # bin -N/2 entered as exp(-j pi t); the symmetric (real-kernel) choice is cos(pi t).
+    # exp(-j pi t) = exp(-j pi t0) exp(-j pi step m): the second factor is cached with the
+    # output chirp (`_czt_plan`), and sin(pi t) = -Im exp(-j pi t)
+    p0 = complex(np.exp(-1j * np.pi * (t0 % 2.0)))
+    sin_t = -(p0 * out_ramp).imag
+    y = vals * (p0 * out_chirp)[None, :] + spec[:, :1] * (1j * sin_t)[None, :]
     # sinc(s) - D_N(s) = sin(pi s) (1/N) (1/u - cot u), u = pi s / N, and sin(pi (t - p)) =
     # sin(pi t) (-1)^p: the Dirichlet kernel's deficit as a short series in centred, scaled
     # positions tau = (t - c) / N, kappa = (p - c) / N (|tau|, |kappa| <= 1/4: no cancellation)
