@@ -121,9 +121,11 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
     return bandlimited_resample(u, first, 1.0 / (1.0 + sro), n1 - n0 + 1), n0
 
 
-#: Largest CFO (Hz) left to the baseband rotation before the transmit LO is re-tuned: 5e-5 of
-#: a 1 MS/s band crosses its edge (error ~ -43 dB of the signal).
-CARRIER_RETUNE_HZ = 50.0
+#: Largest CFO (Hz) left to the baseband rotation before the transmit LO is re-tuned: 5e-4 of
+#: a 1 MS/s band crosses its edge (error <= -33 dB of the signal). A calibration's refinements
+#: (`procedures.refine_cfo`: the raw sounding's CFO error, < 250 Hz for its first 2000-sample
+#: gap) stay in baseband, so the phase they measure through the LO stays valid.
+CARRIER_RETUNE_HZ = 500.0
 
 
 class CorrectedRadio(Radio):

@@ -78,6 +78,9 @@ def test_a_refined_cfo_keeps_the_lo_and_a_new_time_base_far_off_re_tunes_it():
     cr.correction = replace(CORR, cfo_hz=CORR.cfo_hz + 0.8)     # a refinement: no new phase
     assert len(radio.requests) == 1
     assert cr.baseband_cfo_hz() == pytest.approx(CORR.cfo_hz + 0.8 + radio.offset * (1 + CORR.sro))
+    # refine_cfo's first gap (2000 samples) resolves up to 250 Hz: still the same LO
+    cr.correction = replace(CORR, cfo_hz=CORR.cfo_hz + 240.0)
+    assert len(radio.requests) == 1
     far = replace(CORR, cfo_hz=CORR.cfo_hz + 3 * CARRIER_RETUNE_HZ)
     cr.correction = far
     assert len(radio.requests) == 2 and abs(cr.baseband_cfo_hz()) <= STEP_HZ
