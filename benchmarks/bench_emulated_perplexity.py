@@ -84,24 +84,22 @@ def _controller(args: list[str], log: Path, roles: list[subprocess.Popen],
 
 
 def node_chain_gains_db(bench) -> dict[str, float]:
-    """Each node's transmit-chain gain error (dB) as the emulated air draws it from the bench's
-    impairment preset and seed (`sim_backend.emulated_bench`): part of the channel a receiver
-    sees from that node. Empty without a preset."""
-    from sim_backend.impairment_presets import preset_by_name
-    ch = bench.channel
-    imp = preset_by_name(ch.impairments if ch else None, len(bench.nodes),
-                         bench.receiver.primary_radio.center_freq_hz, ch.seed if ch else 0)
+    """Each node's transmit-chain gain error (dB) as the emulated air draws it
+    (`sim_backend.emulated_bench.bench_impairments`): part of the channel a receiver sees from
+    that node. Empty without a preset."""
+    from sim_backend.emulated_bench import bench_impairments
+    imp = bench_impairments(bench)
     if imp is None:
         return {}
     return {n.id: float(p.gain_error_db) for n, p in zip(bench.nodes, imp.tx)}
 
 
-def _ideal_bench(bench, path: Path, node_chains: bool = False) -> Path:
+def _ideal_bench(bench, path: Path, node_gains_db: dict[str, float] | None = None) -> Path:
     """The bench as an ideal simulated bench: same nodes, split, antennas and channel section,
     radios kind sim, no impairments, the emulated air's one fading block for the whole run.
-    ``node_chains``: the nodes' transmit-chain gain errors (`node_chain_gains_db`) folded into
-    their path loss, i.e. the channels the emulated receiver sees from each node (the receiver
-    array's comparison: everything on the node side equal, only the receiver ideal)."""
+    ``node_gains_db``: the nodes' transmit-chain gain errors (dB, `node_chain_gains_db`) folded
+    into their path loss, i.e. the channels the emulated receiver sees from each node (the
+    receiver array's comparison: everything on the node side equal, only the receiver ideal)."""
     data = bench.model_dump(mode="json", exclude_none=True)
     rx = bench.receiver.primary_radio
     sim = {"kind": "sim", "sample_rate_hz": rx.sample_rate_hz,
@@ -114,9 +112,9 @@ def _ideal_bench(bench, path: Path, node_chains: bool = False) -> Path:
     ch.pop("impairments", None)
     ch.pop("time_scale", None)
     ch["realization"] = "fixed"
-    if node_chains:
+    if node_gains_db:
         loss = dict(ch.get("path_loss_db") or {})
-        for node_id, g in node_chain_gains_db(bench).items():
+        for node_id, g in node_gains_db.items():
             loss[node_id] = float(loss.get(node_id, 0.0)) - g
         ch["path_loss_db"] = loss
         data["name"] += "_node_chains"
@@ -235,8 +233,9 @@ def _ideal(bench, methods, job, out, rows, measure_error: bool = False) -> int:
     """Step 4 and the table (with ``measure_error`` the ideal runs use the tap too: the
     emulated receiver's measured MSE against the ideal receiver's on the same channels)."""
     ideal = _ideal_bench(bench, out / "ideal.yaml")
-    chains = (_ideal_bench(bench, out / "ideal_node_chains.yaml", node_chains=True)
-              if measure_error and node_chain_gains_db(bench) else None)
+    gains = node_chain_gains_db(bench) if measure_error else {}
+    chains = (_ideal_bench(bench, out / "ideal_node_chains.yaml", node_gains_db=gains)
+              if gains else None)
     tap = ["--measure-error"] if measure_error else []
 
     def run(path: Path, name: str) -> dict:
@@ -273,7 +272,7 @@ def _ideal(bench, methods, job, out, rows, measure_error: bool = False) -> int:
         c = chain_mse.get(m)
         if mse and c:
             print(f"{m} ideal receiver on the channels with the nodes' chain gains "
-                  f"{json.dumps(node_chain_gains_db(bench))} dB: measured {c['measured']:.4e}, "
+                  f"{json.dumps(gains)} dB: measured {c['measured']:.4e}, "
                   f"predicted {c['predicted']:.4e}; emulated / ideal measured MSE "
                   f"{mse['measured'] / c['measured']:.3f} (target <= 1.5)")
     return 0

@@ -152,8 +152,7 @@ class EmulatedBench:
         air = RealtimeAir(primary.sample_rate_hz, time_scale=time_scale, seed=seed)
         out = cls(air)
         n_nodes = len(bench.nodes)
-        imp = preset_by_name(ch.impairments if ch else None, n_nodes, primary.center_freq_hz,
-                             seed)
+        imp = bench_impairments(bench, seed)
         node_srv = [out._serve_radio(node.id, node.radio, _lo_from(imp.tx[i]) if imp
                                      else LOParams())
                     for i, node in enumerate(bench.nodes)]
@@ -199,6 +198,16 @@ class EmulatedBench:
                 for rch in range(rsrv.device.n):
                     self.air.connect(rx_srv[0].device.port, 0, rsrv.device.port, rch,
                                      h=g * np.exp(1j * rng.uniform(0, 2 * np.pi)))
+
+
+def bench_impairments(bench, seed: int | None = None):
+    """The impairments the emulated air draws for ``bench`` (a `BenchConfig`): its
+    ``channel.impairments`` preset for its nodes at the receiver's carrier, from ``seed``
+    (None: ``channel.seed``); None without a preset."""
+    ch = bench.channel
+    seed = seed if seed is not None else (ch.seed if ch else 0)
+    return preset_by_name(ch.impairments if ch else None, len(bench.nodes),
+                          bench.receiver.primary_radio.center_freq_hz, seed)
 
 
 def _tx_air_db(radio, device) -> float:

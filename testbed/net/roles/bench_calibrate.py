@@ -34,7 +34,7 @@ from testbed.net.roles.bench_round import BenchExecutor, _expect
 from testbed.net.schema import (Ack, BurstCommand, CaptureCommand, CaptureReport, ClockQuery,
                                 ClockReport)
 from testbed.phy.budget import DEFAULT_BUDGET
-from testbed.radio.base import RadioSettings
+from testbed.radio.base import Radio, RadioSettings
 
 
 class _BenchClock:
@@ -74,13 +74,11 @@ class _RemoteRadio:
         """Included in `now` (the bench's lead), so 0 here."""
         return 0
 
-    #: The node's own `CorrectedRadio` puts its time base's CFO on its TX LO; the calibration's
-    #: fine CFO on top (a few Hz) stays in baseband.
-    tx_lo_offset_hz = 0.0
-
-    def set_tx_lo_offset(self, offset_hz: float) -> float:
-        """Not from the controller (see ``tx_lo_offset_hz``): 0.0 applied."""
-        return 0.0
+    # No TX LO from the controller (`Radio`'s defaults: 0 Hz, nothing applied): the node's own
+    # `CorrectedRadio` puts its time base's CFO on its TX LO; the calibration's fine CFO on top
+    # (a few Hz) stays in baseband.
+    tx_lo_offset_hz = Radio.tx_lo_offset_hz
+    set_tx_lo_offset = Radio.set_tx_lo_offset
 
 
 class RemoteNodeTransmitter(_RemoteRadio):
