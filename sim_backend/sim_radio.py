@@ -78,6 +78,13 @@ def node_now(air: SimAir, node_id: int) -> int:
     return node_sample_at(air.now, air.tx_impairment(node_id))
 
 
+def peak_exceeds(comps: np.ndarray, full_scale: float = 1.0) -> bool:
+    """True when any of the real components ``comps`` (I and Q, any shape) lies beyond
+    +-``full_scale``: two reductions, no temporary (the per-burst clipping check)."""
+    return bool(comps.size) and bool(np.maximum.reduce(comps, axis=None) > full_scale
+                                     or np.minimum.reduce(comps, axis=None) < -full_scale)
+
+
 class SimRadio(Radio):
     """A radio on a `SimAir`. See the module docstring."""
 
@@ -90,8 +97,11 @@ class SimRadio(Radio):
         self.air = air
         self.node_id = node_id
         self.is_receiver = bool(receiver)
+        #: the air's TX hook of this node (fixed at registration): its node clock's map
+        self._hook = None
         if node_id is not None:
             air.register_tx(node_id, n_tx, tx_impairment)
+            self._hook = air.tx_impairment(node_id)
         self._settings = RadioSettings(n_tx_channels=n_tx if node_id is not None else 0,
                                        n_rx_channels=air.n_rx if receiver else 0,
                                        sample_rate_hz=air.sample_rate_hz)
@@ -129,7 +139,7 @@ class SimRadio(Radio):
         """This radio's sample clock (samples): the node clock (`node_now`) for a transmit-only
         radio, the air clock for the receiver and for a transmitter that also receives."""
         if self.node_id is not None and not self.is_receiver:
-            return self.node_now()
+            return node_sample_at(self.air.now, self._hook)
         return self.air.now
 
     def node_now(self) -> int:
@@ -137,7 +147,7 @@ class SimRadio(Radio):
         start at without landing in the air's past (see the module docstring)."""
         if self.node_id is None:
             raise ConfigError("this SimRadio is receive-only; it has no node clock")
-        return node_now(self.air, self.node_id)
+        return node_sample_at(self.air.now, self._hook)
 
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         """Schedule a burst ``(n_tx, K)`` (full scale 1.0) at node sample ``at_sample`` (node
@@ -152,7 +162,7 @@ class SimRadio(Radio):
             raise StreamError(f"burst at node sample {at_sample} is late (node clock now="
                               f"{earliest}, air clock {self.air.now}); schedule further ahead")
         comps = np.ascontiguousarray(x).view(np.float32)      # I and Q components
-        if comps.size and max(comps.max(), -comps.min()) > 1.0:
+        if peak_exceeds(comps):
             self.clipped_samples += int(np.count_nonzero(np.abs(comps) > 1.0))
         self._counters.samples_sent += x.shape[1]
         self.air.schedule(self.node_id, x, int(at_sample))

@@ -17,7 +17,7 @@ A frame on the air, in samples from the frame start::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import gcd
 
 import numpy as np
@@ -59,11 +59,12 @@ class FrameLayout:
     with_pilots: bool = False
     noise_len: int = 0
 
-    @property
+    # offsets are cached_property: computed once per (immutable) layout, asked for every round
+    @cached_property
     def n_pilot_slots(self) -> int:
         return self.n_nodes * self.n_tx if self.with_pilots else 0
 
-    @property
+    @cached_property
     def pilot_start(self) -> int:
         return self.preamble_len + self.guard_len
 
@@ -74,17 +75,17 @@ class FrameLayout:
         i = self.pilot_start + (node * self.n_tx + antenna) * self.pilot_len
         return slice(i, i + self.pilot_len)
 
-    @property
+    @cached_property
     def noise_slot(self) -> slice:
         """Sample range of the silent segment (empty when ``noise_len`` is 0)."""
         i = self.pilot_start + self.n_pilot_slots * self.pilot_len
         return slice(i, i + self.noise_len)
 
-    @property
+    @cached_property
     def payload_start(self) -> int:
         return self.noise_slot.stop
 
-    @property
+    @cached_property
     def total_len(self) -> int:
         return self.payload_start + self.payload_len
 
@@ -99,16 +100,19 @@ class FrameLayout:
 
 
 @lru_cache(maxsize=32)
-def _lag_matrix(preamble: bytes, search_len: int, dtype) -> tuple[np.ndarray, float]:
+def _lag_matrix(preamble: bytes, search_len: int, dtype) -> tuple[np.ndarray, float, np.ndarray]:
     """T ``(search_len + lp - 1, search_len)`` with T[d + k, d] = conj(p_k), so that
-    (y @ T)[r, d] = sum_k y_r[d + k] conj(p_k); and ||p||^2. ``preamble``: complex128 bytes."""
+    (y @ T)[r, d] = sum_k y_r[d + k] conj(p_k); ||p||^2; and ``lp`` ones (the lag window's
+    energy kernel). ``preamble``: complex128 bytes. Arrays read-only."""
     pc = np.conj(np.frombuffer(preamble, dtype=np.complex128))
     lp = pc.size
     T = np.zeros((search_len + lp - 1, search_len), dtype=dtype)
     for d in range(search_len):
         T[d:d + lp, d] = pc
     T.flags.writeable = False
-    return T, float(np.vdot(pc, pc).real)
+    ones = np.ones(lp)
+    ones.flags.writeable = False
+    return T, float(np.vdot(pc, pc).real), ones
 
 
 def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
@@ -128,12 +132,12 @@ def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
     seg = y[:, :search_len + lp - 1]
     # corr[r, d] = sum_k y_r[d + k] conj(p_k): all antennas and lags in one product with the
     # (cached) banded matrix of the preamble's lags
-    lags, p_energy = _lag_matrix(p.astype(np.complex128, copy=False).tobytes(), search_len,
-                                 np.complex64 if seg.dtype == np.complex64 else np.complex128)
+    lags, p_energy, ones = _lag_matrix(p.astype(np.complex128, copy=False).tobytes(), search_len,
+                                       np.complex64 if seg.dtype == np.complex64 else np.complex128)
     corr = seg @ lags                                                   # (N_r, search_len)
     score = (corr.real ** 2 + corr.imag ** 2).sum(axis=0)
     win_e = (seg.real ** 2 + seg.imag ** 2).sum(axis=0, dtype=np.float64)
-    local = np.convolve(win_e, np.ones(lp), "valid")                   # energy of each lag window
+    local = np.convolve(win_e, ones, "valid")                          # energy of each lag window
     metric = score / (p_energy * np.maximum(local, 1e-300))
     d = int(np.argmax(metric))
     if metric[d] < threshold:

@@ -32,7 +32,7 @@ from `testbed.phy.budget.LinkBudget`) and in signal-model units after `cut_frame
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -78,7 +78,7 @@ class RoundPlan:
         """Payload slots: 1 for AirComp, one per node for FDMA."""
         return self.n_nodes if self.scheme == "fdma" else 1
 
-    @property
+    @cached_property
     def channel_uses(self) -> int:
         """K: channel uses per slot, ceil(ceil(D/2) / L) (0 without payload)."""
         if self.n_values == 0:
@@ -91,8 +91,15 @@ class RoundPlan:
 
     def layout(self, budget: LinkBudget) -> FrameLayout:
         """The frame: preamble, guard, [pilots, silence], n_slots * K payload samples."""
-        return _layout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses, budget,
-                       self.sounding)
+        # a round asks several times with the same (immutable) budget: the last answer is kept
+        # with the budget it is for (identity: hashing a budget costs more than the lookup)
+        last = self.__dict__.get("_last_layout")
+        if last is not None and last[0] is budget:
+            return last[1]
+        layout = _layout(self.n_nodes, self.n_tx, self.n_slots * self.channel_uses, budget,
+                         self.sounding)
+        self.__dict__["_last_layout"] = (budget, layout)
+        return layout
 
     def window(self, budget: LinkBudget) -> tuple[int, int]:
         """Receive window (first sample, length in samples): the frame plus the search margin
@@ -125,6 +132,15 @@ def _layout(n_nodes: int, n_tx: int, payload_len: int, budget: LinkBudget,
     # cached: a round asks for its (immutable) layout several times, every round the same one
     return FrameLayout(n_nodes, n_tx, payload_len, budget.preamble_len, budget.guard_len,
                        budget.pilot_len, sounding, budget.noise_len if sounding else 0)
+
+
+@lru_cache(maxsize=32)
+def _tx_preamble(layout: FrameLayout, amplitude: float) -> np.ndarray:
+    """The layout's preamble times ``amplitude`` (full-scale units), complex64, read-only
+    (cached: every frame sends the same one)."""
+    p = (layout.preamble() * amplitude).astype(np.complex64)
+    p.flags.writeable = False
+    return p
 
 
 @dataclass(frozen=True)
@@ -177,7 +193,7 @@ def node_frames(plan: RoundPlan, budget: LinkBudget, nodes: Sequence[int] | None
     layout = plan.layout(budget)
     amp = budget.amplitude
     x = np.zeros((len(nodes), plan.n_tx, layout.total_len), dtype=np.complex64)
-    x[:, 0, :layout.preamble_len] = layout.preamble() * amp
+    x[:, 0, :layout.preamble_len] = _tx_preamble(layout, amp)
     if plan.sounding:
         pilot = layout.pilot() * amp
         for i, n in enumerate(nodes):
@@ -198,7 +214,7 @@ def node_frames(plan: RoundPlan, budget: LinkBudget, nodes: Sequence[int] | None
                              f"({plan.n_tx}, {plan.n_streams})")
         X = precode_all(B * amp, pack_streams(z, scale, plan.n_streams))
         k, p0 = plan.channel_uses, layout.payload_start
-        slots = [plan.slot_of(n) for n in nodes]
+        slots = [0] if plan.n_slots == 1 else [plan.slot_of(n) for n in nodes]
         if len(set(slots)) == 1:                 # AirComp: every node in the same slot
             x[:, :, p0 + slots[0] * k:p0 + (slots[0] + 1) * k] = X
         else:
