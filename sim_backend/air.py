@@ -39,16 +39,16 @@ class _Tx:
     channel: np.ndarray | None = None  # (N_r, n_tx)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Burst:
     node_id: int
     start: int           # air sample of samples[:, 0]
     channel: np.ndarray  # (N_r, n_tx): the node's channel when the burst was scheduled
     samples: np.ndarray  # (n_tx, K') complex (a copy) on the air grid, before the channel
+    end: int = field(init=False)   # air sample after the last one
 
-    @property
-    def end(self) -> int:
-        return self.start + self.samples.shape[1]
+    def __post_init__(self) -> None:
+        self.end = self.start + self.samples.shape[1]
 
 
 @dataclass
@@ -89,6 +89,8 @@ class SimAir:
         self._tx: dict[int, _Tx] = {}
         self._bursts: list[_Burst] = []
         self.now = 0
+        #: +1 whenever a node or a channel is set (a key for caches of the true channels)
+        self.channel_generation = 0
         self.stats = AirStats()
 
     # ---------------------------------------------------------------- nodes and channels
@@ -99,6 +101,7 @@ class SimAir:
         if n_tx < 1:
             raise ConfigError(f"n_tx must be >= 1, got {n_tx}")
         self._tx[node_id] = _Tx(node_id, int(n_tx), impairment or NoTxImpairment())
+        self.channel_generation += 1
 
     @property
     def node_ids(self) -> list[int]:
@@ -117,6 +120,7 @@ class SimAir:
             raise ConfigError(f"channel of node {node_id} must have shape ({self.n_rx}, {tx.n_tx}), "
                               f"got {h.shape}")
         tx.channel = h.copy()
+        self.channel_generation += 1
 
     def set_channels(self, H: np.ndarray) -> None:
         """Set all channels from ``H`` complex ``(N, N_r, N_t)`` in `node_ids` order."""
@@ -127,6 +131,7 @@ class SimAir:
             H = H.astype(complex)                   # one private copy, one check
             for tx, h in zip(self._tx.values(), H):
                 tx.channel = h
+            self.channel_generation += 1
             return
         for nid, h in zip(self._tx, H):
             self.set_channel(nid, h)

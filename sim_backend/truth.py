@@ -18,11 +18,19 @@ class SimTruth:
 
     def __init__(self, air: SimAir) -> None:
         self._air = air
+        #: (the air's channel_generation, its true channels, read-only) of the last call
+        self._channels: tuple[int, np.ndarray] | None = None
 
     def channels(self) -> np.ndarray:
         """True channels of the current fading block, complex ``(N, N_r, N_t)`` (the signal
-        model's H: no LO phases or gains of impaired radios)."""
-        return np.asarray(self._air.true_channels())
+        model's H: no LO phases or gains of impaired radios). Read-only, and the same array
+        while the air's channels stay (`SimAir.channel_generation`)."""
+        gen = self._air.channel_generation
+        if self._channels is None or self._channels[0] != gen:
+            H = np.array(self._air.true_channels())
+            H.flags.writeable = False
+            self._channels = (gen, H)
+        return self._channels[1]
 
     def air_noise_var(self) -> float:
         """Complex AWGN variance per receive antenna per sample, full-scale units (linear)."""

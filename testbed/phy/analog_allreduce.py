@@ -278,6 +278,8 @@ class AnalogRoundDriver:
         self.tracker = PhaseTracker() if phase_tracking and csi == "estimated" else None
         self.last_design: RoundDesign | None = None
         self._last_H: np.ndarray | None = None
+        #: (H of the state, true H, their csi_mse) of the last report (see `csi_mse`)
+        self._csi_mse: tuple[np.ndarray, np.ndarray, float] | None = None
         #: which simulator truths this driver used (recorded in results)
         self.truth_used: set[str] = set()
 
@@ -338,8 +340,21 @@ class AnalogRoundDriver:
         d = self.design(H, noise_var)
         rec["design_s"] = time.perf_counter() - t0
         rec["csi_reused"] = 0
-        self._state = (at, np.array(H, copy=True), float(noise_var), d)
+        H = np.array(H, copy=True)
+        H.flags.writeable = False
+        self._state = (at, H, float(noise_var), d)
         return d, noise_var, rec
+
+    def csi_mse(self) -> float:
+        """mean |H - H_true|^2 of the channel state in force against the truth handle's channels
+        (signal-model units; a simulator report). Kept while both arrays are the same read-only
+        objects (the state is, `SimTruth.channels` is while the air's channels stay)."""
+        H, T = self._state[1], np.asarray(self.truth.channels())
+        last = self._csi_mse
+        if last is None or last[0] is not H or last[1] is not T or T.flags.writeable:
+            last = (H, T, float(np.mean(np.abs(H - T) ** 2)))
+            self._csi_mse = last
+        return last[2]
 
     def round(self, layer: int, site: str, shape: tuple[int, ...],
               powers: Sequence[float] | None = None) -> tuple[PayloadResult, dict]:
@@ -366,8 +381,7 @@ class AnalogRoundDriver:
                    detected_offset=out.offset, detection_metric=out.metric,
                    noise_var_design=noise_var, **out.extra)
         if self.truth is not None and self.csi == "estimated":
-            H = self._state[1]
-            rec["csi_mse"] = float(np.mean(np.abs(H - np.asarray(self.truth.channels())) ** 2))
+            rec["csi_mse"] = self.csi_mse()
             self.truth_used.add("channels (reported only)")
         return out, rec
 
