@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from testbed.phy.resample import bandlimited_resample
+from testbed.phy.resample import resample_runs
 from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
 
 
@@ -97,7 +97,10 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
     half_taps: margin in samples kept on each side of the burst on the node grid (the
     band-limited burst's precursor and tail); the resampling itself is exact whatever it is.
     """
-    x = np.asarray(samples, complex)
+    x = np.asarray(samples)
+    # complex64 bursts (what radios carry) stay in single precision, others in double
+    cdt = np.complex64 if x.dtype == np.complex64 else np.complex128
+    x = x.astype(cdt, copy=False)
     if x.ndim != 2:
         raise ValueError(f"samples must be (channels, samples), got shape {x.shape}")
     margin = int(half_taps)
@@ -106,11 +109,11 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
     k_len = x.shape[1]
     base = (corr.cfo_hz / sample_rate_hz * float(air_start)) % 1.0
     ph = 2 * math.pi * (base + corr.cfo_hz / sample_rate_hz * np.arange(k_len)) + corr.phase_rad
-    u = x * np.exp(-1j * ph)[None, :] * 10.0 ** (-corr.gain_db / 20.0)
+    u = x * (np.exp(-1j * ph) * 10.0 ** (-corr.gain_db / 20.0)).astype(cdt)[None, :]
     sro, tau = corr.sro, corr.tau_samples
     if sro == 0.0 and float(tau).is_integer():
         n0 = int(air_start) - int(tau) - margin
-        y = np.zeros((x.shape[0], k_len + 2 * margin), complex)
+        y = np.zeros((x.shape[0], k_len + 2 * margin), cdt)
         y[:, margin:margin + k_len] = u
         return y, n0
     n0 = math.floor(float(corr.node_position(air_start))) - margin
@@ -118,7 +121,7 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
     # a(n0) - air_start, with n0 / (1 + sro) written as n0 - n0 sro / (1 + sro) so that large
     # absolute sample numbers keep their fraction
     first = (n0 - int(air_start)) - n0 * sro / (1.0 + sro) + tau
-    return bandlimited_resample(u, first, 1.0 / (1.0 + sro), n1 - n0 + 1), n0
+    return resample_runs(u, first, 1.0 / (1.0 + sro), n1 - n0 + 1, margin), n0
 
 
 #: Largest CFO (Hz) left to the baseband rotation before the transmit LO is re-tuned: 5e-4 of

@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from testbed.errors import ConfigError
-from testbed.phy.resample import bandlimited_resample  # noqa: F401  (also re-exported here)
+from testbed.phy.resample import bandlimited_resample, resample_runs  # noqa: F401  (the first re-exported)
 
 
 # ---------------------------------------------------------------- elementary impairments (pure)
@@ -66,7 +66,8 @@ def quantize(x: np.ndarray, bits: int | None, clip: bool = True) -> np.ndarray:
     bits=None skips quantization; clip=True limits each component to the code range
     [-1, 1 - step] (or to [-1, 1] without quantization).
     """
-    x = np.asarray(x, dtype=complex)
+    x = np.asarray(x)
+    x = x.astype(np.complex64 if x.dtype == np.complex64 else complex, copy=False)  # keeps complex64
     re, im = x.real.copy(), x.imag.copy()
     if bits is not None:
         if bits < 2:
@@ -398,14 +399,17 @@ class TxImpairments(_HookWithLO):
         m1 = math.ceil(last) + h
         # node index (relative to s0) of air sample m: (m - s0 - tau)(1 + eps) + s0 eps
         first_pos = (m0 - s0 - tau) * (1.0 + eps) + s0 * eps
-        return bandlimited_resample(x, first_pos, 1.0 + eps, m1 - m0 + 1), m0
+        return resample_runs(x, first_pos, 1.0 + eps, m1 - m0 + 1, h), m0
 
     def apply_tx(self, samples: np.ndarray, start_sample: int,
                  sample_rate_hz: float) -> tuple[np.ndarray, int]:
         """Burst (n_tx, K) at node sample ``start_sample`` -> (burst on the air grid (n_tx, M),
         air sample of its column 0)."""
         p = self.params
-        x = np.asarray(samples, dtype=complex)
+        x = np.asarray(samples)
+        # complex64 bursts (what radios carry) stay in single precision, others in double
+        cdt = np.complex64 if x.dtype == np.complex64 else np.complex128
+        x = x.astype(cdt, copy=False)
         if x.ndim != 2:
             raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
         if p.dac_bits is not None or p.dac_clip:
@@ -415,7 +419,7 @@ class TxImpairments(_HookWithLO):
         x, start_out = self.to_air_grid(x, start_sample)
         if self._lo.active:
             ph = self._lo.phase(start_out, x.shape[1], p.cfo_hz, sample_rate_hz)
-            x = x * np.exp(1j * ph)[None, :]
+            x = x * np.exp(1j * ph).astype(cdt)[None, :]
         return x, int(start_out)
 
 

@@ -39,7 +39,7 @@ def _correction_weights() -> np.ndarray:
 def _powers(v: np.ndarray, n: int) -> np.ndarray:
     """(n, len(v)): row i = v**i, by successive products along contiguous rows (the same values
     as np.vander(v, n, increasing=True).T, several times faster for long v)."""
-    out = np.empty((n, v.size))
+    out = np.empty((n, v.size), v.dtype)
     out[0] = 1.0
     for i in range(1, n):
         np.multiply(out[i - 1], v, out=out[i])
@@ -53,16 +53,18 @@ def _cmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _czt_plan(n: int, m: int, step: float, n_fft: int, dtype: type = np.complex128
+              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """Chirps of the chirp-z transform X[j] = sum_k c[k] w^(j k), j < m, w = exp(j 2 pi step /
     n_fft), for inputs of length n (Bluestein: w^(jk) = w^(j^2/2) w^(k^2/2) w^(-(j-k)^2/2)).
 
     Returns ``(chirp, kernel_fft, n_conv, out_ramp, out_chirp)``: chirp[i] = w^(i^2/2) for
     i < max(n, m), the FFT (length n_conv) of the convolution kernel w^(-(j-k)^2/2),
     j - k = -(n-1)..m-1, out_ramp[j] = exp(-j pi step j) (the step's part of the Nyquist bin's
-    phase, `bandlimited_resample`) and out_chirp = chirp[:m] out_ramp, j < m. Cached: a
-    node's bursts share their length, output length and clock ratio, so a plan is reused every
-    round (building one costs about as much as transforming with it)."""
+    phase, `bandlimited_resample`) and out_chirp = chirp[:m] out_ramp, j < m; computed in
+    double precision and stored as ``dtype`` (complex64 or complex128). Cached: a node's
+    bursts share their length, output length and clock ratio, so a plan is reused every round
+    (building one costs about as much as transforming with it)."""
     from scipy.fft import fft, next_fast_len  # imported when used: a light start for roles
     i = np.arange(max(n, m), dtype=float)
     # phase pi step i^2 / n_fft, with the integer part of i^2 reduced modulo 2 n_fft first
@@ -71,16 +73,18 @@ def _czt_plan(n: int, m: int, step: float, n_fft: int) -> tuple[np.ndarray, np.n
     n_conv = next_fast_len(n + m - 1)
     kernel = np.conj(np.concatenate([chirp[n - 1:0:-1], chirp[:m]]))
     out_ramp = np.exp(-1j * np.pi * np.mod(step * np.arange(m, dtype=float), 2.0))
-    return chirp, fft(kernel, n_conv), n_conv, out_ramp, chirp[:m] * out_ramp
+    return (chirp.astype(dtype), fft(kernel, n_conv).astype(dtype), n_conv,
+            out_ramp.astype(dtype), (chirp[:m] * out_ramp).astype(dtype))
 
 
-def _phase_ramp(n: int, theta: float) -> np.ndarray:
+def _phase_ramp(n: int, theta: float, dtype: type = np.complex128) -> np.ndarray:
     """exp(j theta k) for k = 0..n-1 as the outer product of two ramps of ~sqrt(n) exponentials
-    (k = b q + r): ~2 sqrt(n) complex exponentials instead of n, exact to rounding."""
+    (k = b q + r): ~2 sqrt(n) complex exponentials instead of n, exact to rounding (of
+    ``dtype``, complex64 or complex128)."""
     b = max(1, math.isqrt(n - 1) + 1) if n > 1 else 1
     rows = -(-n // b)
-    outer = np.exp(1j * theta * b * np.arange(rows))
-    inner = np.exp(1j * theta * np.arange(b))
+    outer = np.exp(1j * theta * b * np.arange(rows)).astype(dtype)
+    inner = np.exp(1j * theta * np.arange(b)).astype(dtype)
     return (outer[:, None] * inner[None, :]).ravel()[:n]
 
 
@@ -104,7 +108,12 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     sample (to ~1e-12).
     """
     from scipy.fft import fft, ifft, next_fast_len   # imported when used: a light start for roles
-    x = np.asarray(x, dtype=complex)
+    x = np.asarray(x)
+    # the precision of the input: complex64 bursts (what radios carry) are resampled in single
+    # precision (~1e-7 of the amplitude, far below a 12-bit converter's step), others in double
+    cdt = np.complex64 if x.dtype in (np.complex64, np.float32) else np.complex128
+    rdt = np.float32 if cdt is np.complex64 else np.float64
+    x = x.astype(cdt, copy=False)
     if x.ndim != 2:
         raise ValueError(f"x must be (channels, samples), got shape {x.shape}")
     if not step > 0:
@@ -114,7 +123,7 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
         raise ValueError(f"n_out must be >= 0, got {n_out}")
     n_ch, k_len = x.shape
     if n_out == 0 or k_len == 0:
-        return np.zeros((n_ch, n_out), complex)
+        return np.zeros((n_ch, n_out), cdt)
     last_position = first_position + step * (n_out - 1)
     lo = min(0.0, math.floor(first_position))
     hi = max(float(k_len), math.ceil(last_position))
@@ -123,32 +132,89 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     while n_fft % 2:                       # bins -N/2 .. N/2-1 below need an even N
         n_fft = next_fast_len(n_fft + 1)
     left = int(-lo) + (n_fft - span) // 2
-    buf = np.zeros((n_ch, n_fft), complex)
-    buf[:, left:left + k_len] = x
-    spec = np.fft.fftshift(np.fft.fft(buf, axis=1), axes=1) / n_fft   # bins -N/2 .. N/2-1
+    p_in = left + np.arange(k_len)
+    # z = x (-1)^p: its FFT is the spectrum with bins -N/2 .. N/2-1 in order (no fftshift), and
+    # the series below needs the same alternating signs
+    z = x * np.where(p_in % 2 == 0, 1.0, -1.0).astype(rdt)[None, :]
+    buf = np.zeros((n_ch, n_fft), cdt)
+    buf[:, left:left + k_len] = z
+    spec = fft(buf, axis=1)                                  # n_fft x the spectrum (bins -N/2 ..)
     t0 = first_position + left                                         # padded coordinates
     # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m: a chirp-z transform
     # (w = exp(j 2 pi step / N)) of coef = spec exp(j 2 pi k t0 / N)
-    chirp, kernel_fft, n_conv, out_ramp, out_chirp = _czt_plan(n_fft, n_out, float(step), n_fft)
-    coef = spec * (_phase_ramp(n_fft, 2.0 * np.pi * (t0 % n_fft) / n_fft) * chirp[:n_fft])[None, :]
+    chirp, kernel_fft, n_conv, out_ramp, out_chirp = _czt_plan(n_fft, n_out, float(step), n_fft,
+                                                                 cdt)
+    ramp = _phase_ramp(n_fft, 2.0 * np.pi * (t0 % n_fft) / n_fft, cdt)
+    coef = spec * (ramp * chirp[:n_fft] * rdt(1.0 / n_fft))[None, :]
     vals = ifft(fft(coef, n_conv, axis=1) * kernel_fft[None, :], axis=1)[:, n_fft - 1:n_fft - 1 + n_out]
     t = t0 + step * np.arange(n_out)
     # bin -N/2 entered as exp(-j pi t); the symmetric (real-kernel) choice is cos(pi t).
     # exp(-j pi t) = exp(-j pi t0) exp(-j pi step m): the second factor is cached with the
     # output chirp (`_czt_plan`), and sin(pi t) = -Im exp(-j pi t)
-    p0 = complex(np.exp(-1j * np.pi * (t0 % 2.0)))
+    p0 = cdt(np.exp(-1j * np.pi * (t0 % 2.0)))
     sin_t = -(p0 * out_ramp).imag
-    y = vals * (p0 * out_chirp)[None, :] + spec[:, :1] * (1j * sin_t)[None, :]
+    y = vals * (p0 * out_chirp)[None, :] + (spec[:, :1] * rdt(1.0 / n_fft)) * (1j * sin_t)[None, :]
     # sinc(s) - D_N(s) = sin(pi s) (1/N) (1/u - cot u), u = pi s / N, and sin(pi (t - p)) =
     # sin(pi t) (-1)^p: the Dirichlet kernel's deficit as a short series in centred, scaled
     # positions tau = (t - c) / N, kappa = (p - c) / N (|tau|, |kappa| <= 1/4: no cancellation)
     c = left + lo + span / 2.0
-    p_in = left + np.arange(k_len)
     kappa = (p_in - c) / n_fft
-    W = _correction_weights()
+    W = _correction_weights().astype(rdt)
     n_pow = W.shape[0]
-    z = x * np.where(p_in % 2 == 0, 1.0, -1.0)[None, :]
-    moments = _cmatmul(z, _powers(-kappa, n_pow).T)                         # (C, Q+1)
+    moments = _cmatmul(z, _powers((-kappa).astype(rdt), n_pow).T)               # (C, Q+1)
     tau = (t - c) / n_fft
-    corr = _cmatmul(moments @ W.T, _powers(tau, n_pow))                       # (C, n_out)
-    return y + corr * (sin_t / n_fft)[None, :]
+    corr = _cmatmul(moments @ W.T, _powers(tau.astype(rdt), n_pow))            # (C, n_out)
+    return y + corr * (sin_t * rdt(1.0 / n_fft))[None, :]
+
+
+#: All-zero samples that `resample_runs` must save, beyond the tails it keeps, before it
+#: resamples the runs of a burst apart: below this, one transform across a silence costs less
+#: than another call (samples).
+SPLIT_SAVING = 1024
+
+
+def nonzero_runs(x: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
+    """Column ranges ``[lo, hi)`` of the burst x (C, K) that hold its non-zero columns, split
+    where ``min_gap`` or more all-zero columns separate them; the burst's zero edges are cut
+    only when they are that long too (else they stay in the first or last run). [] for an
+    all-zero burst; [(0, K)] for a burst without such silences."""
+    k_len = x.shape[1]
+    nz = np.flatnonzero(np.any(x != 0, axis=0))
+    if nz.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(nz) > min_gap)          # nz[i + 1] - nz[i] - 1 zeros >= min_gap
+    starts = [int(nz[0])] + (nz[cut + 1]).tolist()
+    ends = (nz[cut] + 1).tolist() + [int(nz[-1]) + 1]
+    if starts[0] < min_gap:
+        starts[0] = 0
+    if k_len - ends[-1] < min_gap:
+        ends[-1] = k_len
+    return list(zip(starts, ends))
+
+
+def resample_runs(x: np.ndarray, first_position: float, step: float, n_out: int,
+                  tail: int) -> np.ndarray:
+    """`bandlimited_resample` of a burst x (C, K) whose non-zero samples come in runs apart by
+    long silences (an FDMA node's preamble and its own slot), one run at a time: each run is
+    evaluated at the output positions within ``tail`` input samples of it, the pieces are
+    added, and the band-limited tails farther than ``tail`` from every run are left out (as a
+    burst's own tails beyond its margin are). Runs are split where that saves at least
+    `SPLIT_SAVING` samples (`nonzero_runs` with min_gap = 2 tail + SPLIT_SAVING); a burst
+    without such silences is exactly `bandlimited_resample`. Positions and ``tail`` in input
+    samples; the cost follows the runs' lengths instead of the burst's span."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be (channels, samples), got shape {x.shape}")
+    if tail < 0:
+        raise ValueError(f"tail must be >= 0 input samples, got {tail}")
+    runs = nonzero_runs(x, 2 * int(tail) + SPLIT_SAVING)
+    if runs == [(0, x.shape[1])]:
+        return bandlimited_resample(x, first_position, step, n_out)
+    out = bandlimited_resample(x[:, :0], first_position, step, int(n_out))  # zeros, its dtype
+    for lo, hi in runs:
+        j0 = max(0, math.ceil((lo - tail - first_position) / step))
+        j1 = min(int(n_out) - 1, math.floor((hi - 1 + tail - first_position) / step))
+        if j1 >= j0:
+            out[:, j0:j1 + 1] += bandlimited_resample(x[:, lo:hi], first_position + step * j0 - lo,
+                                                      step, j1 - j0 + 1)
+    return out

@@ -83,3 +83,58 @@ def test_bad_arguments_say_what_to_change():
     with pytest.raises(ValueError, match="n_out"):
         bandlimited_resample(x, 0.0, 1.0, -1)
     assert bandlimited_resample(x, 0.0, 1.0, 0).shape == (1, 0)
+
+
+def test_single_precision_bursts_stay_single_and_close_to_the_sinc_sum():
+    """complex64 in, complex64 out (what radios carry), within float32 rounding of the sum."""
+    x = _white(1, 700, seed=4)
+    pos = -16.3 + (1 + 2.3e-5) * np.arange(732)
+    y = bandlimited_resample(x.astype(np.complex64), -16.3, 1 + 2.3e-5, 732)
+    assert y.dtype == np.complex64
+    ref = _sinc_sum(x.astype(np.complex64).astype(complex), pos)
+    assert np.mean(np.abs(y - ref) ** 2) / np.mean(np.abs(x) ** 2) < 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(cols=st.lists(st.booleans(), min_size=1, max_size=80), min_gap=st.integers(1, 12))
+def test_nonzero_runs_cover_every_nonzero_column_and_split_only_at_long_silences(cols, min_gap):
+    from testbed.phy.resample import nonzero_runs
+    x = np.array(cols, float)[None, :]
+    runs = nonzero_runs(x, min_gap)
+    covered = np.zeros(x.shape[1], bool)
+    for lo, hi in runs:
+        assert 0 <= lo < hi <= x.shape[1]
+        covered[lo:hi] = True
+    assert np.all(covered[x[0] != 0])                          # every non-zero column is in a run
+    for (_, hi), (lo, _) in zip(runs, runs[1:]):
+        assert lo - hi >= min_gap and not x[0, hi:lo].any()    # split only at long silences
+    if not x.any():
+        assert runs == []
+    elif runs:
+        assert runs[0][0] == 0 or runs[0][0] >= min_gap        # short zero edges stay in
+        assert runs[-1][1] == x.shape[1] or x.shape[1] - runs[-1][1] >= min_gap
+
+
+def test_runs_apart_equal_the_sinc_sum_within_their_tails():
+    """Two runs 5000 zeros apart (an FDMA node's preamble and its slot): the sinc sum near each
+    run, zero beyond ``tail`` of both; a burst without long silences is untouched."""
+    from testbed.phy.resample import resample_runs
+    x = np.zeros((1, 6000), complex)
+    x[:, 100:163] = _white(1, 63, seed=5)
+    x[:, 5200:5800] = _white(1, 600, seed=6)
+    first, step, n_out, tail = -40.25, 1 + 3e-5, 6100, 64
+    y = resample_runs(x, first, step, n_out, tail)
+    pos = first + step * np.arange(n_out)
+    ref, near = np.zeros_like(y), np.zeros(n_out, bool)
+    # the runs, short zero edges included (100 and 200 zeros < 2 tail + SPLIT_SAVING)
+    for lo, hi in [(0, 163), (5200, 6000)]:       # each run's own sinc sum, within its tails
+        mask = (pos >= lo - tail) & (pos <= hi - 1 + tail)
+        part = np.zeros_like(x)
+        part[:, lo:hi] = x[:, lo:hi]
+        ref[:, mask] += _sinc_sum(part, pos[mask])
+        near |= mask
+    assert np.mean(np.abs(y - ref) ** 2) / np.mean(np.abs(x[x != 0]) ** 2) < 1e-12
+    assert near.sum() > 600 + 63 and not y[:, ~near].any()
+    dense = _white(1, 3000, seed=7)
+    np.testing.assert_array_equal(resample_runs(dense, first, step, 3100, tail),
+                                  bandlimited_resample(dense, first, step, 3100))
