@@ -30,7 +30,8 @@ import numpy as np
 
 from sim_backend.air import SimAir
 from testbed.errors import ConfigError, StreamError
-from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
+from testbed.radio.base import (Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix,
+                                peak_component)
 
 
 def clock_map(hook) -> tuple[float, float, int]:
@@ -76,13 +77,6 @@ def node_now(air: SimAir, node_id: int) -> int:
     """Node clock of transmitter ``node_id`` on ``air`` (samples): `node_sample_at` of the air
     clock through the node's TX hook."""
     return node_sample_at(air.now, air.tx_impairment(node_id))
-
-
-def peak_exceeds(comps: np.ndarray, full_scale: float = 1.0) -> bool:
-    """True when any of the real components ``comps`` (I and Q, any shape) lies beyond
-    +-``full_scale``: two reductions, no temporary (the per-burst clipping check)."""
-    return bool(comps.size) and bool(np.maximum.reduce(comps, axis=None) > full_scale
-                                     or np.minimum.reduce(comps, axis=None) < -full_scale)
 
 
 class SimRadio(Radio):
@@ -162,7 +156,7 @@ class SimRadio(Radio):
             raise StreamError(f"burst at node sample {at_sample} is late (node clock now="
                               f"{earliest}, air clock {self.air.now}); schedule further ahead")
         comps = np.ascontiguousarray(x).view(np.float32)      # I and Q components
-        if peak_exceeds(comps):
+        if peak_component(comps) > 1.0:
             self.clipped_samples += int(np.count_nonzero(np.abs(comps) > 1.0))
         self._counters.samples_sent += x.shape[1]
         self.air.schedule(self.node_id, x, int(at_sample))

@@ -41,7 +41,7 @@ from testbed.phy.round import (SCHEMES, ReceivedFrame, RoundDesign, RoundPlan, a
                                cut_frame, denormalize_sum, estimate_channels, estimate_noise_var,
                                node_frames)
 from testbed.phy.scale_policy import ScaleKeeper
-from testbed.radio.base import Radio
+from testbed.radio.base import Radio, peak_component
 
 CSI_MODES = ("perfect", "estimated")
 #: design methods that take a starting receiver (``init=`` array (N_r, L))
@@ -188,7 +188,7 @@ class LocalExecutor(RoundExecutor):
         also returns the transmitters' peak component and clipped fraction (full scale 1)."""
         frames = np.asarray(frames, dtype=np.complex64)
         comps = frames.view(np.float32)                          # I and Q components
-        peak = max(float(comps.max()), -float(comps.min())) if comps.size else 0.0
+        peak = peak_component(comps)
         # beyond full scale (the radio's DAC); counted only when the peak says there are some
         clipped = int(np.count_nonzero(np.abs(comps) > 1.0)) if peak > 1.0 else 0
         for n, (radio, x) in enumerate(zip(self.tx_radios, frames)):
@@ -398,10 +398,11 @@ def partials_to_numpy(partials: Sequence[torch.Tensor]) -> list[np.ndarray]:
 def stack_partials(partials: Sequence[torch.Tensor]) -> np.ndarray:
     """The partial tensors as one numpy array ``(N, *shape)`` (one copy): float32 partials stay
     float32 (their precision), others become float64; ValueError if shapes differ."""
-    shapes = {tuple(p.shape) for p in partials}
-    if len(shapes) != 1:
-        raise ValueError(f"all partials must have the same shape, got {shapes}")
-    z = torch.stack([p.detach() for p in partials]).cpu()
+    shape = partials[0].shape
+    if any(p.shape != shape for p in partials):
+        raise ValueError("all partials must have the same shape, got "
+                         f"{ {tuple(p.shape) for p in partials} }")
+    z = torch.stack(partials).detach().cpu()
     if z.dtype != torch.float32:
         z = z.to(torch.float64)
     return z.numpy()
@@ -422,6 +423,10 @@ def tap_errors(S_hat: np.ndarray, exact: np.ndarray, scale: float) -> tuple[floa
     return mse_symbols, mse_tensor
 
 
+#: the record values `RunningStats` averages
+_NUMBERS = (int, float, np.floating, np.integer)
+
+
 class RunningStats:
     """Per-(layer, site) means of per-round records (dicts of floats)."""
 
@@ -432,7 +437,7 @@ class RunningStats:
     def add(self, key: tuple[int, str], record: dict[str, float]) -> None:
         s = self._sums.setdefault(key, {})
         for k, v in record.items():
-            if isinstance(v, (int, float, np.floating, np.integer)):
+            if isinstance(v, _NUMBERS):
                 s[k] = s.get(k, 0.0) + float(v)
         self._n[key] = self._n.get(key, 0) + 1
 
@@ -498,7 +503,7 @@ class AnalogAllReduce(AllReduce):
             # the measurement tap: errors against the exact sum, which this process holds
             mse_symbols, mse_tensor = tap_errors(out.S_hat, z64.sum(axis=0), rec["scale"])
             rec.update(mse_tensor=mse_tensor, mse_symbols=mse_symbols,
-                       signal_power=float(np.mean(powers)) / rec["scale"] ** 2)
+                       signal_power=float(np.add.reduce(powers)) / len(powers) / rec["scale"] ** 2)
             self._stats.add((layer, site), rec)
         result = torch.as_tensor(out.z_hat, dtype=partials[0].dtype, device=partials[0].device)
         return [result] * len(partials)

@@ -115,6 +115,17 @@ def _lag_matrix(preamble: bytes, search_len: int, dtype) -> tuple[np.ndarray, fl
     return T, float(np.vdot(pc, pc).real), ones
 
 
+def _abs2(z: np.ndarray) -> np.ndarray:
+    """re^2 + im^2 of ``z`` (2-D) in its real precision; for complex ``z`` with a contiguous
+    last axis the squares of the interleaved components, then the pairs added (two
+    operations, the same values)."""
+    if z.dtype.kind != "c" or z.strides[-1] != z.itemsize:
+        return z.real ** 2 + z.imag ** 2
+    sq = z.view(z.real.dtype)
+    sq = sq * sq
+    return sq[:, 0::2] + sq[:, 1::2]
+
+
 def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
                        threshold: float = 0.2) -> tuple[int, float]:
     """Find the preamble in ``y`` complex ``(N_r, M)``: the integer lag d in [0, search_len) that
@@ -135,11 +146,11 @@ def detect_frame_start(y: np.ndarray, preamble: np.ndarray, search_len: int,
     lags, p_energy, ones = _lag_matrix(p.astype(np.complex128, copy=False).tobytes(), search_len,
                                        np.complex64 if seg.dtype == np.complex64 else np.complex128)
     corr = seg @ lags                                                   # (N_r, search_len)
-    score = (corr.real ** 2 + corr.imag ** 2).sum(axis=0)
-    win_e = (seg.real ** 2 + seg.imag ** 2).sum(axis=0, dtype=np.float64)
+    score = _abs2(corr).sum(axis=0)
+    win_e = _abs2(seg).sum(axis=0, dtype=np.float64)
     local = np.convolve(win_e, ones, "valid")                          # energy of each lag window
     metric = score / (p_energy * np.maximum(local, 1e-300))
-    d = int(np.argmax(metric))
+    d = int(metric.argmax())
     if metric[d] < threshold:
         raise DetectionError(f"no preamble found: best normalized correlation {metric[d]:.3f} < "
                              f"{threshold}; raise the transmit power or widen the window")

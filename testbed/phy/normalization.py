@@ -17,6 +17,7 @@ added back from one scalar per node (sum_n mean_n) - both need those scalars at 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ def common_scale(partials: list[np.ndarray], floor: float = 1e-12) -> float:
 def scale_from_powers(powers, floor: float = 1e-12) -> float:
     """c = sqrt(max_n p_n) from the nodes' symbol powers p_n (`symbol_power`, linear): what a
     receiver can compute from N reported scalars instead of the partials themselves."""
-    return float(np.sqrt(max(max(float(p) for p in powers), floor)))
+    return math.sqrt(max(max(map(float, powers)), floor))
 
 
 def normalize(z: np.ndarray, scale: float) -> np.ndarray:

@@ -183,6 +183,12 @@ class Radio(abc.ABC):
         self.close()
 
 
+def peak_component(comps: np.ndarray) -> float:
+    """Largest |I| or |Q| of the real components ``comps`` (any shape; full-scale units, 1.0 =
+    the converter's full scale); 0.0 when empty. One temporary and one reduction."""
+    return float(np.maximum.reduce(np.abs(comps), axis=None)) if comps.size else 0.0
+
+
 def as_channel_matrix(samples: np.ndarray, n_channels: int) -> np.ndarray:
     """Coerce ``(K,)`` or ``(n_channels, K)`` complex samples to ``(n_channels, K)`` complex64;
     raise ValueError naming the expected shape otherwise."""
