@@ -27,11 +27,14 @@ a refined CFO of a fraction of a Hz does not give the LO a new phase.
 
 The node-grid positions form an affine grid in ``u``'s samples: node sample ``n0 + j`` carries
 ``u`` at ``a(n0) - T + j / (1 + sro)``, so the resampling is the exact band-limited one of
-`testbed.phy.resample.bandlimited_resample` (FFT + chirp-z, ~1e-7 of the power even for a
-full-band payload; a node does this on its CPU). The node burst starts ``margin`` samples
+`testbed.phy.resample.bandlimited_resample` (FFT + chirp-z, exact to rounding even for a
+full-band payload; a complex64 burst, what radios carry, in single precision; a node does this
+on its CPU). The node burst starts ``margin`` samples
 before the node sample where ``u[0]`` falls and ends ``margin`` after ``u[K-1]``'s: the kept
 sinc tails (precursor and tail) of the band-limited burst, whose energy beyond ``margin`` is
-about ``|u_edge|^2 / (pi^2 margin)`` of the edge samples'. A pure integer offset with no SRO is
+about ``|u_edge|^2 / (pi^2 margin)`` of the edge samples'. Non-zero runs apart by long
+silences (an FDMA node's preamble and its own slot) are resampled one by one, with the same
+margin around each (`testbed.phy.resample.resample_runs`). A pure integer offset with no SRO is
 a plain copy.
 """
 from __future__ import annotations

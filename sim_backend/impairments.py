@@ -15,11 +15,14 @@ Transmit chain (`TxImpairments.apply_tx`), in the order the hardware applies it:
    timing_offset_samples. Both the fixed offset (integer + fraction) and the drift of the start
    time with s0 follow from this map. The air carries the band-limited signal the samples
    define (Whittaker-Shannon), evaluated exactly on the air grid
-   (`testbed.phy.resample.bandlimited_resample`: FFT + chirp-z, ~1e-7 error even for a
-   full-band signal). A pure integer offset with sro = 0
+   (`testbed.phy.resample.bandlimited_resample`: FFT + chirp-z, exact to rounding even for a
+   full-band signal; complex64 bursts, what radios carry, in single precision: ~1e-7 of the
+   amplitude, far below the DAC's step). A pure integer offset with sro = 0
    is a plain shift. The returned burst starts at air sample floor(a_0) - interp_half_taps and
    ends interp_half_taps after the last one: the sinc tails kept on each side (their energy
-   beyond H samples is ~ |x_edge|^2 / (pi^2 H) of the edge samples').
+   beyond H samples is ~ |x_edge|^2 / (pi^2 H) of the edge samples'). A burst whose non-zero
+   samples come in runs apart by long silences (an FDMA node's preamble and its own slot) is
+   resampled run by run with the same tails around each run (`testbed.phy.resample.resample_runs`).
 4. LO (absolute air time m): x exp(j (2 pi cfo_hz m / fs + phase + phase_noise[m])), continuous
    across bursts because m is absolute. ``phase`` is ``phase_offset_rad`` until a tune; with
    ``random_phase_per_tune`` every `on_tune` draws a new uniform phase.
@@ -433,10 +436,13 @@ class RxImpairments(_HookWithLO):
                  sample_rate_hz: float) -> np.ndarray:
         """Window (n_rx, n) starting at air sample ``start_sample`` -> impaired window, same shape."""
         p = self.params
-        x = np.asarray(samples, dtype=complex)
+        x = np.asarray(samples)
+        # a complex64 window (a radio's) stays in single precision, others in double
+        cdt = np.complex64 if x.dtype == np.complex64 else np.complex128
+        x = x.astype(cdt, copy=False)
         if self._lo.active:
             ph = self._lo.phase(int(start_sample), x.shape[-1], p.cfo_hz, sample_rate_hz)
-            x = x * np.exp(-1j * ph)
+            x = x * np.exp(-1j * ph).astype(cdt)
         if p.gain_error_db:
             x = x * 10.0 ** (p.gain_error_db / 20.0)
         if p.adc_bits is not None or p.adc_clip:
