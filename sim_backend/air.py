@@ -178,7 +178,7 @@ class SimAir:
         # the channel product is taken at receive time (one product for all bursts that share
         # their span, e.g. the nodes of an AirComp round), with the channel of this block
         x_air = np.asarray(x_air)
-        dtype = x_air.dtype if x_air.dtype in (np.complex64, np.complex128) else np.complex128
+        dtype = x_air.dtype if x_air.dtype.char in "FD" else np.complex128     # complex64/128 kept
         self._bursts.append(_Burst(node_id, int(air_start), tx.channel,
                                    np.array(x_air, dtype=dtype, order="C", copy=True)))
         self.stats.bursts += 1

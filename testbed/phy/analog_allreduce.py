@@ -437,7 +437,7 @@ class RunningStats:
     def add(self, key: tuple[int, str], record: dict[str, float]) -> None:
         s = self._sums.setdefault(key, {})
         for k, v in record.items():
-            if isinstance(v, _NUMBERS):
+            if type(v) is float or isinstance(v, _NUMBERS):
                 s[k] = s.get(k, 0.0) + float(v)
         self._n[key] = self._n.get(key, 0) + 1
 

@@ -32,7 +32,7 @@ from `testbed.phy.budget.LinkBudget`) and in signal-model units after `cut_frame
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -78,7 +78,7 @@ class RoundPlan:
         """Payload slots: 1 for AirComp, one per node for FDMA."""
         return self.n_nodes if self.scheme == "fdma" else 1
 
-    @cached_property
+    @property
     def channel_uses(self) -> int:
         """K: channel uses per slot, ceil(ceil(D/2) / L) (0 without payload)."""
         if self.n_values == 0:
