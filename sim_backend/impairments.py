@@ -70,19 +70,21 @@ def quantize(x: np.ndarray, bits: int | None, clip: bool = True) -> np.ndarray:
     [-1, 1 - step] (or to [-1, 1] without quantization).
     """
     x = np.asarray(x)
-    x = x.astype(np.complex64 if x.dtype == np.complex64 else complex, copy=False)  # keeps complex64
-    re, im = x.real.copy(), x.imag.copy()
+    # complex64 stays complex64; I and Q as one interleaved real array (one pass per step)
+    x = np.ascontiguousarray(x, dtype=np.complex64 if x.dtype == np.complex64 else complex)
+    iq = x.view(x.real.dtype)
     if bits is not None:
         if bits < 2:
             raise ConfigError(f"converter bits must be >= 2, got {bits}")
         scale = 2.0 ** (bits - 1)
-        re, im = np.round(re * scale), np.round(im * scale)
+        codes = np.round(iq * scale)
         if clip:
-            re, im = np.clip(re, -scale, scale - 1), np.clip(im, -scale, scale - 1)
-        return (re + 1j * im) / scale
+            np.clip(codes, -scale, scale - 1, out=codes)
+        codes *= 1.0 / scale                        # a power of two: exact
+        return codes.view(x.dtype)
     if clip:
-        re, im = np.clip(re, -1.0, 1.0), np.clip(im, -1.0, 1.0)
-    return re + 1j * im
+        return np.clip(iq, -1.0, 1.0).view(x.dtype)
+    return x.copy()
 
 
 def linewidth_from_dbc_hz(dbc_hz: float, offset_hz: float) -> float:
