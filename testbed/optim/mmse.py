@@ -282,11 +282,14 @@ def newton_single_stream(H: np.ndarray, P: np.ndarray, noise_var: float, a0: np.
     n2 = 2 * N_r
 
     def evaluate(x, hess):
+        """(f, grad, Hessian or None); with hess=None f alone (the line search's trials)."""
         u, w = E1.T @ x, E2.T @ x
         q = np.bincount(node, u * u + w * w, minlength=N) if N_t > 1 else u * u + w * w
         c = np.sqrt(q)
         act = c < 1.0
         f = float(np.sum(np.where(act, 1.0 - c, 0.0) ** 2) + noise_var * (x @ x))
+        if hess is None:
+            return f, None, None
         cs = np.where(c > 0, c, 1.0)
         d1 = np.where(act, 1.0 - 1.0 / cs, 0.0)                # phi'(q)
         Gk = E1 * u + E2 * w                                  # (2 N_r, N N_t): Q x per antenna
@@ -313,7 +316,7 @@ def newton_single_stream(H: np.ndarray, P: np.ndarray, noise_var: float, a0: np.
         step = 1.0
         for _ in range(40):
             x_new = x + step * d
-            f_new, g_new, _ = evaluate(x_new, False)
+            f_new = evaluate(x_new, None)[0]
             if f_new <= f + 1e-4 * step * slope:
                 break
             step *= 0.5
