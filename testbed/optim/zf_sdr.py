@@ -44,12 +44,10 @@ SOLVERS = ("CLARABEL", "SCS")
 #: Duality gap / infeasibility at which the tailored interior-point method stops on the L = 1
 #: zf-sdr path. Its X* only steers the candidates (each scored by its exact, feasible ZF design,
 #: then refined by SCA) and its bound is certified at any accuracy (within ~this, relative, of
-#: the SDR optimum): 1e-4 instead of the solver's 1e-7 saves ~3 of ~10 iterations (zf-sdr at
-#: N = N_r = 8: 1.53 -> 1.45 ms against 1e-5), with the same designs (MSE within 6e-6 of 1e-5's)
-#: and bounds looser by at most 2.4e-5 (relative) on 200 draws; at 3e-4 designs start to move
-#: (+-4 %). L >= 2 keeps 1e-7: there the candidates feed a non-convex refinement, whose result
-#: would move by a few percent either way.
-SDR_TOL = 1e-4
+#: the SDR optimum): 1e-5 instead of the solver's 1e-7 saves ~2 of ~10 iterations, with the same
+#: designs (MSE within 4e-5) on 150 draws at N = N_r = 8. L >= 2 keeps 1e-7: there the candidates
+#: feed a non-convex refinement, whose result would move by a few percent either way.
+SDR_TOL = 1e-5
 _OK = ("optimal", "optimal_inaccurate")          # cvxpy statuses (cvxpy is imported lazily: slow)
 # Clarabel's default 1e-8 gaps stall on the complex LMIs ("AlmostSolved"); 1e-6 is plenty for
 # steering a randomized recovery. The bound SDP keeps the solvers' defaults (tight).
