@@ -119,10 +119,13 @@ def measure_burst(win: np.ndarray, win_start: int, ref: np.ndarray, cfg: Soundin
     step = fs / (4.0 * L)
     grid = np.arange(-cfg.max_cfo_hz, cfg.max_cfo_hz + step, step)
     nfft = 1 << int(math.ceil(math.log2(n + L)))
-    REF = np.conj(np.fft.fft(ref, nfft))
-    rot = np.exp(-2j * np.pi * np.outer(grid, np.arange(n)) / fs)          # (G, n)
-    X = np.fft.fft(win[None, :, :] * rot[:, None, :], nfft, axis=-1)      # (G, N_r, nfft)
-    c = np.fft.ifft(X * REF, axis=-1)[..., : n - L + 1]
+    # the coarse search only picks (CFO, lag) and weighs the antennas: single precision (the
+    # receiver's own sample format) suffices, and the fine estimates below use the full window
+    from scipy.fft import fft, ifft                  # imported when used: a light start for roles
+    REF = np.conj(fft(ref.astype(np.complex64), nfft))
+    rot = np.exp(-2j * np.pi * np.outer(grid, np.arange(n)) / fs).astype(np.complex64)  # (G, n)
+    X = fft(win.astype(np.complex64)[None, :, :] * rot[:, None, :], nfft, axis=-1)   # (G, N_r, nfft)
+    c = ifft(X * REF, axis=-1)[..., : n - L + 1]
     score = np.sum(np.abs(c) ** 2, axis=1)                                  # (G, lags)
     g, lag = np.unravel_index(int(np.argmax(score)), score.shape)
     energy = np.sum(np.abs(win[:, lag:lag + L]) ** 2)
