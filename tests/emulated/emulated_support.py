@@ -128,13 +128,16 @@ class EmulatorProcess:
                 self.proc.wait(10)
 
 
-def realtime_retry(attempts: int = 3):
+def realtime_retry(attempts: int = 3, pause_s: float = 2.0):
     """Run a real-time emulation test up to ``attempts`` times: its radios stream with the wall
     clock, and on a 2-core machine a scheduling hiccup of the test process itself can drop a
     block (an overflow the radio rightly reports) or starve a sync. Each attempt opens fresh
-    radios; the last attempt's failure is the test's. Only for tests of timing on emulated
-    radios, never for numerical checks that do not depend on the machine's load."""
+    radios, ``pause_s`` wall seconds after the failed one (the load that starved it, e.g. the
+    other test worker starting a bench, often lasts several seconds); the last attempt's
+    failure is the test's. Only for tests of timing on emulated radios, never for numerical
+    checks that do not depend on the machine's load."""
     import functools
+    import time
 
     def deco(fn):
         @functools.wraps(fn)
@@ -146,7 +149,8 @@ def realtime_retry(attempts: int = 3):
                     if attempt == attempts:
                         raise
                     print(f"{fn.__name__}: attempt {attempt} of {attempts} failed "
-                          f"({type(exc).__name__}: {str(exc)[:200]}); retrying")
+                          f"({type(exc).__name__}: {str(exc)[:300]}); retrying")
+                    time.sleep(pause_s)             # let a burst of load on the machine pass
         return wrapper
     return deco
 
