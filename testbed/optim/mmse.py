@@ -281,22 +281,21 @@ def newton_single_stream(H: np.ndarray, P: np.ndarray, noise_var: float, a0: np.
     node = np.repeat(np.arange(N), N_t)
     n2 = 2 * N_r
 
-    def evaluate(x, hess):
-        """(f, grad, Hessian or None); with hess=None f alone (the line search's trials)."""
+    def evaluate(x, derivatives):
+        """(f, grad, Hessian); (f, None, None) without ``derivatives`` (the line search's
+        trials need f alone)."""
         u, w = E1.T @ x, E2.T @ x
         q = np.bincount(node, u * u + w * w, minlength=N) if N_t > 1 else u * u + w * w
         c = np.sqrt(q)
         act = c < 1.0
         f = float(np.sum(np.where(act, 1.0 - c, 0.0) ** 2) + noise_var * (x @ x))
-        if hess is None:
+        if not derivatives:
             return f, None, None
         cs = np.where(c > 0, c, 1.0)
         d1 = np.where(act, 1.0 - 1.0 / cs, 0.0)                # phi'(q)
         Gk = E1 * u + E2 * w                                  # (2 N_r, N N_t): Q x per antenna
         G = Gk if N_t == 1 else Gk @ (node[:, None] == np.arange(N)[None, :])
         g = 2.0 * (G @ d1) + 2.0 * noise_var * x
-        if not hess:
-            return f, g, None
         d2 = np.where(act, 0.5 / (cs * cs * cs), 0.0)          # phi''(q)
         dk = d1[node]
         Hm = 4.0 * (G * d2) @ G.T + 2.0 * ((E1 * dk) @ E1.T + (E2 * dk) @ E2.T)
@@ -316,7 +315,7 @@ def newton_single_stream(H: np.ndarray, P: np.ndarray, noise_var: float, a0: np.
         step = 1.0
         for _ in range(40):
             x_new = x + step * d
-            f_new = evaluate(x_new, None)[0]
+            f_new = evaluate(x_new, False)[0]
             if f_new <= f + 1e-4 * step * slope:
                 break
             step *= 0.5
