@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from testbed.phy.resample import resample_runs
+from testbed.phy.resample import as_burst, resample_runs
 from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
 
 
@@ -100,10 +100,8 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
     half_taps: margin in samples kept on each side of the burst on the node grid (the
     band-limited burst's precursor and tail); the resampling itself is exact whatever it is.
     """
-    x = np.asarray(samples)
-    # complex64 bursts (what radios carry) stay in single precision, others in double
-    cdt = np.complex64 if x.dtype == np.complex64 else np.complex128
-    x = x.astype(cdt, copy=False)
+    x = as_burst(samples)                  # complex64 (a radio's burst) stays single precision
+    cdt = x.dtype
     if x.ndim != 2:
         raise ValueError(f"samples must be (channels, samples), got shape {x.shape}")
     margin = int(half_taps)

@@ -58,7 +58,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from testbed.errors import ConfigError
-from testbed.phy.resample import bandlimited_resample, resample_runs  # noqa: F401  (the first re-exported)
+from testbed.phy.resample import bandlimited_resample  # noqa: F401  (also re-exported here)
+from testbed.phy.resample import as_burst, resample_runs
 
 
 # ---------------------------------------------------------------- elementary impairments (pure)
@@ -69,9 +70,9 @@ def quantize(x: np.ndarray, bits: int | None, clip: bool = True) -> np.ndarray:
     bits=None skips quantization; clip=True limits each component to the code range
     [-1, 1 - step] (or to [-1, 1] without quantization).
     """
-    x = np.asarray(x)
-    # complex64 stays complex64; I and Q as one interleaved real array (one pass per step)
-    x = np.ascontiguousarray(x, dtype=np.complex64 if x.dtype == np.complex64 else complex)
+    # complex64 stays complex64 (`as_burst`); I and Q as one interleaved real array (one pass
+    # per step)
+    x = np.ascontiguousarray(as_burst(x))
     iq = x.view(x.real.dtype)
     if bits is not None:
         if bits < 2:
@@ -411,10 +412,8 @@ class TxImpairments(_HookWithLO):
         """Burst (n_tx, K) at node sample ``start_sample`` -> (burst on the air grid (n_tx, M),
         air sample of its column 0)."""
         p = self.params
-        x = np.asarray(samples)
-        # complex64 bursts (what radios carry) stay in single precision, others in double
-        cdt = np.complex64 if x.dtype == np.complex64 else np.complex128
-        x = x.astype(cdt, copy=False)
+        x = as_burst(samples)              # complex64 (a radio's burst) stays single precision
+        cdt = x.dtype
         if x.ndim != 2:
             raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
         if p.dac_bits is not None or p.dac_clip:
@@ -438,10 +437,8 @@ class RxImpairments(_HookWithLO):
                  sample_rate_hz: float) -> np.ndarray:
         """Window (n_rx, n) starting at air sample ``start_sample`` -> impaired window, same shape."""
         p = self.params
-        x = np.asarray(samples)
-        # a complex64 window (a radio's) stays in single precision, others in double
-        cdt = np.complex64 if x.dtype == np.complex64 else np.complex128
-        x = x.astype(cdt, copy=False)
+        x = as_burst(samples)              # complex64 (a radio's window) stays single precision
+        cdt = x.dtype
         if self._lo.active:
             ph = self._lo.phase(int(start_sample), x.shape[-1], p.cfo_hz, sample_rate_hz)
             x = x * np.exp(-1j * ph).astype(cdt)

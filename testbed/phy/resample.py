@@ -25,6 +25,14 @@ _COT_SERIES = (1 / 3, 1 / 45, 2 / 945, 1 / 4725, 2 / 93555, 1382 / 638512875, 4 
                3617 / 162820783125, 87734 / 38979295480125, 349222 / 1531329465290625)
 
 
+def as_burst(x: np.ndarray) -> np.ndarray:
+    """``x`` as complex samples in the precision bursts are resampled, corrected and impaired
+    in: complex64 (what radios carry) stays complex64, anything else becomes complex128 (no
+    copy when it already is)."""
+    x = np.asarray(x)
+    return x.astype(np.complex64 if x.dtype == np.complex64 else np.complex128, copy=False)
+
+
 @lru_cache(maxsize=1)
 def _correction_weights() -> np.ndarray:
     """W (Q+1, Q+1), Q = 2 len(_COT_SERIES) - 1: sum_j a_j pi^q_j (tau - kappa)^q_j, q_j = 2j - 1,
@@ -112,12 +120,10 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     sample (to ~1e-12).
     """
     from scipy.fft import fft, ifft, next_fast_len   # imported when used: a light start for roles
-    x = np.asarray(x)
-    # the precision of the input: complex64 bursts (what radios carry) are resampled in single
+    # the precision of the input (`as_burst`): complex64 bursts are resampled in single
     # precision (~1e-7 of the amplitude, far below a 12-bit converter's step), others in double
-    cdt = np.complex64 if x.dtype in (np.complex64, np.float32) else np.complex128
-    rdt = np.float32 if cdt is np.complex64 else np.float64
-    x = x.astype(cdt, copy=False)
+    x = as_burst(x)
+    cdt, rdt = x.dtype.type, x.real.dtype.type
     if x.ndim != 2:
         raise ValueError(f"x must be (channels, samples), got shape {x.shape}")
     if not step > 0:
