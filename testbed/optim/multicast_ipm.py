@@ -30,13 +30,14 @@ class IPMError(RuntimeError):
     """The interior-point iteration did not reach the requested accuracy (caller may fall back)."""
 
 
-def _chol_inv(A: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(L, L^-1) of the lower Cholesky factor of Hermitian PD A, or None if A is not PD."""
+def _chol_inv(A: np.ndarray, out: np.ndarray) -> bool:
+    """Write L^-1, L the lower Cholesky factor of Hermitian A, to ``out``; False (``out``
+    undefined) if A is not positive definite."""
     L, info = zpotrf(A, lower=1, clean=1)
     if info != 0:
-        return None
-    Li, info = ztrtri(L, lower=1)
-    return (L, Li) if info == 0 else None
+        return False
+    out[...], info = ztrtri(L, lower=1, overwrite_c=1)
+    return info == 0
 
 
 def _ratio_step(v: np.ndarray, dv: np.ndarray) -> float:
@@ -60,97 +61,101 @@ def multicast_sdr_ipm(F: np.ndarray, *, tol: float = 1e-7, max_iter: int = 60
     N, N_r, N_t = F.shape
     K = N * N_t
     Fm = np.ascontiguousarray(np.transpose(F, (1, 0, 2)).reshape(N_r, K))   # [F_1 .. F_N]
-    Fc = Fm.conj()
-    FH = np.ascontiguousarray(Fc.T)
+    FH = np.ascontiguousarray(Fm.conj().T)
     I = np.eye(N_r)
     n_cone = N_r + N
 
     if N_t == 1:
         def nodes(v):                                            # (K,) -> (N,): sum per node
             return v
+
+        def lin(v):                                              # sum_n v_n F_n F_n^H
+            return (Fm * v) @ FH
     else:
         def nodes(v):
             return v.reshape(N, N_t).sum(axis=1)
 
-    def quad_F(YF):                                              # Re tr(F_n^H Y F_n) from Y F
-        return nodes(np.real(Fc * YF).sum(axis=0))
+        def lin(v):
+            return (Fm * np.repeat(v, N_t)) @ FH
 
-    def lin(v):                                                  # sum_n v_n F_n F_n^H
-        return (Fm * (v if N_t == 1 else np.repeat(v, N_t))) @ FH
+    def quad(YF, WF):                                            # Re tr(F_n^H Y^H W F_n), n = 1..N
+        return nodes(np.real(YF.conj() * WF).sum(axis=0))
 
     y = np.ones(N)
     y *= 0.5 / float(np.linalg.eigvalsh(lin(y))[-1])             # Z = I - lin(y) > 0 at the start
     Z = I - lin(y)
-    X = I * np.sqrt(N / max(float(np.min(quad_F(Fm))), 1e-300))
+    X = I * np.sqrt(N / max(float(np.min(quad(Fm, Fm))), 1e-300))
     w = np.ones(N)
     gap = res = np.inf
-    fx = _chol_inv(X)
+    Ls = np.empty((2, N_r, N_r), dtype=complex)                  # L_X^-1, L_Z^-1 (for the steps)
+    D = np.empty((2, N_r, N_r), dtype=complex)                   # dX, dZ of the current direction
+    ok = _chol_inv(X, Ls[0])
     for it in range(1, max_iter + 1):
-        fz = _chol_inv(Z)
-        if fx is None or fz is None:
+        if not (ok and _chol_inv(Z, Ls[1])):
             raise IPMError(f"iterates lost definiteness at iteration {it}")
         XF = X @ Fm
-        r_p = 1.0 - quad_F(XF) + w                               # primal residual (N,)
-        R_d = I - lin(y) - Z                                     # dual residual (N_r, N_r)
+        A = FH @ XF                                              # F^H X F
+        r_p = 1.0 + w - nodes(np.real(np.diagonal(A)))           # primal residual (N,)
+        R_d = I - lin(y)
+        R_d -= Z                                                 # dual residual (N_r, N_r)
         mu = (np.vdot(X, Z).real + w @ y) / n_cone
         dobj = y.sum()
-        gap = abs(X.trace().real - dobj) / (1.0 + abs(dobj))
+        gap = abs(np.trace(X).real - dobj) / (1.0 + abs(dobj))
         res = max(np.abs(r_p).max(), np.abs(R_d).max())
         if gap <= tol and res <= tol:
             break
-        Lxi, Lzi = fx[1], fz[1]
-        LziH = Lzi.conj().T
-        Ls = np.stack([Lxi, Lzi])                                # both inverse factors, for steps
-        LsH = np.conj(np.swapaxes(Ls, 1, 2))
-        V = Lzi @ Fm
-        B = V.conj().T @ V                                       # F^H Z^-1 F
-        Zi = LziH @ Lzi
-        ZiF = LziH @ V
-        A = FH @ XF                                              # F^H X F
-        Mf = np.real(A * B.conj())
+        Lzi = Ls[1]
+        Zi = Lzi.conj().T @ Lzi                                  # Z^-1
+        ZiF = Zi @ Fm
+        B = FH @ ZiF                                             # F^H Z^-1 F
+        M = np.real(A * B.conj())
         if N_t > 1:
-            Mf = Mf.reshape(N, N_t, N, N_t).sum(axis=(1, 3))
-        M = Mf + np.diag(w / y)
-        Mc, info = dpotrf(M, lower=1, clean=1)
+            M = M.reshape(N, N_t, N, N_t).sum(axis=(1, 3))
+        w_y = w / y
+        M.flat[::N + 1] += w_y
+        Mc, info = dpotrf(M, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise IPMError(f"Schur complement lost definiteness at iteration {it}")
-        tZi = nodes(np.real(np.diagonal(B)))                     # tr(F_n^H Z^-1 F_n)
-        XRd = X @ R_d
-        tXR = quad_F(XRd @ ZiF)                                  # Re tr(F_n^H X R_d Z^-1 F_n)
+        rhs0 = 1.0 + quad(XF, R_d @ ZiF)                         # 1 + Re tr(F_n^H X R_d Z^-1 F_n)
+        rhs1 = 1.0 / y - nodes(np.real(np.diagonal(B)))          # d rhs / d(sigma mu)
+        wy = w * y
+        LsH = np.conj(np.swapaxes(Ls, 1, 2))
 
         def direction(sig_mu, CX=None, cw=None):
-            # linearized X Z = sig_mu I - CX and w y = sig_mu - cw (CX, cw: Mehrotra corrections)
-            rhs = 1.0 - sig_mu * tZi + tXR + sig_mu / y
+            # linearized X Z = sig_mu I - CX and w y = sig_mu - cw (CX, cw: Mehrotra corrections);
+            # dX and dZ are written to D
+            rhs = rhs0 + sig_mu * rhs1
             if CX is not None:
-                rhs += quad_F(CX @ ZiF) - cw / y
+                rhs += quad(Fm, CX @ ZiF) - cw / y
             dy = dpotrs(Mc, rhs, lower=1)[0]
-            dZ = R_d - lin(dy)
-            T = sig_mu * Zi - X - X @ dZ @ Zi
+            dZ = np.subtract(R_d, lin(dy), out=D[1])
+            XdZ = X @ dZ
             if CX is not None:
-                T -= CX @ Zi
-            dX = 0.5 * (T + T.conj().T)
-            dw = (sig_mu - w * y - w * dy - (0.0 if cw is None else cw)) / y
+                XdZ += CX
+            T = sig_mu * Zi - X - XdZ @ Zi
+            dX = np.add(T, T.conj().T, out=D[0])
+            dX *= 0.5
+            dw = (sig_mu - wy - (0.0 if cw is None else cw)) / y - w_y * dy
             return dX, dw, dy, dZ
 
-        def steps(dX, dw, dy, dZ):
-            S = Ls @ np.stack([dX, dZ]) @ LsH                    # L^-1 dX L^-H, L^-1 dZ L^-H
-            lx, lz = np.linalg.eigvalsh(S)[:, 0]
+        def steps(dw, dy):
+            lx, lz = np.linalg.eigvalsh(Ls @ D @ LsH)[:, 0]      # L^-1 dX L^-H, L^-1 dZ L^-H
             ax = -1.0 / lx if lx < 0 else np.inf
             az = -1.0 / lz if lz < 0 else np.inf
             return min(1.0, ax, _ratio_step(w, dw)), min(1.0, az, _ratio_step(y, dy))
 
         dX, dw, dy, dZ = direction(0.0)                          # predictor (affine scaling)
-        ap, ad = steps(dX, dw, dy, dZ)
+        ap, ad = steps(dw, dy)
         mu_aff = (np.vdot(X + ap * dX, Z + ad * dZ).real + (w + ap * dw) @ (y + ad * dy)) / n_cone
         sigma = min(1.0, (mu_aff / mu) ** 3)
         dX, dw, dy, dZ = direction(sigma * mu, dX @ dZ, dw * dy)  # corrector
-        ap, ad = steps(dX, dw, dy, dZ)
+        ap, ad = steps(dw, dy)
         ap, ad = min(1.0, 0.98 * ap), min(1.0, 0.98 * ad)
         X = X + ap * dX
         w = w + ap * dw
         y = y + ad * dy
         Z = Z + ad * dZ
-        fx = _chol_inv(X)
+        ok = _chol_inv(X, Ls[0])
     else:
         raise IPMError(f"no convergence in {max_iter} iterations (gap {gap:.2e}, residual {res:.2e})")
     return X, y, {"iterations": it, "gap": float(gap), "residual": float(res)}
