@@ -28,12 +28,6 @@ from scipy.optimize import nnls
 from testbed.optim.lbfgs import lbfgs
 
 
-def _norm_gain(Fm: np.ndarray, a: np.ndarray, N: int, N_t: int) -> np.ndarray:
-    """||F_n^H a||^2 for every node, from the stacked Fm = [F_1 .. F_N] (N_r, N N_t)."""
-    g = np.abs(Fm.conj().T @ a) ** 2
-    return g if N_t == 1 else g.reshape(N, N_t).sum(axis=1)
-
-
 def sca_single_stream(F: np.ndarray, a0: np.ndarray, *, tol: float = 1e-6, max_iter: int = 60
                       ) -> tuple[np.ndarray, list[float]]:
     """SCA for min ||a||^2 s.t. ||F_n^H a||^2 >= 1 from receiver ``a0`` (N_r,) (any nonzero).
@@ -45,29 +39,42 @@ def sca_single_stream(F: np.ndarray, a0: np.ndarray, *, tol: float = 1e-6, max_i
     """
     N, N_r, N_t = F.shape
     Fm = np.transpose(F, (1, 0, 2)).reshape(N_r, N * N_t)
-    a = np.asarray(a0, dtype=complex) / np.sqrt(np.min(_norm_gain(Fm, a0, N, N_t)))
+    FH = np.ascontiguousarray(Fm.conj().T)
+
+    def gains(v):                                              # ||F_n^H a||^2 from v = FH a
+        g = v.real ** 2 + v.imag ** 2
+        return g if N_t == 1 else g.reshape(N, N_t).sum(axis=1)
+
+    a = np.asarray(a0, dtype=complex)
+    v = FH @ a                                                 # stacked F_n^H a
+    s = 1.0 / np.sqrt(np.min(gains(v)))
+    a, v = a * s, v * s
     hist = [float(np.vdot(a, a).real)]
     f = np.zeros(2 * N_r + 1)
     f[-1] = 1.0
+    E = np.empty((2 * N_r + 1, N))
     for _ in range(max_iter):
-        v = Fm.conj().T @ a                                    # stacked F_n^H a
         c = Fm * v[None, :]                                    # columns F_n (F_n^H a) per antenna
         if N_t > 1:
             c = c.reshape(N_r, N, N_t).sum(axis=2)
-        d = 1.0 + (np.abs(v) ** 2 if N_t == 1 else (np.abs(v) ** 2).reshape(N, N_t).sum(axis=1))
-        # tangent constraints Re((2 c_n)^H a) >= d_n; least-norm point via NNLS (Lawson-Hanson LDP)
-        E = np.vstack([2 * c.real, 2 * c.imag, d[None, :]])
+        # tangent constraints Re((2 c_n)^H a) >= 1 + ||F_n^H a||^2; least-norm point via NNLS
+        # (Lawson-Hanson LDP) on E = [2 Re c; 2 Im c; 1 + ||F_n^H a||^2]
+        np.multiply(c.real, 2.0, out=E[:N_r])
+        np.multiply(c.imag, 2.0, out=E[N_r:2 * N_r])
+        np.add(gains(v), 1.0, out=E[-1])
         u, _ = nnls(E, f)
         r = E @ u - f
         if not abs(r[-1]) > 0:                                 # cannot happen: a itself is feasible
             break
-        x = -r[:-1] / r[-1]
+        x = r[:-1] / -r[-1]
         a_new = x[:N_r] + 1j * x[N_r:]
-        a_new = a_new / np.sqrt(np.min(_norm_gain(Fm, a_new, N, N_t)))   # exactly feasible
+        v_new = FH @ a_new
+        s = 1.0 / np.sqrt(np.min(gains(v_new)))                # exactly feasible
+        a_new *= s
         val = float(np.vdot(a_new, a_new).real)
         if not val < hist[-1]:
             break
-        a = a_new
+        a, v = a_new, v_new * s
         hist.append(val)
         if hist[-2] - val <= tol * val:
             break
