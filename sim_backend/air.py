@@ -22,6 +22,7 @@ are made in the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -88,6 +89,8 @@ class SimAir:
         self.rx_impairment: RxImpairment = rx_impairment or NoRxImpairment()
         self._tx: dict[int, _Tx] = {}
         self._bursts: list[_Burst] = []
+        #: (channel ids, complex64?) -> (channels, joint channel): see `_joint_channel`
+        self._joint_cache: dict[tuple, tuple[tuple[np.ndarray, ...], np.ndarray]] = {}
         self.now = 0
         #: +1 whenever a node or a channel is set (a key for caches of the true channels)
         self.channel_generation = 0
@@ -168,16 +171,19 @@ class SimAir:
     def schedule(self, node_id: int, samples: np.ndarray, start_sample: int) -> None:
         """Put a burst ``(n_tx, K)`` (node clock, starting at node sample ``start_sample``) on the
         air through the node's TX hook and its current channel."""
-        tx = self._node(node_id)
+        tx = self._tx.get(node_id) or self._node(node_id)
         if tx.channel is None:
             raise ConfigError(f"node {node_id} has no channel yet; call new_realization()")
         x = np.asarray(samples)
         if x.ndim != 2 or x.shape[0] != tx.n_tx:
             raise ConfigError(f"burst of node {node_id} must be ({tx.n_tx}, K), got {x.shape}")
-        x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
+        if type(tx.impairment) is NoTxImpairment:       # the identity: same samples, same time
+            x_air, air_start = x, start_sample
+        else:
+            x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
+            x_air = np.asarray(x_air)
         # the channel product is taken at receive time (one product for all bursts that share
         # their span, e.g. the nodes of an AirComp round), with the channel of this block
-        x_air = np.asarray(x_air)
         dtype = x_air.dtype if x_air.dtype.char in "FD" else np.complex128     # complex64/128 kept
         self._bursts.append(_Burst(node_id, int(air_start), tx.channel,
                                    np.array(x_air, dtype=dtype, order="C", copy=True)))
@@ -191,7 +197,7 @@ class SimAir:
         if n < 0:
             raise ConfigError(f"n_samples must be >= 0, got {n}")
         dtype = np.dtype(dtype)
-        if dtype not in (np.complex64, np.complex128):
+        if dtype.char not in ("F", "D"):
             raise ConfigError(f"dtype must be complex64 or complex128, got {dtype}")
         y = np.zeros((self.n_rx, n), dtype=dtype)
         t1 = t0 + n
@@ -204,15 +210,13 @@ class SimAir:
         # broker the nodes' bursts arrive in any order, and in complex64 the sum's rounding
         # depends on it; runs with the same seeds stay bit-identical
         for (start, end), group in sorted(spans.items()):
-            group.sort(key=lambda b: b.node_id)
             lo, hi = max(t0, start), min(t1, end)
             if len(group) == 1:
-                H, X = group[0].channel, group[0].samples[:, lo - start:hi - start]
+                X = group[0].samples[:, lo - start:hi - start]
             else:                                   # sum_n H_n x_n as one product
-                H = np.concatenate([b.channel for b in group], axis=1)
+                group.sort(key=attrgetter("node_id"))
                 X = np.concatenate([b.samples[:, lo - start:hi - start] for b in group], axis=0)
-            if X.dtype == np.complex64 and dtype == np.complex64:
-                H = H.astype(np.complex64)          # the product in the window's precision
+            H = self._joint_channel(group, X.dtype.char == "F" and dtype.char == "F")
             if first and X.dtype == dtype:          # y is still zero: write the product there
                 np.matmul(H.astype(dtype, copy=False), X, out=y[:, lo - t0:hi - t0])
             else:
@@ -224,6 +228,25 @@ class SimAir:
         self.now = max(self.now, t1)
         self.stats.windows += 1
         return self.rx_impairment.apply_rx(y, t0, self.sample_rate_hz)
+
+    def _joint_channel(self, group: list[_Burst], single: bool) -> np.ndarray:
+        """[H_1 ... H_n] ``(N_r, sum n_tx)`` of the bursts' channels side by side (the group's
+        order), complex64 when ``single``, else the channels' own dtype. Kept for the last few
+        groups of channels (by identity: a block's channels are the same arrays until the next
+        block), since every round of a block asks for the same one."""
+        chans = tuple(b.channel for b in group)
+        key = (tuple(map(id, chans)), single)
+        hit = self._joint_cache.get(key)
+        if hit is not None:
+            return hit[1]
+        H = chans[0] if len(chans) == 1 else np.concatenate(chans, axis=1)
+        if single:
+            H = H.astype(np.complex64)              # the product in the window's precision
+        if len(self._joint_cache) >= 8:
+            self._joint_cache.clear()
+        # the channels are held with the product, so their ids stay theirs while cached
+        self._joint_cache[key] = (chans, H)
+        return H
 
     def advance(self, n_samples: int) -> None:
         """Move the air clock forward by ``n_samples`` without receiving."""

@@ -399,13 +399,27 @@ def stack_partials(partials: Sequence[torch.Tensor]) -> np.ndarray:
     """The partial tensors as one numpy array ``(N, *shape)`` (one copy): float32 partials stay
     float32 (their precision), others become float64; ValueError if shapes differ."""
     shape = partials[0].shape
-    if any(p.shape != shape for p in partials):
-        raise ValueError("all partials must have the same shape, got "
-                         f"{ {tuple(p.shape) for p in partials} }")
-    z = torch.stack(partials).detach().cpu()
+    for p in partials:
+        if p.shape != shape:
+            raise ValueError("all partials must have the same shape, got "
+                             f"{ {tuple(p.shape) for p in partials} }")
+    z = torch.stack(partials)
+    if z.requires_grad:
+        z = z.detach()
+    if not z.is_cpu:
+        z = z.cpu()
     if z.dtype != torch.float32:
         z = z.to(torch.float64)
     return z.numpy()
+
+
+def as_partial_tensor(z: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """``z`` as a tensor of ``like``'s dtype and device (sharing ``z``'s memory when it already
+    has that dtype on the CPU, as `torch.as_tensor` would)."""
+    t = torch.from_numpy(z)
+    if t.dtype != like.dtype or not like.is_cpu:
+        t = t.to(device=like.device, dtype=like.dtype)
+    return t
 
 
 def tap_errors(S_hat: np.ndarray, exact: np.ndarray, scale: float) -> tuple[float, float]:
@@ -418,8 +432,10 @@ def tap_errors(S_hat: np.ndarray, exact: np.ndarray, scale: float) -> tuple[floa
                                             else np.float64).reshape(-1).astype(np.float64)
     d = exact.size
     got[:d] -= exact.reshape(-1) / scale           # the packed reals of S_hat - S
-    mse_symbols = float(np.dot(got, got)) / k
-    mse_tensor = float(np.dot(got[:d], got[:d])) * scale * scale / d
+    sq = float(np.dot(got, got))
+    sq_d = sq if d == got.size else float(np.dot(got[:d], got[:d]))   # no stream padding: same
+    mse_symbols = sq / k
+    mse_tensor = sq_d * scale * scale / d
     return mse_symbols, mse_tensor
 
 
@@ -437,7 +453,9 @@ class RunningStats:
     def add(self, key: tuple[int, str], record: dict[str, float]) -> None:
         s = self._sums.setdefault(key, {})
         for k, v in record.items():
-            if type(v) is float or isinstance(v, _NUMBERS):
+            if type(v) is float:
+                s[k] = s.get(k, 0.0) + v
+            elif isinstance(v, _NUMBERS):
                 s[k] = s.get(k, 0.0) + float(v)
         self._n[key] = self._n.get(key, 0) + 1
 
@@ -501,12 +519,11 @@ class AnalogAllReduce(AllReduce):
         out, rec = self.driver.round(layer, site, zs.shape[1:], powers=powers)
         if not self.calibrating:
             # the measurement tap: errors against the exact sum, which this process holds
-            mse_symbols, mse_tensor = tap_errors(out.S_hat, z64.sum(axis=0), rec["scale"])
+            mse_symbols, mse_tensor = tap_errors(out.S_hat, np.add.reduce(z64, axis=0), rec["scale"])
             rec.update(mse_tensor=mse_tensor, mse_symbols=mse_symbols,
                        signal_power=float(np.add.reduce(powers)) / len(powers) / rec["scale"] ** 2)
             self._stats.add((layer, site), rec)
-        result = torch.as_tensor(out.z_hat, dtype=partials[0].dtype, device=partials[0].device)
-        return [result] * len(partials)
+        return [as_partial_tensor(out.z_hat, partials[0])] * len(partials)
 
     def stats(self) -> dict:
         """{(layer, site): means over rounds of mse_symbols (per channel use, normalized

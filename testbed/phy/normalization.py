@@ -46,7 +46,8 @@ def common_scale(partials: list[np.ndarray], floor: float = 1e-12) -> float:
 def scale_from_powers(powers, floor: float = 1e-12) -> float:
     """c = sqrt(max_n p_n) from the nodes' symbol powers p_n (`symbol_power`, linear): what a
     receiver can compute from N reported scalars instead of the partials themselves."""
-    return math.sqrt(max(max(map(float, powers)), floor))
+    values = powers.tolist() if isinstance(powers, np.ndarray) else map(float, powers)
+    return math.sqrt(max(max(values), floor))
 
 
 def normalize(z: np.ndarray, scale: float) -> np.ndarray:

@@ -13,13 +13,16 @@ def precode(B_n: np.ndarray, S_n: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(B_n) @ np.ascontiguousarray(S_n)
 
 
-def precode_all(B: np.ndarray, S: np.ndarray) -> np.ndarray:
+def precode_all(B: np.ndarray, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """X_n = B_n S_n for all nodes at once: B ``(N, N_t, L)``, S ``(N, L, K)`` -> ``(N, N_t, K)``
-    in S's dtype (B is cast to it)."""
+    in S's dtype (B is cast to it); written into ``out`` (S's dtype, any strides) when given."""
     B = np.asarray(B).astype(S.dtype, copy=False)
     if B.shape[-1] == 1:                        # one stream: a broadcast product
-        return B * S
-    return np.matmul(B, S)
+        return np.multiply(B, S, out=out)
+    if out is None:
+        return np.matmul(B, S)
+    out[...] = np.matmul(B, S)                  # the same product as without out, then copied
+    return out
 
 
 def precoder_power(B_n: np.ndarray) -> float:

@@ -212,12 +212,17 @@ def node_frames(plan: RoundPlan, budget: LinkBudget, nodes: Sequence[int] | None
         if B.shape != (len(nodes), plan.n_tx, plan.n_streams):
             raise ValueError(f"B_n has shape {B.shape[1:]}, expected "
                              f"({plan.n_tx}, {plan.n_streams})")
-        X = precode_all(B * amp, pack_streams(z, scale, plan.n_streams))
+        S = pack_streams(z, scale, plan.n_streams)
         k, p0 = plan.channel_uses, layout.payload_start
         slots = [0] if plan.n_slots == 1 else [plan.slot_of(n) for n in nodes]
         if len(set(slots)) == 1:                 # AirComp: every node in the same slot
-            x[:, :, p0 + slots[0] * k:p0 + (slots[0] + 1) * k] = X
+            slot = x[:, :, p0 + slots[0] * k:p0 + (slots[0] + 1) * k]
+            if S.dtype == x.dtype:               # precoded straight into the frame
+                precode_all(B * amp, S, out=slot)
+            else:
+                slot[...] = precode_all(B * amp, S)
         else:
+            X = precode_all(B * amp, S)
             for i, j in enumerate(slots):
                 x[i, :, p0 + j * k:p0 + (j + 1) * k] = X[i]
     return x
@@ -242,10 +247,11 @@ def cut_frame(window: np.ndarray, plan: RoundPlan, budget: LinkBudget) -> Receiv
     m = budget.search_margin
     d, metric = detect_frame_start(window, layout.preamble(), 2 * m + 1, budget.detect_threshold)
     window = np.asarray(window)
-    if window.dtype not in (np.complex64, np.complex128):
+    if window.dtype.char not in "FD":                  # complex64 / complex128 kept
         window = window.astype(np.complex128)
     # times 1/amplitude in the window's precision (a complex-by-real division is ~4x slower)
-    samples = window[:, d:d + layout.total_len] * window.real.dtype.type(1.0 / budget.amplitude)
+    real = np.float32 if window.dtype.char == "F" else np.float64
+    samples = window[:, d:d + layout.total_len] * real(1.0 / budget.amplitude)
     return ReceivedFrame(samples, d - m, metric)
 
 
