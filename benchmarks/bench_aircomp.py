@@ -8,8 +8,9 @@
    Every method in ``--methods`` (default zf-sdr and mmse), side by side.
 2. Greedy decoding of the default model split over the 4-node simulated bench (`sim_4node`),
    in one process: tokens/s with the exact all-reduce and with AirComp (each design method),
-   median decode step over ``--tokens`` tokens; target AirComp / exact >= 0.5 (skip with
-   ``--tokens 0``).
+   median decode step over ``--tokens`` tokens, each AirComp run paired with an exact run just
+   before it, ``--decode-rounds`` times (the ratio's median and range over the pairs); target
+   AirComp / exact >= 0.5 (skip with ``--tokens 0``).
 3. Over ``--draws`` seeded channel draws at SNR 10/20/30 dB (N = 4, N_r = 4, N_t = 1 and 2): the
    MSE measured through the air (unit-power complex Gaussian symbols, ``--symbols`` per draw)
    vs `testbed.optim.transceiver.aircomp_mse` of the design used.
@@ -19,7 +20,7 @@
    per block (`AnalogRoundDriver`'s ``csi_interval_samples``), table 2 with perfect CSI as well.
 
 Usage: .venv/bin/python benchmarks/bench_aircomp.py [--draws 200] [--method zf-sdr]
-         [--methods zf-sdr,mmse] [--tokens 32] [--repeats 20] [--clock wall|cpu]
+         [--methods zf-sdr,mmse] [--tokens 32] [--decode-rounds 3] [--repeats 20] [--clock wall|cpu]
          [--coherence-ms 20]
 Thread settings as the `testbed` command sets them (`testbed.threads.configure_threads`).
 """
@@ -135,10 +136,14 @@ def bench_coherence_wall_time(methods: list[str], repeats: int, coherence_ms: fl
               f"{per_block} | {st['mse_symbols'] / st['mse_predicted']:.3f} |")
 
 
-def bench_decode(methods: list[str], tokens: int, coherence_ms: float = 0.0) -> None:
+def bench_decode(methods: list[str], tokens: int, coherence_ms: float = 0.0, rounds: int = 3) -> None:
     """In-process greedy decoding on the sim_4node split: tokens/s exact vs AirComp (a new
     fading block per all-reduce with perfect CSI; with ``coherence_ms`` also block fading in
-    air time, perfect CSI and estimated CSI sounded once per block)."""
+    air time, perfect CSI and estimated CSI sounded once per block).
+
+    The machine's speed drifts between seconds, so the exact decoder runs right before every
+    AirComp run, ``rounds`` times over: each ratio is that of a pair run back to back, and the
+    table gives the median over the rounds (with the range)."""
     from sim_backend.channel import ChannelModel
     from testbed.llm.default_model import ensure_default_model
     from testbed.llm.sharding import shard_checkpoint
@@ -149,7 +154,7 @@ def bench_decode(methods: list[str], tokens: int, coherence_ms: float = 0.0) -> 
     ratios = [r[n.id] for n in bench.nodes]
     ch = bench.channel
     prompt = torch.tensor([[72, 101, 108, 108, 111]])
-    variants = [("exact", "exact", {})]
+    variants = []
     for method in methods:
         variants.append((f"aircomp-{method}, new block per all-reduce, perfect CSI", method, {}))
         if coherence_ms:
@@ -160,27 +165,42 @@ def bench_decode(methods: list[str], tokens: int, coherence_ms: float = 0.0) -> 
                              "once per block", method,
                              dict(c, csi="estimated",
                                   csi_interval_samples=_interval_samples(coherence_ms))))
-    rows = []
-    for label, method, kw in variants:
-        if method == "exact":
-            allreduce = "exact"
-        else:
-            model = ChannelModel(4, 4, 1, path_loss_db=np.array(
-                [ch.path_loss_db[f"node{i}"] for i in range(4)]))
-            allreduce, _ = build_sim_allreduce("aircomp", n_nodes=4, n_rx=4, snr_db=ch.snr_db,
-                                               seed=ch.seed, channel_model=model,
-                                               design_method=method, **kw)
-        sharded = shard_checkpoint(model_dir, ratios, allreduce)
+
+    def rates(sharded) -> tuple[float, float]:
+        # tokens/s of the median and of the mean step (with blocks, one step in several
+        # carries the sounding and the design)
         sharded.generate(prompt, tokens)
         steps = np.asarray(sharded.step_seconds[1:])
-        # mean as well as median: with blocks, one step in several carries the design
-        rows.append((label, 1.0 / float(np.median(steps)), 1.0 / float(np.mean(steps))))
-    print(f"\n## greedy decoding in one process, sim_4node split, default model, {tokens} tokens")
+        return 1.0 / float(np.median(steps)), 1.0 / float(np.mean(steps))
+
+    exact = shard_checkpoint(model_dir, ratios, "exact")
+    models = []
+    for label, method, kw in variants:
+        model = ChannelModel(4, 4, 1, path_loss_db=np.array(
+            [ch.path_loss_db[f"node{i}"] for i in range(4)]))
+        allreduce, _ = build_sim_allreduce("aircomp", n_nodes=4, n_rx=4, snr_db=ch.snr_db,
+                                           seed=ch.seed, channel_model=model,
+                                           design_method=method, **kw)
+        models.append(shard_checkpoint(model_dir, ratios, allreduce))
+    runs = {label: [] for label, _, _ in variants}         # [(exact rates, aircomp rates)]
+    for _ in range(rounds):
+        for (label, _, _), sharded in zip(variants, models):
+            runs[label].append((rates(exact), rates(sharded)))
+    print(f"\n## greedy decoding in one process, sim_4node split, default model, {tokens} tokens, "
+          f"{rounds} rounds (each AirComp run right after an exact one; median over rounds, "
+          "[min, max] of the ratio)")
     print("| all-reduce | tokens/s (median step) | / exact | tokens/s (mean step) | / exact |")
     print("|---|---|---|---|---|")
-    for label, tps, tps_mean in rows:
-        print(f"| {label} | {tps:.1f} | {tps / rows[0][1]:.3f} | {tps_mean:.1f} | "
-              f"{tps_mean / rows[0][2]:.3f} |")
+    ex = [e for pairs in runs.values() for e, _ in pairs]
+    print(f"| exact | {np.median([e[0] for e in ex]):.1f} | 1.000 | {np.median([e[1] for e in ex]):.1f} "
+          "| 1.000 |")
+    for label, pairs in runs.items():
+        cells = []
+        for k in (0, 1):
+            q = np.array([a[k] / e[k] for e, a in pairs])
+            cells.append(f"{np.median([a[k] for _, a in pairs]):.1f} | {np.median(q):.3f} "
+                         f"[{q.min():.3f}, {q.max():.3f}]")
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
 
 
 def bench_mse_table(method: str, draws: int, k: int) -> None:
@@ -246,6 +266,8 @@ def main() -> None:
                     help="design methods of the wall-time and decoding tables, comma-separated")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=32, help="decoded tokens per method (0: skip)")
+    ap.add_argument("--decode-rounds", type=int, default=3,
+                    help="decoding table: (exact, AirComp) pairs per variant, run back to back")
     ap.add_argument("--coherence-ms", type=float, default=20.0,
                     help="also measure block fading with this coherence time (ms of air time; "
                          "one sounding and design per block); 0: skip")
@@ -261,7 +283,7 @@ def main() -> None:
         bench_coherence_wall_time(methods, args.repeats, args.coherence_ms,
                                   time.process_time if args.clock == "cpu" else time.perf_counter)
     if args.tokens:
-        bench_decode(methods, args.tokens, args.coherence_ms)
+        bench_decode(methods, args.tokens, args.coherence_ms, args.decode_rounds)
     if args.draws:
         bench_mse_table(args.method, args.draws, args.symbols)
         bench_fdma_vs_aircomp(args.method, min(args.draws, 50))
