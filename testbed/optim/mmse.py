@@ -25,6 +25,9 @@ from testbed.optim.mmse_newton import primal_dual_newton
 from testbed.optim.siso import siso_receiver_gain
 
 
+_TINY = np.finfo(float).tiny
+
+
 def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.ndarray | None = None
                      ) -> np.ndarray:
     """Smallest mu_n >= 0 with p_n(mu_n) <= P_n, for squared singular values ``s2`` (N, r).
@@ -42,13 +45,20 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
     """
     N = s2.shape[0]
     live = s2 > 0
-    p0 = np.sum(np.divide(1.0, s2, out=np.zeros_like(s2), where=live), axis=1)
+    all_live = bool(live.all())                               # the usual case: no masking
+    if all_live:
+        p0 = np.sum(1.0 / s2, axis=1)
+    else:
+        p0 = np.sum(np.divide(1.0, s2, out=np.zeros_like(s2), where=live), axis=1)
     need = p0 > P
     mu = np.zeros(N)
-    if not np.any(need):
+    if not need.any():
         return mu
-    sw = np.where(live, s2, 0.0)[need]                        # weights: 0 for dead entries
-    ss = np.where(live, s2, 1.0)[need]                        # denominators: no 0 / 0
+    if all_live:
+        sw = ss = s2[need]
+    else:
+        sw = np.where(live, s2, 0.0)[need]                    # weights: 0 for dead entries
+        ss = np.where(live, s2, 1.0)[need]                    # denominators: no 0 / 0
     Pn = P[need]
     rP = Pn ** -0.5
     x = np.zeros(Pn.shape) if mu0 is None else mu0[need].astype(float)
@@ -62,12 +72,15 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
             x = np.maximum(x + step, 0.0)                     # now left of the root (or 0)
             continue
         x = x + step
-        if np.all(np.abs(step) <= 1e-7 * x):                  # quadratic: now within ~1e-14
+        if (np.abs(step) <= 1e-7 * x).all():                  # quadratic: now within ~1e-14
             break
     d = 1.0 / (ss + x[:, None])
-    p = (sw * d * d).sum(axis=1)
-    hi = np.sqrt(sw.sum(axis=1) / Pn)                         # p(hi) <= sum s / hi^2 = P
-    mu[need] = np.where(p <= Pn * (1.0 + 1e-12), x, np.maximum(x, hi))
+    ok = (sw * d * d).sum(axis=1) <= Pn * (1.0 + 1e-12)      # p(x) within the budget
+    if ok.all():
+        mu[need] = x
+    else:
+        hi = np.sqrt(sw.sum(axis=1) / Pn)                     # p(hi) <= sum s / hi^2 = P
+        mu[need] = np.where(ok, x, np.maximum(x, hi))
     return mu
 
 
@@ -98,8 +111,8 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
             lam, U = np.linalg.eigh(K)                        # (N, L) ascending, (N, L, L)
         else:
             lam, U = np.linalg.eigvalsh(K), None              # f and mu need the eigenvalues only
-        lam = np.clip(lam, 0.0, None)
-        live = lam > 1e-12 * np.maximum(lam[:, -1:], np.finfo(float).tiny)
+        lam = np.maximum(lam, 0.0)
+        live = lam > 1e-12 * np.maximum(lam[:, -1:], _TINY)
         mu = power_multiplier(np.where(live, lam, 0.0), P, mu0=mu0)
     den = np.where(live, lam + mu[:, None], 1.0)
     ratio = np.where(live, mu[:, None] / den, 1.0)

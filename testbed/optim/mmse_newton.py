@@ -27,17 +27,22 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     g (2 N_r L,) = d Lag / dx, Hxx (2 N_r L, 2 N_r L) = d^2 Lag / dx^2 at fixed mu, C (2 N_r L, N)
     = d^2 Lag / dx dmu_n, D (N,) = -d^2 Lag / dmu_n^2 > 0 (Lag is concave in each mu_n) and
     r (N,) = d Lag / dmu_n = tr(B_n B_n^H) - P_n (power of node n's precoder at multiplier mu_n
-    minus its budget). Node n enters only through V_n = H_n^H A (N_t x L), so its Hessian is
-    formed on the N_t L complex entries of V_n (forward differentiation along each) and mapped to
-    A with two products. A node with mu_n = 0 contributes nothing to g and Hxx; if its K_n is
+    minus its budget). A node with mu_n = 0 contributes nothing to g and Hxx; if its K_n is
     singular, its C, D and r are those at a placeholder multiplier (use them for mu_n > 0 only).
+
+    In closed form, with S_n = (K_n + mu_n I)^-1, W_n = H_n H_n^H A and G_n = H_n H_n^H, the
+    Wirtinger gradient is grad = d Lag / d conj(A) = noise_var A - sum_n mu_n W_n S_n^2 and its
+    differential along dA is
+        d grad = noise_var dA + sum_n mu_n [(W_n S_n W_n^H - G_n) dA S_n^2 + W_n S_n^2 W_n^H dA S_n
+                 + W_n S_n dA^H W_n S_n^2 + W_n S_n^2 dA^H W_n S_n],
+    so both Wirtinger blocks (the dA and conj(dA) parts) are sums over nodes of Kronecker
+    products, each formed by one product over the node index.
     """
     N, N_r, N_t = H.shape
     L = A.shape[1]
-    m, n = N_t * L, N_r * L
-    V = np.conj(np.swapaxes(H, 1, 2)) @ A                     # (N, N_t, L)
-    VH = np.conj(np.swapaxes(V, 1, 2))
-    K = VH @ V
+    n = N_r * L
+    V = np.conj(np.swapaxes(H, 1, 2)) @ A                     # (N, N_t, L) = H_n^H A
+    K = np.conj(np.swapaxes(V, 1, 2)) @ V
     try:
         S = np.linalg.inv(K + mu[:, None, None] * np.eye(L))  # (K_n + mu_n I)^{-1}
     except np.linalg.LinAlgError:                             # a node with mu_n = 0, K_n singular
@@ -46,46 +51,26 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     S2 = S @ S
     S3 = S2 @ S
     mu3 = mu[:, None, None]
-    C_n = mu3 * S2
-    grad = noise_var * A - np.sum(H @ (V @ C_n), axis=0)     # d Lag / d conj(A)
+    W = H @ V                                                 # (N, N_r, L)
+    WS, WS2 = W @ S, W @ S2
+    grad = noise_var * A - np.sum(mu3 * WS2, axis=0)          # d Lag / d conj(A)
     trS2 = np.real(np.trace(S2, axis1=1, axis2=2))
     r = np.real(np.trace(S, axis1=1, axis2=2)) - mu * trS2 - P
     D = 2.0 * (trS2 - mu * np.real(np.trace(S3, axis1=1, axis2=2)))
-    cA = -(H @ (V @ (S2 - 2.0 * mu3 * S3)))                   # d grad / d mu_n, (N, N_r, L)
-    # forward derivative of d Lag / d conj(V_n) along the real and imaginary unit directions
-    # dV_j (j < m: real, else imaginary); products with the (N, L, L) factors are laid out as
-    # plain batched (N, 2 m L, L) products (broadcast 4-D matmuls are far slower in numpy)
-    E = np.eye(m).reshape(m, N_t, L)
-    dV = np.concatenate([E, 1j * E])                         # (2m, N_t, L)
-    dVH = np.conj(np.swapaxes(dV, 1, 2)).reshape(2 * m * L, N_t)
-
-    def right(X, Mx):                                         # X_j Mx_n, X (N, 2m, a, b)
-        return (X.reshape(N, -1, X.shape[3]) @ Mx).reshape(X.shape[:3] + (Mx.shape[2],))
-
-    def left(Mx, X):                                          # Mx_n X_j, X (N, 2m, a, b)
-        Y = Mx @ np.swapaxes(X, 1, 2).reshape(N, X.shape[2], -1)
-        return np.swapaxes(Y.reshape(N, Mx.shape[1], X.shape[1], X.shape[3]), 1, 2)
-
-    dVHV = (dVH @ V).reshape(N, 2 * m, L, L)                  # dV_j^H V_n
-    dK = dVHV + np.conj(np.swapaxes(dVHV, 2, 3))
-    dS = -left(S, right(dK, S))
-    dC = mu[:, None, None, None] * (right(dS, S) + left(S, dS))
-    dVC = (dV.reshape(2 * m * N_t, L) @ C_n).reshape(N, 2 * m, N_t, L)
-    dg = -(dVC + left(V, dC)).reshape(N, 2, m, m)
-    # Wirtinger blocks on V: d grad = H1 dV + H2 conj(dV); columns = directions
-    H1 = np.swapaxes(0.5 * (dg[:, 0] - 1j * dg[:, 1]), 1, 2).reshape(N, N_t, L, N_t, L)
-    H2 = np.swapaxes(0.5 * (dg[:, 0] + 1j * dg[:, 1]), 1, 2).reshape(N, N_t, L, N_t, L)
-    # map to A (V_n = H_n^H A): H1_A = sum_n H_n H1_n H_n^H, H2_A = sum_n H_n H2_n H_n^T per (l, k),
-    # both in one product pair; Hxx is symmetric up to rounding
-    Hm = np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t)
-
-    Hv = np.transpose(np.stack([H1, H2], axis=1), (0, 1, 2, 3, 5, 4)).reshape(N, 2 * m * L, N_t)
-    right = np.concatenate([np.conj(np.swapaxes(H, 1, 2)), np.swapaxes(H, 1, 2)], axis=2)
-    X = (Hv.reshape(2 * N, m * L, N_t) @ right.reshape(N, N_t, 2, N_r).transpose(0, 2, 1, 3).reshape(
-        2 * N, N_t, N_r)).reshape(N, 2, m * L, N_r)
-    Y = Hm @ X.reshape(N, 2, N_t, L * L * N_r).transpose(0, 2, 1, 3).reshape(N * N_t, 2 * L * L * N_r)
-    HA = Y.reshape(N_r, 2, L, L, N_r).transpose(1, 0, 2, 4, 3).reshape(2, n, n)
-    sum_, diff = HA[0] + HA[1], HA[0] - HA[1]                 # H1_A +- H2_A
+    cA = 2.0 * mu3 * (W @ S3) - WS2                           # d grad / d mu_n, (N, N_r, L)
+    # dA block H1[(r, l), (s, k)] = sum_n X_n[r, s] Y_n[k, l] over the two Kronecker terms
+    WH = np.conj(np.swapaxes(W, 1, 2))
+    G = H @ np.conj(np.swapaxes(H, 1, 2))
+    X = np.concatenate([mu3 * (WS @ WH - G), mu3 * (WS2 @ WH)])          # (2N, N_r, N_r)
+    Y = np.concatenate([S2, S])                                           # (2N, L, L)
+    H1 = (X.reshape(2 * N, N_r * N_r).T @ Y.reshape(2 * N, L * L)).reshape(N_r, N_r, L, L)
+    H1 = H1.transpose(0, 3, 1, 2).reshape(n, n)
+    # conj(dA) block: Q[(r, l), (s, k)] = sum_n mu_n (W_n S_n)[r, k] (W_n S_n^2)[s, l], plus its
+    # transpose (the second term)
+    Q = ((mu3 * WS).reshape(N, n).T @ WS2.reshape(N, n)).reshape(N_r, L, N_r, L)
+    Q = Q.transpose(0, 3, 2, 1).reshape(n, n)
+    H2 = Q + Q.T
+    sum_, diff = H1 + H2, H1 - H2
     Hxx = np.empty((2 * n, 2 * n))
     Hxx[:n, :n] = sum_.real
     Hxx[:n, n:] = -diff.imag
@@ -102,15 +87,17 @@ def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bo
     """Cholesky factor of M + s I, positive definite: s = ``floor`` (a plain Newton step) if that
     works (tried first only with ``plain_first``), else the smallest s = max(guess, 4 floor) * 4^k
     (k >= 0), up to 1e12 floor. Returns ``(factor, s)``, factor None when M is not finite or no
-    shift up to that works."""
+    shift up to that works. M must be symmetric (up to rounding): its transpose, which is
+    Fortran-ordered, is factored in place in one work buffer (no copies per try)."""
     diag = np.diag_indices(M.shape[0])
     shift = floor if plain_first else max(guess, 4.0 * floor)
     if not np.all(np.isfinite(M)):
         return None, shift
+    Ms = np.empty_like(M)
     while shift <= 1e12 * floor:
-        Ms = M.copy()
+        np.copyto(Ms, M)
         Ms[diag] += shift
-        c, info = dpotrf(Ms, lower=1, clean=0, overwrite_a=1)
+        c, info = dpotrf(Ms.T, lower=1, clean=0, overwrite_a=1)
         if info == 0:
             return c, shift
         shift = max(shift * 4.0, guess)
@@ -171,7 +158,8 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
             return A, trace, True
         if len(trace) == max_iter:
             break
-        M = Hxx + (Ca / Da) @ Ca.T
+        M = Hxx
+        M += (Ca / Da) @ Ca.T
         scale = max(float(np.max(np.abs(np.diag(M)))), np.finfo(float).tiny)   # > 0: noise_var > 0
         # a plain step is tried first unless the last step needed a large shift (indefinite
         # region: the plain factorization would fail)
