@@ -123,6 +123,7 @@ class SimAir:
             raise ConfigError(f"channel of node {node_id} must have shape ({self.n_rx}, {tx.n_tx}), "
                               f"got {h.shape}")
         tx.channel = h.copy()
+        tx.channel.flags.writeable = False          # a block's channel never changes in place
         self.channel_generation += 1
 
     def set_channels(self, H: np.ndarray) -> None:
@@ -132,6 +133,7 @@ class SimAir:
         if isinstance(H, np.ndarray) and H.ndim == 3 and H.shape[1] == self.n_rx and all(
                 tx.n_tx == H.shape[2] for tx in self._tx.values()):
             H = H.astype(complex)                   # one private copy, one check
+            H.flags.writeable = False               # a block's channels never change in place
             for tx, h in zip(self._tx.values(), H):
                 tx.channel = h
             self.channel_generation += 1
@@ -232,8 +234,9 @@ class SimAir:
     def _joint_channel(self, group: list[_Burst], single: bool) -> np.ndarray:
         """[H_1 ... H_n] ``(N_r, sum n_tx)`` of the bursts' channels side by side (the group's
         order), complex64 when ``single``, else the channels' own dtype. Kept for the last few
-        groups of channels (by identity: a block's channels are the same arrays until the next
-        block), since every round of a block asks for the same one."""
+        groups of channels (by identity: a block's channels are the same read-only arrays until
+        the next block, `set_channel` / `set_channels`), since every round of a block asks for
+        the same one."""
         chans = tuple(b.channel for b in group)
         key = (tuple(map(id, chans)), single)
         hit = self._joint_cache.get(key)
