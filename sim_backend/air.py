@@ -173,19 +173,16 @@ class SimAir:
     def schedule(self, node_id: int, samples: np.ndarray, start_sample: int) -> None:
         """Put a burst ``(n_tx, K)`` (node clock, starting at node sample ``start_sample``) on the
         air through the node's TX hook and its current channel."""
-        tx = self._tx.get(node_id) or self._node(node_id)
+        tx = self._node(node_id)
         if tx.channel is None:
             raise ConfigError(f"node {node_id} has no channel yet; call new_realization()")
         x = np.asarray(samples)
         if x.ndim != 2 or x.shape[0] != tx.n_tx:
             raise ConfigError(f"burst of node {node_id} must be ({tx.n_tx}, K), got {x.shape}")
-        if type(tx.impairment) is NoTxImpairment:       # the identity: same samples, same time
-            x_air, air_start = x, start_sample
-        else:
-            x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
-            x_air = np.asarray(x_air)
+        x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
         # the channel product is taken at receive time (one product for all bursts that share
         # their span, e.g. the nodes of an AirComp round), with the channel of this block
+        x_air = np.asarray(x_air)
         dtype = x_air.dtype if x_air.dtype.char in "FD" else np.complex128     # complex64/128 kept
         self._bursts.append(_Burst(node_id, int(air_start), tx.channel,
                                    np.array(x_air, dtype=dtype, order="C", copy=True)))

@@ -29,7 +29,6 @@ import math
 import numpy as np
 
 from sim_backend.air import SimAir
-from sim_backend.hooks import NoTxImpairment
 from testbed.errors import ConfigError, StreamError
 from testbed.radio.base import (Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix,
                                 peak_component)
@@ -97,8 +96,6 @@ class SimRadio(Radio):
         if node_id is not None:
             air.register_tx(node_id, n_tx, tx_impairment)
             self._hook = air.tx_impairment(node_id)
-        #: no TX hook or the identity: the node clock is the air clock
-        self._identity_hook = type(self._hook) in (type(None), NoTxImpairment)
         self._settings = RadioSettings(n_tx_channels=n_tx if node_id is not None else 0,
                                        n_rx_channels=air.n_rx if receiver else 0,
                                        sample_rate_hz=air.sample_rate_hz)
@@ -135,8 +132,8 @@ class SimRadio(Radio):
     def now(self) -> int:
         """This radio's sample clock (samples): the node clock (`node_now`) for a transmit-only
         radio, the air clock for the receiver and for a transmitter that also receives."""
-        if self.node_id is not None and not self.is_receiver and not self._identity_hook:
-            return node_sample_at(self.air.now, self._hook)
+        if self.node_id is not None and not self.is_receiver:
+            return self.node_now()
         return self.air.now
 
     def node_now(self) -> int:
@@ -153,7 +150,7 @@ class SimRadio(Radio):
             raise ConfigError("this SimRadio is receive-only; give it a node_id to transmit")
         self._check_open()
         x = as_channel_matrix(samples, self._settings.n_tx_channels)
-        earliest = self.air.now if self._identity_hook else node_sample_at(self.air.now, self._hook)
+        earliest = self.node_now()
         if at_sample < earliest:
             self._counters.late += 1
             raise StreamError(f"burst at node sample {at_sample} is late (node clock now="
