@@ -20,7 +20,8 @@ import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotrs
 
 
-def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.ndarray, mu: np.ndarray):
+def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.ndarray, mu: np.ndarray,
+                       gram: np.ndarray | None = None):
     """First and second derivatives of Lag(A, mu) in real coordinates x = (Re A, Im A) (row-major).
 
     ``H`` (N, N_r, N_t), ``P`` (N,), ``A`` (N_r, L), ``mu`` (N,) >= 0. Returns ``(g, Hxx, C, D, r)``:
@@ -29,6 +30,8 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     r (N,) = d Lag / dmu_n = tr(B_n B_n^H) - P_n (power of node n's precoder at multiplier mu_n
     minus its budget). A node with mu_n = 0 contributes nothing to g and Hxx; if its K_n is
     singular, its C, D and r are those at a placeholder multiplier (use them for mu_n > 0 only).
+    ``gram`` (N, N_r, N_r), optional: the Gram matrices G_n = H_n H_n^H (constant over a design,
+    so a caller that evaluates many receivers passes them; formed here otherwise).
 
     In closed form, with S_n = (K_n + mu_n I)^-1, W_n = H_n H_n^H A and G_n = H_n H_n^H, the
     Wirtinger gradient is grad = d Lag / d conj(A) = noise_var A - sum_n mu_n W_n S_n^2 and its
@@ -58,26 +61,29 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     r = np.real(np.trace(S, axis1=1, axis2=2)) - mu * trS2 - P
     D = 2.0 * (trS2 - mu * np.real(np.trace(S3, axis1=1, axis2=2)))
     cA = 2.0 * mu3 * (W @ S3) - WS2                           # d grad / d mu_n, (N, N_r, L)
-    # dA block H1[(r, l), (s, k)] = sum_n X_n[r, s] Y_n[k, l] over the two Kronecker terms
-    WH = np.conj(np.swapaxes(W, 1, 2))
-    G = H @ np.conj(np.swapaxes(H, 1, 2))
-    X = np.concatenate([mu3 * (WS @ WH - G), mu3 * (WS2 @ WH)])          # (2N, N_r, N_r)
+    # Hxx = 2 [[Re(H1 + H2), -Im(H1 - H2)], [Im(H1 + H2), Re(H1 - H2)]] + 2 noise_var I with H1,
+    # H2 the dA and conj(dA) blocks of d grad; the factor 2 rides on the multipliers (m2)
+    if gram is None:
+        gram = H @ np.conj(np.swapaxes(H, 1, 2))
+    m2 = 2.0 * np.concatenate([mu, mu])[:, None, None]
+    WSS = np.concatenate([WS, WS2])                                       # (2N, N_r, L)
+    # dA block: H1[(r, l), (s, k)] = sum_j X_j[r, s] Y_j[k, l], over the two Kronecker terms
+    X = WSS @ np.conj(np.swapaxes(np.concatenate([W, W]), 1, 2))          # (2N, N_r, N_r)
+    X[:N] -= gram
+    X *= m2
     Y = np.concatenate([S2, S])                                           # (2N, L, L)
     H1 = (X.reshape(2 * N, N_r * N_r).T @ Y.reshape(2 * N, L * L)).reshape(N_r, N_r, L, L)
-    H1 = H1.transpose(0, 3, 1, 2).reshape(n, n)
-    # conj(dA) block: Q[(r, l), (s, k)] = sum_n mu_n (W_n S_n)[r, k] (W_n S_n^2)[s, l], plus its
-    # transpose (the second term)
-    Q = ((mu3 * WS).reshape(N, n).T @ WS2.reshape(N, n)).reshape(N_r, L, N_r, L)
-    Q = Q.transpose(0, 3, 2, 1).reshape(n, n)
-    H2 = Q + Q.T
-    sum_, diff = H1 + H2, H1 - H2
+    H1 = H1.transpose(0, 3, 1, 2).reshape(n, n)                           # (r, l), (s, k)
+    # conj(dA) block: H2[(r, l), (s, k)] = sum_n mu_n ((W_n S_n)[r, k] (W_n S_n^2)[s, l]
+    # + (W_n S_n^2)[r, k] (W_n S_n)[s, l]), one product over the node index for both terms
+    H2 = ((m2 * WSS).reshape(2 * N, n).T @ np.concatenate([WS2, WS]).reshape(2 * N, n)).reshape(N_r, L, N_r, L)
+    H2 = H2.transpose(0, 3, 2, 1).reshape(n, n)                           # (r, l), (s, k)
     Hxx = np.empty((2 * n, 2 * n))
-    Hxx[:n, :n] = sum_.real
-    Hxx[:n, n:] = -diff.imag
-    Hxx[n:, :n] = sum_.imag
-    Hxx[n:, n:] = diff.real
-    Hxx *= 2.0
-    Hxx[np.diag_indices(2 * n)] += 2.0 * noise_var
+    np.add(H1.real, H2.real, out=Hxx[:n, :n])
+    np.subtract(H2.imag, H1.imag, out=Hxx[:n, n:])
+    np.add(H1.imag, H2.imag, out=Hxx[n:, :n])
+    np.subtract(H1.real, H2.real, out=Hxx[n:, n:])
+    Hxx.reshape(-1)[::2 * n + 1] += 2.0 * noise_var                       # the diagonal
     g = 2.0 * np.concatenate([grad.real.ravel(), grad.imag.ravel()])
     C = 2.0 * np.concatenate([cA.real.reshape(N, n), cA.imag.reshape(N, n)], axis=1).T
     return g, Hxx, C, D, r
@@ -150,8 +156,9 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
     restarted = True
     trace: list[float] = []
     shift = 0.0
+    gram = H @ np.conj(np.swapaxes(H, 1, 2))                  # G_n = H_n H_n^H, for every Hessian
     for _ in range(2 * max_iter + 1):
-        g, Hxx, C, D, r = saddle_derivatives(H, P, noise_var, A, np.where(act, mu, 0.0))
+        g, Hxx, C, D, r = saddle_derivatives(H, P, noise_var, A, np.where(act, mu, 0.0), gram)
         Ca, Da, ra = C[:, act], D[act], r[act]
         gn = float(np.linalg.norm(g)) * 0.5                  # = ||d Lag / d conj(A)||
         if gn * np.linalg.norm(A) <= tol * f and np.all(np.abs(ra) <= tol * P[act]):
