@@ -44,12 +44,13 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
     p_n(mu_n) <= P_n (1 + 1e-12).
     """
     N = s2.shape[0]
-    live = s2 > 0
-    all_live = bool(live.all())                               # the usual case: no masking
+    rowsum = np.add.reduce                                    # sum over axis 1 without np.sum's wrapper
+    all_live = bool(s2.min() > 0)                             # the usual case: no masking
     if all_live:
-        p0 = np.sum(1.0 / s2, axis=1)
+        p0 = rowsum(1.0 / s2, axis=1)
     else:
-        p0 = np.sum(np.divide(1.0, s2, out=np.zeros_like(s2), where=live), axis=1)
+        live = s2 > 0
+        p0 = rowsum(np.divide(1.0, s2, out=np.zeros_like(s2), where=live), axis=1)
     need = p0 > P
     mu = np.zeros(N)
     if not need.any():
@@ -65,8 +66,8 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
     for k in range(iters):
         d = 1.0 / (ss + x[:, None])
         t = sw * d * d
-        p = t.sum(axis=1)                                     # p(x)
-        q = (t * d).sum(axis=1)                               # -p'(x) / 2
+        p = rowsum(t, axis=1)                                 # p(x)
+        q = rowsum(t * d, axis=1)                             # -p'(x) / 2
         step = p * (rP * np.sqrt(p) - 1.0) / q                # -psi / psi'
         if k == 0 and mu0 is not None:
             x = np.maximum(x + step, 0.0)                     # now left of the root (or 0)
@@ -75,17 +76,30 @@ def power_multiplier(s2: np.ndarray, P: np.ndarray, *, iters: int = 60, mu0: np.
         if (np.abs(step) <= 1e-7 * x).all():                  # quadratic: now within ~1e-14
             break
     d = 1.0 / (ss + x[:, None])
-    ok = (sw * d * d).sum(axis=1) <= Pn * (1.0 + 1e-12)      # p(x) within the budget
+    ok = rowsum(sw * d * d, axis=1) <= Pn * (1.0 + 1e-12)     # p(x) within the budget
     if ok.all():
         mu[need] = x
     else:
-        hi = np.sqrt(sw.sum(axis=1) / Pn)                     # p(hi) <= sum s / hi^2 = P
+        hi = np.sqrt(rowsum(sw, axis=1) / Pn)                 # p(hi) <= sum s / hi^2 = P
         mu[need] = np.where(ok, x, np.maximum(x, hi))
     return mu
 
 
+def stack_channels(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The channels side by side, Hs = [H_1 ... H_N] (N_r, N N_t), and Hs^H (N N_t, N_r), both
+    contiguous: constant over a design, formed once by callers that evaluate many receivers."""
+    N, N_r, N_t = H.shape
+    Hs = np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t)
+    return Hs, np.ascontiguousarray(Hs.conj().T)
+
+
+def _where(live, x, fill):
+    """``x`` where ``live``, else ``fill``; ``live`` None means live everywhere (``x`` as is)."""
+    return x if live is None else np.where(live, x, fill)
+
+
 def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: float, *, grad: bool,
-                    precoders: bool = True, mu0: np.ndarray | None = None):
+                    precoders: bool = True, mu0: np.ndarray | None = None, stacked=None):
     """Everything the optimal precoders for receiver ``A`` (N_r, L) determine, from the eigen-
     decomposition of K_n = A^H H_n H_n^H A = U_n diag(lam_n) U_n^H (L x L per node).
 
@@ -95,29 +109,37 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
     gradient of f(A) = min_B MSE(A, B) w.r.t. conj(A): noise_var A - sum_n H_n V_n U_n
     diag(mu_n / (lam + mu_n)^2) U_n^H. For L = 1 all of it is scalar per node (mu_n in closed
     form, no eigen-decomposition). ``precoders=False`` skips B (None is returned); ``mu0`` warm-
-    starts the multipliers' root-find (`power_multiplier`). Returns ``(f, grad or None, B, mu)``.
+    starts the multipliers' root-find (`power_multiplier`); ``stacked``: `stack_channels` (H),
+    formed here when not given. Returns ``(f, grad or None, B, mu)``.
     """
     N, N_r, N_t = H.shape
     L = A.shape[1]
-    V = np.conj(np.swapaxes(H, 1, 2)) @ A                    # (N, N_t, L) = H_n^H A
+    Hs, HsH = stack_channels(H) if stacked is None else stacked
     if L == 1:
+        V = np.conj(np.swapaxes(H, 1, 2)) @ A                # (N, N_t, 1) = H_n^H a
         lam = np.sum(np.abs(V[:, :, 0]) ** 2, axis=1)[:, None]
         live = lam > 1e-300
         mu = np.where(live[:, 0], np.maximum(np.sqrt(lam[:, 0] / P) - lam[:, 0], 0.0), 0.0)
         U = None
+        norm2 = np.sum(np.abs(A) ** 2)                        # ||A||_F^2
     else:
+        V = (HsH @ A).reshape(N, N_t, L)                      # H_n^H A, one product for all nodes
         K = np.conj(np.swapaxes(V, 1, 2)) @ V
         if grad or precoders:
             lam, U = np.linalg.eigh(K)                        # (N, L) ascending, (N, L, L)
         else:
             lam, U = np.linalg.eigvalsh(K), None              # f and mu need the eigenvalues only
-        lam = np.maximum(lam, 0.0)
-        live = lam > 1e-12 * np.maximum(lam[:, -1:], _TINY)
-        mu = power_multiplier(np.where(live, lam, 0.0), P, mu0=mu0)
-    den = np.where(live, lam + mu[:, None], 1.0)
-    ratio = np.where(live, mu[:, None] / den, 1.0)
-    f = float(np.sum(ratio ** 2) + noise_var * np.sum(np.abs(A) ** 2))
-    gain = np.where(live, 1.0 / den, 0.0)
+        if (lam[:, 0] > 1e-12 * lam[:, -1]).all():            # the usual case: all live, no masks
+            live = None
+        else:
+            lam = np.maximum(lam, 0.0)
+            live = lam > 1e-12 * np.maximum(lam[:, -1:], _TINY)
+        mu = power_multiplier(_where(live, lam, 0.0), P, mu0=mu0)
+        norm2 = np.vdot(A, A).real
+    den = _where(live, lam + mu[:, None], 1.0)
+    ratio = _where(live, mu[:, None] / den, 1.0)
+    f = float(np.sum(ratio ** 2) + noise_var * norm2)
+    gain = _where(live, 1.0 / den, 0.0)
     if not precoders:
         B = None
     elif L == 1:
@@ -126,9 +148,9 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
         B = V @ (U * gain[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
     g = None
     if grad:
-        c = np.where(live, ratio * gain, 0.0)                 # mu / (lam + mu)^2
+        c = _where(live, ratio * gain, 0.0)                   # mu / (lam + mu)^2
         W = V * c[:, None, :] if L == 1 else V @ (U * c[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
-        g = noise_var * A - np.transpose(H, (1, 0, 2)).reshape(N_r, N * N_t) @ W.reshape(N * N_t, L)
+        g = noise_var * A - Hs @ W.reshape(N * N_t, L)
     return f, g, B, mu
 
 
@@ -224,12 +246,13 @@ def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np
         return (x[:size] + 1j * x[size:]).reshape(shape)
 
     last_mu = [None]
+    stacked = stack_channels(H)
 
     def fun(x):
         # the precoders are not needed here; the previous evaluation's multipliers start the
         # root-find (L-BFGS evaluates nearby receivers)
         f, g, _, last_mu[0] = _precoder_block(H, unpack(x), P, noise_var, grad=True, precoders=False,
-                                              mu0=last_mu[0])
+                                              mu0=last_mu[0], stacked=stacked)
         g = 2.0 * g.ravel()                                   # gradient in (Re A, Im A)
         return f, np.concatenate([g.real, g.imag])
 
@@ -251,8 +274,11 @@ def hybrid_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarr
     a second round on the others. Returns ``(A, trace, stationary)``: the MSE after every step
     (non-increasing up to rounding, 1e-14 relative) and whether Newton converged.
     """
+    stacked = stack_channels(H)
+
     def reduced(A, mu0):
-        f, _, _, mu = _precoder_block(H, A, P, noise_var, grad=False, precoders=False, mu0=mu0)
+        f, _, _, mu = _precoder_block(H, A, P, noise_var, grad=False, precoders=False, mu0=mu0,
+                                      stacked=stacked)
         return f, mu
 
     A, trace = A0, []
