@@ -1,8 +1,13 @@
 """A small L-BFGS minimizer in plain numpy (used by the MMSE and zero-forcing refinements)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.linalg.lapack import dtrtrs
+
+
+_TINY = np.finfo(float).tiny
 
 
 def _inverse_hessian_times(S: np.ndarray, Y: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -14,13 +19,14 @@ def _inverse_hessian_times(S: np.ndarray, Y: np.ndarray, g: np.ndarray) -> np.nd
     with R the upper triangle of S Y^T and D its diagonal; the same vector as the two-loop
     recursion, in a fixed handful of small matrix products instead of 4 m vector operations.
     """
-    SY = S @ Y.T
-    gamma = SY[-1, -1] / (Y[-1] @ Y[-1])
-    R = np.triu(SY)
+    SY = S @ Y.T                                              # R is its upper triangle: the
+    gamma = SY[-1, -1] / (Y[-1] @ Y[-1])                      # triangular solves read no more
     a1 = S @ g
-    t = dtrtrs(R, a1)[0]                                      # R^-1 S g
-    u = (np.diag(np.diag(SY)) + gamma * (Y @ Y.T)) @ t - gamma * (Y @ g)
-    p1 = dtrtrs(R, u, trans=1)[0]                             # R^-T u
+    t = dtrtrs(SY, a1)[0]                                     # R^-1 S g
+    DY = gamma * (Y @ Y.T)
+    DY.reshape(-1)[::len(DY) + 1] += np.diagonal(SY)          # D + gamma Y Y^T
+    u = DY @ t - gamma * (Y @ g)
+    p1 = dtrtrs(SY, u, trans=1)[0]                            # R^-T u
     return gamma * g + S.T @ p1 - gamma * (Y.T @ t)
 
 
@@ -40,7 +46,7 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
     Y: list[np.ndarray] = []
     trace: list[float] = []
     for _ in range(max_iter):
-        if np.linalg.norm(g) <= gtol * (1.0 + abs(f)):
+        if math.sqrt(g @ g) <= gtol * (1.0 + abs(f)):
             break
         if S:
             d = -_inverse_hessian_times(np.array(S), np.array(Y), g)
@@ -61,7 +67,7 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
         else:
             break                                             # no decrease possible: converged
         s_, y_ = step * d, g_new - g
-        if s_ @ y_ > 1e-12 * np.linalg.norm(s_) * np.linalg.norm(y_):
+        if s_ @ y_ > 1e-12 * math.sqrt(s_ @ s_) * math.sqrt(y_ @ y_):
             S.append(s_)
             Y.append(y_)
             if len(S) > memory:
@@ -71,6 +77,6 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
         decrease = f - f_new
         f, g = f_new, g_new
         trace.append(float(f))
-        if decrease <= ftol * max(abs(f), np.finfo(float).tiny):
+        if decrease <= ftol * max(abs(f), _TINY):
             break
     return x, trace

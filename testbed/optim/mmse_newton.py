@@ -95,20 +95,22 @@ def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bo
     (k >= 0), up to 1e12 floor. Returns ``(factor, s)``, factor None when M is not finite or no
     shift up to that works. M must be symmetric (up to rounding): its transpose, which is
     Fortran-ordered, is factored in place in one work buffer (no copies per try)."""
-    diag = np.diag_indices(M.shape[0])
     shift = floor if plain_first else max(guess, 4.0 * floor)
     if not np.all(np.isfinite(M)):
         return None, shift
     Ms = np.empty_like(M)
+    diag = Ms.reshape(-1)[::M.shape[0] + 1]                   # a view of Ms's diagonal
     while shift <= 1e12 * floor:
         np.copyto(Ms, M)
-        Ms[diag] += shift
+        diag += shift
         c, info = dpotrf(Ms.T, lower=1, clean=0, overwrite_a=1)
         if info == 0:
             return c, shift
         shift = max(shift * 4.0, guess)
     return None, shift
 
+
+_TINY = np.finfo(float).tiny
 
 #: relative change of f below which it is rounding: a full Newton step is accepted up to it (near
 #: the optimum the stiff directions move f by less than its rounding while the gradient still
@@ -167,7 +169,7 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
             break
         M = Hxx
         M += (Ca / Da) @ Ca.T
-        scale = max(float(np.max(np.abs(np.diag(M)))), np.finfo(float).tiny)   # > 0: noise_var > 0
+        scale = max(float(np.abs(M.diagonal()).max()), _TINY)     # > 0: noise_var > 0
         # a plain step is tried first unless the last step needed a large shift (indefinite
         # region: the plain factorization would fail)
         c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale,
