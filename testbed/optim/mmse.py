@@ -443,7 +443,7 @@ def solve_mmse(H: np.ndarray, P: np.ndarray, noise_var: float, L: int, rng, *,
         starts["array"] = A0
     best = None
     for name, A0 in starts.items():
-        hist = [reduced_mse(H, P, noise_var, A0)[0]]
+        hist = [_precoder_block(H, A0, P, noise_var, grad=False, precoders=False)[0]]
         if quasi_newton:
             if L == 1:
                 A0, trace = newton_single_stream(H, P, noise_var, A0)

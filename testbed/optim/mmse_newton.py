@@ -178,11 +178,10 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
             break
         dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
         dmu = (Ca.T @ dx + ra) / Da
-        x = np.concatenate([A.real.ravel(), A.imag.ravel()])
+        dA = (dx[:size] + 1j * dx[size:]).reshape(shape)
         t = 1.0
         while t >= min_step:
-            xt = x + t * dx
-            At = (xt[:size] + 1j * xt[size:]).reshape(shape)
+            At = A + t * dA
             ft, mut = reduced(At, mu)
             if ft <= f or (t == 1.0 and ft <= f * (1.0 + ROUNDING)):
                 break
