@@ -114,7 +114,8 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
     """
     N, N_r, N_t = H.shape
     L = A.shape[1]
-    Hs, HsH = stack_channels(H) if stacked is None else stacked
+    if stacked is None and (L > 1 or grad):
+        stacked = stack_channels(H)
     if L == 1:
         V = np.conj(np.swapaxes(H, 1, 2)) @ A                # (N, N_t, 1) = H_n^H a
         lam = np.sum(np.abs(V[:, :, 0]) ** 2, axis=1)[:, None]
@@ -123,7 +124,7 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
         U = None
         norm2 = np.sum(np.abs(A) ** 2)                        # ||A||_F^2
     else:
-        V = (HsH @ A).reshape(N, N_t, L)                      # H_n^H A, one product for all nodes
+        V = (stacked[1] @ A).reshape(N, N_t, L)               # H_n^H A, one product for all nodes
         K = np.conj(np.swapaxes(V, 1, 2)) @ V
         if grad or precoders:
             lam, U = np.linalg.eigh(K)                        # (N, L) ascending, (N, L, L)
@@ -150,7 +151,7 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
     if grad:
         c = _where(live, ratio * gain, 0.0)                   # mu / (lam + mu)^2
         W = V * c[:, None, :] if L == 1 else V @ (U * c[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
-        g = noise_var * A - Hs @ W.reshape(N * N_t, L)
+        g = noise_var * A - stacked[0] @ W.reshape(N * N_t, L)
     return f, g, B, mu
 
 

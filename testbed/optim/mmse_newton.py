@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotrs
 
+_TINY = np.finfo(float).tiny
+
 
 def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.ndarray, mu: np.ndarray,
                        gram: np.ndarray | None = None):
@@ -109,8 +111,6 @@ def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bo
         shift = max(shift * 4.0, guess)
     return None, shift
 
-
-_TINY = np.finfo(float).tiny
 
 #: relative change of f below which it is rounding: a full Newton step is accepted up to it (near
 #: the optimum the stiff directions move f by less than its rounding while the gradient still
