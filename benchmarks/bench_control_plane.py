@@ -7,7 +7,13 @@ Prints median and p99 latency in microseconds, and the CURVE / plain ratio; then
 of the hostile-input checks (strict JSON with limits, `testbed.strict_json`) against a plain
 ``json.loads`` of the same header, per message.
 
-Usage: python benchmarks/bench_control_plane.py [--n 2000]
+Then the messaging floor of a bench all-reduce round (`gather_round_trip`): the controller
+sends one AGGREGATE-sized request to each of ``--agents`` echo processes at once and waits for
+every reply, the message pattern of an exact round over the multi-process bench (one message
+down and one up per node) without the model; `bench_multiprocess.py` prints its bench rounds
+against it.
+
+Usage: python benchmarks/bench_control_plane.py [--n 2000] [--agents 4] [--values 128]
 """
 from __future__ import annotations
 
@@ -91,10 +97,41 @@ def run_case(run_dir: Path, curve: bool, n: int) -> dict[str, np.ndarray]:
     return {"small": small, "4096xf32": big}
 
 
+def gather_round_trip(run_dir: Path, n_agents: int, n_values: int, n: int,
+                      warmup: int = 50) -> np.ndarray:
+    """Wall times (microseconds) of ``n`` gather rounds: a PARTIAL of ``n_values`` float32 to
+    each of ``n_agents`` echo agent processes at once (plain TCP), every AGGREGATE back."""
+    names = [f"n{i}" for i in range(n_agents)]
+    cfg = ControllerConfig({name: "node" for name in names}, "bench")
+    tensor = np.random.default_rng(0).standard_normal(n_values).astype(np.float32)
+    out = np.empty(n)
+    with Supervisor(run_dir, grace_s=2.0) as sup, Controller(cfg) as ctl:
+        for name in names:
+            sup.start_python(name, "testbed.net.echo",
+                             ["--node-id", name, "--router", ctl.router_address,
+                              "--pub", ctl.pub_address, "--fingerprint", "bench"])
+        ctl.wait_for_peers(timeout_s=60)
+        for i in range(warmup + n):
+            msgs = {name: Partial(layer=0, site="attn", round_id=i, tensor=tensor)
+                    for name in names}
+            t0 = time.perf_counter()
+            ctl.gather(msgs, timeout_s=10)
+            if i >= warmup:
+                out[i - warmup] = (time.perf_counter() - t0) * 1e6
+        ctl.shutdown("benchmark done")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000, help="round trips per case")
+    p.add_argument("--agents", type=int, default=4, help="echo processes of the gather round")
+    p.add_argument("--values", type=int, default=128,
+                   help="float32 values per gather message (128: a decode step of the default "
+                        "model)")
     args = p.parse_args()
+    if args.n < 1 or args.agents < 1 or args.values < 1:
+        raise SystemExit("--n, --agents and --values must be >= 1")
     logging.basicConfig(level=logging.WARNING)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +150,10 @@ def main() -> int:
     for payload, (full, strict, plain) in decode_cost(args.n).items():
         print(f"{payload:<10} decode {full:7.1f}  strict JSON {strict:6.1f}  json.loads "
               f"{plain:6.1f}  strict/plain {strict / plain:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        us = gather_round_trip(Path(tmp), args.agents, args.values, args.n)
+    print(f"gather round, {args.agents} echo processes, {args.values} float32 each way, plain "
+          f"TCP: median {np.median(us):.0f} us, p90 {np.percentile(us, 90):.0f} us")
     return 0
 
 

@@ -3,7 +3,10 @@ receiver, 4 node processes, controller) vs the same split simulated in one proce
 control-plane overhead per all-reduce round.
 
 Overhead per round = (median decode-token latency over processes - in-process) / rounds per
-token (2 per layer). Run: ``python benchmarks/bench_multiprocess.py [--tokens 32]``.
+token (2 per layer). Beside it, in the same run, the messaging floor of such a round
+(`bench_control_plane.gather_round_trip`: the controller and 4 echo processes exchanging the
+decode step's message sizes, no model) and the overhead / floor ratio. Run:
+``python benchmarks/bench_multiprocess.py [--tokens 32] [--floor-rounds 500]``.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_control_plane import gather_round_trip
 from sim_backend.channel import ChannelModel
 from sim_backend.sim_allreduce import build_sim_allreduce
 from testbed.llm.default_model import ensure_default_model
@@ -38,6 +42,8 @@ def inprocess_step_s(model_dir, ratios, allreduce, tokens: int) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=32)
+    p.add_argument("--floor-rounds", type=int, default=500,
+                   help="gather rounds of the messaging floor (0: skip)")
     args = p.parse_args()
     bench = resolve_bench("sim_4node")
     model_dir = ensure_default_model(progress=False)
@@ -79,6 +85,19 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for m, a, b, o, reg, wall, rss in rows:
         print(f"| {m} | {a:.1f} | {b:.1f} | {o:.2f} | {reg:.1f} | {wall:.1f} | {rss:.0f} |")
+    if args.floor_rounds:
+        hidden = json.loads((Path(model_dir) / "config.json").read_text())["hidden_size"]
+        with tempfile.TemporaryDirectory() as tmp:
+            us = gather_round_trip(Path(tmp), len(bench.nodes), hidden, args.floor_rounds)
+        floor_ms = float(np.median(us)) / 1e3
+        exact = next(r for r in rows if r[0] == "exact")
+        print(f"\nmessaging floor of a round: the controller and {len(bench.nodes)} echo processes, "
+              f"{hidden} float32 each way, no model: median {floor_ms:.2f} ms over "
+              f"{args.floor_rounds} rounds; exact overhead per round / floor = "
+              f"{exact[3] / floor_ms:.2f}; bench tokens/s at the floor (in-process compute + "
+              f"{2 * n_layers} floor rounds per token): "
+              f"{1 / (1 / exact[1] + 2 * n_layers * floor_ms / 1e3):.1f}, "
+              f"{(1 / (1 / exact[1] + 2 * n_layers * floor_ms / 1e3)) / exact[1]:.3f} of in-process")
 
 
 if __name__ == "__main__":
