@@ -91,24 +91,45 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     return g, Hxx, C, D, r
 
 
-def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bool = True):
+def _shifted_cholesky(M: np.ndarray, floor: float, guess: float, plain_first: bool = True,
+                      start: float = 0.0):
     """Cholesky factor of M + s I, positive definite: s = ``floor`` (a plain Newton step) if that
     works (tried first only with ``plain_first``), else the smallest s = max(guess, 4 floor) * 4^k
-    (k >= 0), up to 1e12 floor. Returns ``(factor, s)``, factor None when M is not finite or no
-    shift up to that works. M must be symmetric (up to rounding): its transpose, which is
-    Fortran-ordered, is factored in place in one work buffer (no copies per try)."""
-    shift = floor if plain_first else max(guess, 4.0 * floor)
+    (k >= 0) that works, up to 1e12 floor. The search for k begins at the largest such s <=
+    ``start`` (e.g. the shift an earlier step needed) and goes down while the next smaller s
+    works, else up: M + s I stays positive definite as s grows, so this finds the s of a climb
+    from k = 0, in fewer tries when ``start`` is close to it. Returns ``(factor, s)``, factor
+    None when M is not finite or no shift up to 1e12 floor works. M must be symmetric (up to
+    rounding): its transpose, which is Fortran-ordered, is factored in place in two work buffers
+    (no copies per try)."""
+    low = max(guess, 4.0 * floor)                             # k = 0
     if not np.all(np.isfinite(M)):
-        return None, shift
-    Ms = np.empty_like(M)
-    diag = Ms.reshape(-1)[::M.shape[0] + 1]                   # a view of Ms's diagonal
-    while shift <= 1e12 * floor:
-        np.copyto(Ms, M)
-        diag += shift
-        c, info = dpotrf(Ms.T, lower=1, clean=0, overwrite_a=1)
-        if info == 0:
+        return None, floor if plain_first else low
+    work = (np.empty_like(M), np.empty_like(M))
+
+    def factor(s, i):
+        """Cholesky factor of M + s I in work[i], None if that is not positive definite."""
+        np.copyto(work[i], M)
+        work[i].reshape(-1)[::M.shape[0] + 1] += s
+        c, info = dpotrf(work[i].T, lower=1, clean=0, overwrite_a=1)
+        return c if info == 0 else None
+
+    if plain_first and (c := factor(floor, 0)) is not None:
+        return c, floor
+    top = 1e12 * floor
+    shift = low
+    while shift * 4.0 <= min(start, top):                    # the largest s <= start (x4: exact)
+        shift *= 4.0
+    c = factor(shift, 0) if shift <= top else None
+    if c is not None:                                         # down while the smaller s works
+        i = 1                                                 # the buffer c is not in
+        while shift > low and (c_low := factor(shift / 4.0, i)) is not None:
+            c, shift, i = c_low, shift / 4.0, 1 - i
+        return c, shift
+    while shift <= top:                                       # up until one works
+        shift *= 4.0
+        if shift <= top and (c := factor(shift, 0)) is not None:
             return c, shift
-        shift = max(shift * 4.0, guess)
     return None, shift
 
 
@@ -157,7 +178,7 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
     act, mu = _initial_multipliers(H, P, A, mu_exact, activate)
     restarted = True
     trace: list[float] = []
-    shift = 0.0
+    shift = needed = 0.0
     gram = H @ np.conj(np.swapaxes(H, 1, 2))                  # G_n = H_n H_n^H, for every Hessian
     for _ in range(2 * max_iter + 1):
         g, Hxx, C, D, r = saddle_derivatives(H, P, noise_var, A, np.where(act, mu, 0.0), gram)
@@ -171,11 +192,16 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
         M += (Ca / Da) @ Ca.T
         scale = max(float(np.abs(M.diagonal()).max()), _TINY)     # > 0: noise_var > 0
         # a plain step is tried first unless the last step needed a large shift (indefinite
-        # region: the plain factorization would fail)
-        c, shift = _shifted_cholesky(M, 1e-9 * scale, shift / 16.0 if shift else 1e-3 * scale,
-                                     plain_first=shift <= 1e-3 * scale)
+        # region: the plain factorization would fail); the search for a shift starts two levels
+        # below the last one needed, also after plain steps (the same shift in fewer tries)
+        floor = 1e-9 * scale
+        c, shift = _shifted_cholesky(M, floor, shift / 16.0 if shift else 1e-3 * scale,
+                                     plain_first=shift <= 1e-3 * scale,
+                                     start=needed / 16.0 if needed else 0.25 * scale)
         if c is None:
             break
+        if shift > floor:
+            needed = shift
         dx = dpotrs(c, -(g + Ca @ (ra / Da)), lower=1)[0]
         dmu = (Ca.T @ dx + ra) / Da
         dA = (dx[:size] + 1j * dx[size:]).reshape(shape)

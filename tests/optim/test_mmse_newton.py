@@ -2,7 +2,7 @@
 import numpy as np
 
 from testbed.optim.mmse import _channel_inversion_start, quasi_newton_receiver, reduced_mse
-from testbed.optim.mmse_newton import primal_dual_newton, saddle_derivatives
+from testbed.optim.mmse_newton import _shifted_cholesky, primal_dual_newton, saddle_derivatives
 
 
 def rayleigh(rng, N, N_r, N_t):
@@ -51,6 +51,23 @@ def test_saddle_derivatives_match_finite_differences():
             np.testing.assert_allclose(-D[k], (up[4][k] - dn[4][k]) / h, rtol=10 * rel)
             lag = (lagrangian(H, P, 0.1, A, mu + dm) - lagrangian(H, P, 0.1, A, np.maximum(mu - dm, 0.0))) / h
             np.testing.assert_allclose(r[k], lag, rtol=10 * rel, atol=1e-8)
+
+
+def test_shifted_cholesky_finds_the_same_shift_from_any_start():
+    """The search may start anywhere on the grid of shifts: the shift found (the smallest that
+    works) and its factor do not depend on where it starts."""
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        X = rng.standard_normal((40, 40))
+        M = X @ X.T - 10.0 ** rng.uniform(-2, 2) * np.eye(40)          # indefinite
+        floor = 1e-9 * np.abs(M.diagonal()).max()
+        guess = floor * 10.0 ** rng.uniform(-2, 7)
+        c0, s0 = _shifted_cholesky(M, floor, guess, plain_first=bool(trial % 2))
+        assert c0 is not None and s0 > floor
+        assert np.allclose(np.tril(c0) @ np.tril(c0).T, M + s0 * np.eye(40))
+        for start in floor * 10.0 ** np.arange(-1.0, 13.0):
+            c, s = _shifted_cholesky(M, floor, guess, plain_first=bool(trial % 2), start=start)
+            assert s == s0 and np.array_equal(np.tril(c), np.tril(c0))
 
 
 def test_primal_dual_newton_reaches_a_stationary_point():
