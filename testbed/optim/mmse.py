@@ -99,7 +99,8 @@ def _where(live, x, fill):
 
 
 def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: float, *, grad: bool,
-                    precoders: bool = True, mu0: np.ndarray | None = None, stacked=None):
+                    precoders: bool = True, mu0: np.ndarray | None = None, stacked=None,
+                    bound: tuple[np.ndarray, float] | None = None):
     """Everything the optimal precoders for receiver ``A`` (N_r, L) determine, from the eigen-
     decomposition of K_n = A^H H_n H_n^H A = U_n diag(lam_n) U_n^H (L x L per node).
 
@@ -111,6 +112,11 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
     form, no eigen-decomposition). ``precoders=False`` skips B (None is returned); ``mu0`` warm-
     starts the multipliers' root-find (`power_multiplier`); ``stacked``: `stack_channels` (H),
     formed here when not given. Returns ``(f, grad or None, B, mu)``.
+
+    ``bound = (m, above)``, optional (L >= 2, f only): f is the maximum over the multipliers of
+    the Lagrangian noise_var ||A||^2 + sum_n [m_n tr (K_n + m_n I)^-1 - m_n P_n], so its value at
+    any m >= 0 (N,) is a lower bound; when that exceeds ``above`` it is returned as f, with mu
+    None, and the multipliers are not solved for (a line search that only needs f > above).
     """
     N, N_r, N_t = H.shape
     L = A.shape[1]
@@ -130,13 +136,19 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
             lam, U = np.linalg.eigh(K)                        # (N, L) ascending, (N, L, L)
         else:
             lam, U = np.linalg.eigvalsh(K), None              # f and mu need the eigenvalues only
+        norm2 = np.vdot(A, A).real
         if (lam[:, 0] > 1e-12 * lam[:, -1]).all():            # the usual case: all live, no masks
             live = None
+            if bound is not None:
+                m, above = bound
+                gain_m = m * np.add.reduce(1.0 / (lam + m[:, None]), axis=1)    # m tr (K + m I)^-1
+                low = noise_var * norm2 + np.add.reduce(gain_m - m * P)
+                if low - 1e-12 * np.add.reduce(gain_m + m * P) > above:       # beyond its rounding
+                    return float(low), None, None, None
         else:
             lam = np.maximum(lam, 0.0)
             live = lam > 1e-12 * np.maximum(lam[:, -1:], _TINY)
         mu = power_multiplier(_where(live, lam, 0.0), P, mu0=mu0)
-        norm2 = np.vdot(A, A).real
     den = _where(live, lam + mu[:, None], 1.0)
     ratio = _where(live, mu[:, None] / den, 1.0)
     f = float(np.sum(ratio ** 2) + noise_var * norm2)
@@ -277,9 +289,9 @@ def hybrid_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.ndarr
     """
     stacked = stack_channels(H)
 
-    def reduced(A, mu0):
+    def reduced(A, mu0, bound=None):
         f, _, _, mu = _precoder_block(H, A, P, noise_var, grad=False, precoders=False, mu0=mu0,
-                                      stacked=stacked)
+                                      stacked=stacked, bound=bound)
         return f, mu
 
     A, trace = A0, []

@@ -157,8 +157,10 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
                        activate: float = 0.5):
     """Newton's method on the stationarity conditions of Lag (module docstring) from ``A0`` (N_r, L).
 
-    ``reduced(A, mu0) -> (f, mu)`` is the exact reduced error f(A) (MSE per channel use, linear)
-    and its multipliers. A node starts active (mu_n >= 1 % of the largest) when its exact
+    ``reduced(A, mu0, bound=None) -> (f, mu)`` is the exact reduced error f(A) (MSE per channel
+    use, linear) and its multipliers, warm-started from ``mu0``; with ``bound = (m, above)`` it may
+    instead return a lower bound > above and None (the Lagrangian at multipliers m, see
+    `testbed.optim.mmse._precoder_block`). A node starts active (mu_n >= 1 % of the largest) when its exact
     multiplier is positive or zero forcing would take at least ``activate`` of its budget
     (tr K_n^{-1} >= activate P_n: near its threshold, where f alone does not yet see it); a node whose
     multiplier would turn negative leaves the active set (mu_n = 0, its budget unconstrained),
@@ -208,7 +210,9 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
         t = 1.0
         while t >= min_step:
             At = A + t * dA
-            ft, mut = reduced(At, mu)
+            # a trial whose f exceeds the acceptance level by far more than rounding is told by a
+            # lower bound, the Lagrangian at the exact multipliers of the current A
+            ft, mut = reduced(At, mu, (mu_exact, f * (1.0 + 1e-10)))
             if ft <= f or (t == 1.0 and ft <= f * (1.0 + ROUNDING)):
                 break
             t *= 0.5

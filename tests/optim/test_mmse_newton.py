@@ -76,7 +76,7 @@ def test_primal_dual_newton_reaches_a_stationary_point():
     P = np.ones(6)
     noise_var = 0.01
 
-    def reduced(A, mu0):
+    def reduced(A, mu0, bound=None):                                     # exact f always allowed
         f, _, _, mu = reduced_mse(H, P, noise_var, A)
         return f, mu
 
