@@ -2,7 +2,8 @@
 import numpy as np
 
 from testbed.optim.mmse import _channel_inversion_start, quasi_newton_receiver, reduced_mse
-from testbed.optim.mmse_newton import _shifted_cholesky, primal_dual_newton, saddle_derivatives
+from testbed.optim.mmse_newton import (_shifted_cholesky, primal_dual_newton, saddle_derivatives,
+                                      saddle_workspace)
 
 
 def rayleigh(rng, N, N_r, N_t):
@@ -51,6 +52,19 @@ def test_saddle_derivatives_match_finite_differences():
             np.testing.assert_allclose(-D[k], (up[4][k] - dn[4][k]) / h, rtol=10 * rel)
             lag = (lagrangian(H, P, 0.1, A, mu + dm) - lagrangian(H, P, 0.1, A, np.maximum(mu - dm, 0.0))) / h
             np.testing.assert_allclose(r[k], lag, rtol=10 * rel, atol=1e-8)
+
+
+def test_saddle_derivatives_in_a_workspace_are_the_same():
+    """Work arrays reused across calls give the numbers of fresh ones."""
+    rng = np.random.default_rng(3)
+    H = rayleigh(rng, 5, 6, 3)
+    P = rng.uniform(0.5, 2.0, 5)
+    work = saddle_workspace(5, 6, 3)
+    for _ in range(3):
+        A = rayleigh(rng, 1, 6, 3)[0]
+        mu = rng.uniform(0.0, 1.0, 5)
+        for x, y in zip(saddle_derivatives(H, P, 0.1, A, mu), saddle_derivatives(H, P, 0.1, A, mu, work=work)):
+            assert np.array_equal(x, y)
 
 
 def test_shifted_cholesky_finds_the_same_shift_from_any_start():
