@@ -104,11 +104,13 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     X[:N] -= gram
     X *= m2
     Y = np.concatenate([S2, S])                                           # (2N, L, L)
-    np.matmul(X.reshape(2 * N, N_r * N_r).T, Y.reshape(2 * N, L * L), out=prod.reshape(N_r * N_r, L * L))
+    np.matmul(X.reshape(2 * N, N_r * N_r).T, Y.reshape(2 * N, L * L),
+              out=prod.reshape(N_r * N_r, L * L))
     np.copyto(H1.reshape(N_r, L, N_r, L), prod.reshape(N_r, N_r, L, L).transpose(0, 3, 1, 2))
     # conj(dA) block: H2[(r, l), (s, k)] = sum_n mu_n ((W_n S_n)[r, k] (W_n S_n^2)[s, l]
     # + (W_n S_n^2)[r, k] (W_n S_n)[s, l]), one product over the node index for both terms
-    np.matmul((m2 * WSS).reshape(2 * N, n).T, np.concatenate([WS2, WS]).reshape(2 * N, n), out=prod.reshape(n, n))
+    np.matmul((m2 * WSS).reshape(2 * N, n).T, np.concatenate([WS2, WS]).reshape(2 * N, n),
+              out=prod.reshape(n, n))
     np.copyto(H2.reshape(N_r, L, N_r, L), prod.reshape(N_r, L, N_r, L).transpose(0, 3, 2, 1))
     np.add(H1.real, H2.real, out=Hxx[:n, :n])
     np.subtract(H2.imag, H1.imag, out=Hxx[:n, n:])
@@ -226,12 +228,12 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
         M = dgemm(1.0, Ca.T, (Ca / Da).T, 1.0, Hxx.T, trans_a=1, overwrite_c=1).T
         scale = max(float(np.abs(M.diagonal()).max()), _TINY)     # > 0: noise_var > 0
         # a plain step is tried first unless the last step needed a large shift (indefinite
-        # region: the plain factorization would fail); the search for a shift starts two levels
+        # region: the plain factorization would fail); the search for a shift starts one level
         # below the last one needed, also after plain steps (the same shift in fewer tries)
         floor = 1e-9 * scale
         c, shift = _shifted_cholesky(M, floor, shift / 16.0 if shift else 1e-3 * scale,
                                      plain_first=shift <= 1e-3 * scale,
-                                     start=needed / 16.0 if needed else 0.25 * scale,
+                                     start=needed / 4.0 if needed else 0.25 * scale,
                                      work=chol_work)
         if c is None:
             break
