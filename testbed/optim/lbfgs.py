@@ -42,20 +42,20 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
     """
     x = np.asarray(x0, dtype=float)
     f, g = fun(x)
-    S: list[np.ndarray] = []
-    Y: list[np.ndarray] = []
+    S = np.empty((memory, x.size))                            # the pairs s, y in rows :k, oldest
+    Y = np.empty((memory, x.size))                            # first (no stacking per step)
+    k = 0
     trace: list[float] = []
     for _ in range(max_iter):
         if math.sqrt(g @ g) <= gtol * (1.0 + abs(f)):
             break
-        if S:
-            d = -_inverse_hessian_times(np.array(S), np.array(Y), g)
+        if k:
+            d = -_inverse_hessian_times(S[:k], Y[:k], g)
         else:
             d = -g * min(1.0, 1.0 / np.linalg.norm(g))
         slope = g @ d
         if slope >= 0:                                        # not a descent direction: restart
-            S.clear()
-            Y.clear()
+            k = 0
             d = -g * min(1.0, 1.0 / np.linalg.norm(g))
             slope = g @ d
         step = 1.0
@@ -68,11 +68,11 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
             break                                             # no decrease possible: converged
         s_, y_ = step * d, g_new - g
         if s_ @ y_ > 1e-12 * math.sqrt(s_ @ s_) * math.sqrt(y_ @ y_):
-            S.append(s_)
-            Y.append(y_)
-            if len(S) > memory:
-                S.pop(0)
-                Y.pop(0)
+            if k == memory:                                   # drop the oldest pair
+                S[:-1], Y[:-1] = S[1:], Y[1:]                 # (overlap: numpy copies)
+                k -= 1
+            S[k], Y[k] = s_, y_
+            k += 1
         x = x + s_
         decrease = f - f_new
         f, g = f_new, g_new

@@ -151,7 +151,7 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
         mu = power_multiplier(_where(live, lam, 0.0), P, mu0=mu0)
     den = _where(live, lam + mu[:, None], 1.0)
     ratio = _where(live, mu[:, None] / den, 1.0)
-    f = float(np.sum(ratio ** 2) + noise_var * norm2)
+    f = float(np.add.reduce(ratio ** 2, axis=None) + noise_var * norm2)   # np.sum without a wrapper
     gain = _where(live, 1.0 / den, 0.0)
     if not precoders:
         B = None
