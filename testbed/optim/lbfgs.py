@@ -34,7 +34,9 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
           gtol: float = 1e-11) -> tuple[np.ndarray, list[float]]:
     """Minimize a smooth real function of a real vector by L-BFGS with Armijo backtracking.
 
-    ``fun(x) -> (f, grad)``. Every accepted step strictly decreases f. Stops when the relative
+    ``fun(x) -> (f, grad)``, grad an array or a function of no arguments that returns it (called
+    at the start and at accepted steps only: the line search's rejected trials need f alone).
+    Every accepted step strictly decreases f. Stops when the relative
     decrease falls below ``ftol``, the gradient norm below ``gtol`` (1 + |f|), or after
     ``max_iter`` steps. Returns ``(x, trace)`` with f after every accepted step. (Written here,
     with plain numpy, because scipy's L-BFGS-B spends milliseconds per step in multithreaded
@@ -42,6 +44,7 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
     """
     x = np.asarray(x0, dtype=float)
     f, g = fun(x)
+    g = g() if callable(g) else g
     S = np.empty((memory, x.size))                            # the pairs s, y in rows :k, oldest
     Y = np.empty((memory, x.size))                            # first (no stacking per step)
     k = 0
@@ -66,6 +69,7 @@ def lbfgs(fun, x0: np.ndarray, *, max_iter: int = 1000, memory: int = 20, ftol: 
             step *= 0.5
         else:
             break                                             # no decrease possible: converged
+        g_new = g_new() if callable(g_new) else g_new
         s_, y_ = step * d, g_new - g
         if s_ @ y_ > 1e-12 * math.sqrt(s_ @ s_) * math.sqrt(y_ @ y_):
             if k == memory:                                   # drop the oldest pair

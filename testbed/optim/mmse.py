@@ -98,8 +98,8 @@ def _where(live, x, fill):
     return x if live is None else np.where(live, x, fill)
 
 
-def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: float, *, grad: bool,
-                    precoders: bool = True, mu0: np.ndarray | None = None, stacked=None,
+def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: float, *,
+                    grad: bool | str, precoders: bool = True, mu0: np.ndarray | None = None, stacked=None,
                     bound: tuple[np.ndarray, float] | None = None):
     """Everything the optimal precoders for receiver ``A`` (N_r, L) determine, from the eigen-
     decomposition of K_n = A^H H_n H_n^H A = U_n diag(lam_n) U_n^H (L x L per node).
@@ -109,9 +109,11 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
     sum_i (mu_n / (lam_i + mu_n))^2 (1 for a dead eigenvalue) and, by the envelope theorem, the
     gradient of f(A) = min_B MSE(A, B) w.r.t. conj(A): noise_var A - sum_n H_n V_n U_n
     diag(mu_n / (lam + mu_n)^2) U_n^H. For L = 1 all of it is scalar per node (mu_n in closed
-    form, no eigen-decomposition). ``precoders=False`` skips B (None is returned); ``mu0`` warm-
-    starts the multipliers' root-find (`power_multiplier`); ``stacked``: `stack_channels` (H),
-    formed here when not given. Returns ``(f, grad or None, B, mu)``.
+    form, no eigen-decomposition). ``grad="later"`` returns the gradient as a function that
+    computes it (for a line search that needs it at accepted points only). ``precoders=False``
+    skips B (None is returned); ``mu0`` warm-starts the multipliers' root-find
+    (`power_multiplier`); ``stacked``: `stack_channels` (H), formed here when not given.
+    Returns ``(f, grad or None, B, mu)``.
 
     ``bound = (m, above)``, optional (L >= 2, f only): f is the maximum over the multipliers of
     the Lagrangian noise_var ||A||^2 + sum_n [m_n tr (K_n + m_n I)^-1 - m_n P_n], so its value at
@@ -159,12 +161,15 @@ def _precoder_block(H: np.ndarray, A: np.ndarray, P: np.ndarray, noise_var: floa
         B = V * gain[:, None, :]
     else:
         B = V @ (U * gain[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
-    g = None
-    if grad:
+    if not grad:
+        return f, None, B, mu
+
+    def gradient():
         c = _where(live, ratio * gain, 0.0)                   # mu / (lam + mu)^2
         W = V * c[:, None, :] if L == 1 else V @ (U * c[:, None, :]) @ np.conj(np.swapaxes(U, 1, 2))
-        g = noise_var * A - stacked[0] @ W.reshape(N * N_t, L)
-    return f, g, B, mu
+        return noise_var * A - stacked[0] @ W.reshape(N * N_t, L)
+
+    return f, gradient if grad == "later" else gradient(), B, mu
 
 
 def precoders_given_receiver(H: np.ndarray, A: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,11 +268,15 @@ def quasi_newton_receiver(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np
 
     def fun(x):
         # the precoders are not needed here; the previous evaluation's multipliers start the
-        # root-find (L-BFGS evaluates nearby receivers)
-        f, g, _, last_mu[0] = _precoder_block(H, unpack(x), P, noise_var, grad=True, precoders=False,
-                                              mu0=last_mu[0], stacked=stacked)
-        g = 2.0 * g.ravel()                                   # gradient in (Re A, Im A)
-        return f, np.concatenate([g.real, g.imag])
+        # root-find (L-BFGS evaluates nearby receivers); the gradient only for accepted steps
+        f, gradient, _, last_mu[0] = _precoder_block(H, unpack(x), P, noise_var, grad="later",
+                                                     precoders=False, mu0=last_mu[0], stacked=stacked)
+
+        def real_gradient():
+            g = 2.0 * gradient().ravel()                      # gradient in (Re A, Im A)
+            return np.concatenate([g.real, g.imag])
+
+        return f, real_gradient
 
     x, trace = lbfgs(fun, np.concatenate([A0.ravel().real, A0.ravel().imag]), max_iter=max_iter)
     return unpack(x), trace
