@@ -16,6 +16,7 @@ power unit (d f / d P_n = -mu_n at the optimum), P_n linear power per channel us
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -75,8 +76,8 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     N, N_r, N_t = H.shape
     L = A.shape[1]
     n = N_r * L
-    V = np.conj(np.swapaxes(H, 1, 2)) @ A                     # (N, N_t, L) = H_n^H A
-    K = np.conj(np.swapaxes(V, 1, 2)) @ V
+    V = H.conj().swapaxes(1, 2) @ A                           # (N, N_t, L) = H_n^H A
+    K = V.conj().swapaxes(1, 2) @ V
     try:
         S = np.linalg.inv(K + mu[:, None, None] * np.eye(L))  # (K_n + mu_n I)^{-1}
     except np.linalg.LinAlgError:                             # a node with mu_n = 0, K_n singular
@@ -87,10 +88,10 @@ def saddle_derivatives(H: np.ndarray, P: np.ndarray, noise_var: float, A: np.nda
     mu3 = mu[:, None, None]
     W = H @ V                                                 # (N, N_r, L)
     WS, WS2 = W @ S, W @ S2
-    grad = noise_var * A - np.sum(mu3 * WS2, axis=0)          # d Lag / d conj(A)
-    trS2 = np.real(np.trace(S2, axis1=1, axis2=2))
-    r = np.real(np.trace(S, axis1=1, axis2=2)) - mu * trS2 - P
-    D = 2.0 * (trS2 - mu * np.real(np.trace(S3, axis1=1, axis2=2)))
+    grad = noise_var * A - np.add.reduce(mu3 * WS2, axis=0)  # d Lag / d conj(A)
+    trS2 = S2.trace(0, 1, 2).real
+    r = S.trace(0, 1, 2).real - mu * trS2 - P
+    D = 2.0 * (trS2 - mu * S3.trace(0, 1, 2).real)
     cA = 2.0 * mu3 * (W @ S3) - WS2                           # d grad / d mu_n, (N, N_r, L)
     # Hxx = 2 [[Re(H1 + H2), -Im(H1 - H2)], [Im(H1 + H2), Re(H1 - H2)]] + 2 noise_var I with H1,
     # H2 the dA and conj(dA) blocks of d grad; the factor 2 rides on the multipliers (m2)
@@ -218,7 +219,7 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
     for _ in range(2 * max_iter + 1):
         g, Hxx, C, D, r = saddle_derivatives(H, P, noise_var, A, np.where(act, mu, 0.0), gram, work)
         Ca, Da, ra = C[:, act], D[act], r[act]
-        gn = float(np.linalg.norm(g)) * 0.5                  # = ||d Lag / d conj(A)||
+        gn = math.sqrt(g @ g) * 0.5                          # = ||d Lag / d conj(A)||
         if gn * np.linalg.norm(A) <= tol * f and np.all(np.abs(ra) <= tol * P[act]):
             return A, trace, True
         if len(trace) == max_iter:
