@@ -193,8 +193,8 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
     ``reduced(A, mu0, bound=None) -> (f, mu)`` is the exact reduced error f(A) (MSE per channel
     use, linear) and its multipliers, warm-started from ``mu0``; with ``bound = (m, above)`` it may
     instead return a lower bound > above and None (the Lagrangian at multipliers m, see
-    `testbed.optim.mmse._precoder_block`). A node starts active (mu_n >= 1 % of the largest) when its exact
-    multiplier is positive or zero forcing would take at least ``activate`` of its budget
+    `testbed.optim.mmse._precoder_block`). A node starts active (mu_n >= 1 % of the largest)
+    when its exact multiplier is positive or zero forcing would take at least ``activate`` of its budget
     (tr K_n^{-1} >= activate P_n: near its threshold, where f alone does not yet see it); a node whose
     multiplier would turn negative leaves the active set (mu_n = 0, its budget unconstrained),
     one whose exact multiplier at the new receiver is positive joins it. Each step is
