@@ -1,6 +1,6 @@
 """Transceiver design: run time against a plain cvxpy SDR solve, and MSE against bounds and mmse.
 
-Run:  .venv/bin/python benchmarks/bench_design.py [--timing-draws 20] [--quality-draws 20] [--draws 200]
+Run:  .venv/bin/python benchmarks/bench_design.py [--timing-draws 60] [--quality-draws 20] [--draws 200]
          [--blas-threads 1] [--clock wall|cpu]
 Prints Markdown tables; every ratio is measured side by side in the same run, on the same draws.
 Thread settings as the `testbed` command sets them (`testbed.threads.configure_threads`: BLAS
@@ -129,7 +129,9 @@ def mse_table(draws: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--timing-draws", type=int, default=20, help="channel draws for the timing table")
+    # 60: the median over 20 draws moves by +-10 % between runs (which draws it falls on and the
+    # machine's load); over 60 by a few %, for ~5 s of run time
+    ap.add_argument("--timing-draws", type=int, default=60, help="channel draws for the timing table")
     ap.add_argument("--quality-draws", type=int, default=20, help="channel draws for the quality table")
     ap.add_argument("--draws", type=int, default=0, help="channel draws for the N = 4 MSE table (0: skip)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
