@@ -191,21 +191,20 @@ def primal_dual_newton(H: np.ndarray, P: np.ndarray, noise_var: float, A0: np.nd
     """Newton's method on the stationarity conditions of Lag (module docstring) from ``A0`` (N_r, L).
 
     ``reduced(A, mu0, bound=None) -> (f, mu)`` is the exact reduced error f(A) (MSE per channel
-    use, linear) and its multipliers, warm-started from ``mu0``; with ``bound = (m, above)`` it may
-    instead return a lower bound > above and None (the Lagrangian at multipliers m, see
+    use, linear) and its multipliers, warm-started from ``mu0``; with ``bound = (m, above)`` it
+    may instead return a lower bound > above and None (the Lagrangian at multipliers m, see
     `testbed.optim.mmse._precoder_block`). A node starts active (mu_n >= 1 % of the largest)
-    when its exact multiplier is positive or zero forcing would take at least ``activate`` of its budget
-    (tr K_n^{-1} >= activate P_n: near its threshold, where f alone does not yet see it); a node whose
-    multiplier would turn negative leaves the active set (mu_n = 0, its budget unconstrained),
-    one whose exact multiplier at the new receiver is positive joins it. Each step is
-    [Hxx + C D^-1 C^T] dx = -(g + C D^-1 r) on the active nodes (shifted to positive definite
-    when it is not: the problem is not convex), dmu = D^-1 (C^T dx + r), halved until f does not
-    increase (a full step may raise it by ``ROUNDING``, relative). When the step falls below ``min_step`` the multipliers restart from the exact ones
-    at the current receiver (as at the start); the iteration fails when that does not help
-    either. Converged when
-    ||grad|| ||A|| <= tol f and |r_n| <= tol P_n on the active nodes.
-    Returns ``(A, trace, converged)`` with f after every accepted step (non-increasing up to
-    ``ROUNDING``).
+    when its exact multiplier is positive or zero forcing would take at least ``activate`` of
+    its budget (tr K_n^{-1} >= activate P_n: near its threshold, where f alone does not yet see
+    it); a node whose multiplier would turn negative leaves the active set (mu_n = 0, its budget
+    unconstrained), one whose exact multiplier at the new receiver is positive joins it. Each
+    step is [Hxx + C D^-1 C^T] dx = -(g + C D^-1 r) on the active nodes (shifted to positive
+    definite when it is not: the problem is not convex), dmu = D^-1 (C^T dx + r), halved until
+    f does not increase (a full step may raise it by ``ROUNDING``, relative). When the step
+    falls below ``min_step`` the multipliers restart from the exact ones at the current receiver
+    (as at the start); the iteration fails when that does not help either. Converged when
+    ||grad|| ||A|| <= tol f and |r_n| <= tol P_n on the active nodes. Returns ``(A, trace,
+    converged)`` with f after every accepted step (non-increasing up to ``ROUNDING``).
     """
     shape, size = A0.shape, A0.size
     A = A0
