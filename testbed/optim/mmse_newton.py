@@ -38,13 +38,15 @@ _newton_work = threading.local()
 
 
 def _newton_workspace(N: int, N_r: int, L: int):
-    """`saddle_workspace` (N, N_r, L) and two Cholesky work arrays for `primal_dual_newton`, kept per
-    thread and shape (1.1 MB at (8, 20, 4)). Allocated afresh per call or per run, arrays of this
-    size go back to the system when freed (glibc trims the heap top and maps large arrays
-    separately) and their pages are faulted in again on the next use: ~430 page faults per
-    design at (8, 20, 4), ~5 % of its CPU time."""
+    """`saddle_workspace` (N, N_r, L) and two Cholesky work arrays for `primal_dual_newton`, kept
+    per thread for the last 4 shapes (1.1 MB at (8, 20, 4)). Allocated afresh per call or per
+    run, arrays of this size go back to the system when freed (glibc trims the heap top and maps
+    large arrays separately) and their pages are faulted in again on the next use: ~430 page
+    faults per design at (8, 20, 4), ~5 % of its CPU time."""
     cache = _newton_work.__dict__
     if (N, N_r, L) not in cache:
+        if len(cache) >= 4:                 # a sweep over many shapes keeps the last few only
+            cache.clear()
         n2 = 2 * N_r * L
         cache[N, N_r, L] = saddle_workspace(N, N_r, L), (np.empty((n2, n2)), np.empty((n2, n2)))
     return cache[N, N_r, L]

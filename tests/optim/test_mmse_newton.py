@@ -67,6 +67,16 @@ def test_saddle_derivatives_in_a_workspace_are_the_same():
             assert np.array_equal(x, y)
 
 
+def test_newton_workspace_keeps_a_few_shapes_only():
+    """A sweep over many shapes does not accumulate work arrays (they are ~1 MB each)."""
+    from testbed.optim.mmse_newton import _newton_work, _newton_workspace
+    for n in range(2, 12):
+        work, chol = _newton_workspace(n, 6, 2)
+        assert work[0].shape == (2 * n, 6, 6) and chol[0].shape == (24, 24)
+        assert len(_newton_work.__dict__) <= 4
+    assert _newton_workspace(11, 6, 2) is _newton_workspace(11, 6, 2)      # kept while in use
+
+
 def test_shifted_cholesky_finds_the_same_shift_from_any_start():
     """The search may start anywhere on the grid of shifts: the shift found (the smallest that
     works) and its factor do not depend on where it starts."""
