@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calibration.corrections import CorrectedRadio, NodeCorrection
@@ -114,6 +114,8 @@ def test_corrected_radio_lands_at_the_requested_receiver_sample(sro_ppm, tau):
 @settings(max_examples=150, deadline=None)
 @given(sro_ppm=st.floats(-300, 300), tau=st.floats(-500, 500), half_taps=st.integers(2, 64),
        air_now=st.integers(0, 10 ** 8))
+# found by hypothesis: an SRO whose ppm -> ratio product underflows to 0 while the hook resamples
+@example(sro_ppm=5e-324, tau=0.0, half_taps=2, air_now=0)
 def test_node_sample_at_is_the_earliest_sample_not_in_the_airs_past(sro_ppm, tau, half_taps,
                                                                       air_now):
     hook = TxImpairments(TxImpairmentParams(sro_ppm=sro_ppm, timing_offset_samples=tau,
