@@ -272,6 +272,13 @@ class TxImpairmentParams(_Serializable):
         if abs(self.sro_ppm) >= 1e5:
             raise ConfigError(f"sro_ppm={self.sro_ppm} is not a clock offset; use |sro_ppm| < 1e5")
 
+    @property
+    def sro(self) -> float:
+        """The sample-clock offset as a ratio (dimensionless): the node runs at fs (1 + sro).
+        The hook's clock map and its plain-shift test both use it, so they agree even where
+        sro_ppm * 1e-6 underflows to 0."""
+        return self.sro_ppm * 1e-6
+
     @classmethod
     def from_ppm(cls, ppm: float, carrier_hz: float, **kwargs) -> "TxImpairmentParams":
         """Node whose LO and sample clock share one oscillator that is ``ppm`` off (relative to
@@ -372,13 +379,13 @@ class TxImpairments(_HookWithLO):
     def _is_plain_shift(self) -> bool:
         # an integer offset without SRO moves the burst without a filter
         p = self.params
-        return p.sro_ppm == 0.0 and float(p.timing_offset_samples).is_integer()
+        return p.sro == 0.0 and float(p.timing_offset_samples).is_integer()
 
     def _first_air_position(self, start_sample: int) -> float:
         # air position (float) of node sample s0: s0 / (1 + eps) + tau, written so that the
         # large s0 term keeps its precision
         p = self.params
-        eps, s0 = p.sro_ppm * 1e-6, int(start_sample)
+        eps, s0 = p.sro, int(start_sample)
         return s0 - s0 * eps / (1.0 + eps) + p.timing_offset_samples
 
     def air_start(self, start_sample: int) -> int:
@@ -393,7 +400,7 @@ class TxImpairments(_HookWithLO):
         """Timing offset and SRO only: x (C, K) on the node clock -> (C, M) on the air grid,
         and the air sample of column 0 (`air_start`)."""
         p = self.params
-        eps = p.sro_ppm * 1e-6
+        eps = p.sro
         tau = p.timing_offset_samples
         n_in = x.shape[1]
         m0 = self.air_start(start_sample)

@@ -63,10 +63,8 @@ def node_sample_at(air_sample: int, hook) -> int:
     if getattr(hook, "params", None) is None:          # identity hook: one clock
         return t
     sro, tau, h = clock_map(hook)
-    if sro == 0.0 and float(tau).is_integer():          # plain shift: exact inverse, if the hook
-        s = t - int(tau)                                 # agrees (an SRO of a few 1e-324 ppm is 0
-        if burst_air_start(s, hook) == t:                # here, but the hook still resamples)
-            return s
+    if sro == 0.0 and float(tau).is_integer():          # plain shift: exact inverse
+        return t - int(tau)
     s = math.ceil((t + h - tau) * (1.0 + sro))
     while burst_air_start(s, hook) < t:
         s += 1
