@@ -45,6 +45,8 @@ def main() -> None:
     p.add_argument("--floor-rounds", type=int, default=500,
                    help="gather rounds of the messaging floor (0: skip)")
     args = p.parse_args()
+    if args.tokens < 2 or args.floor_rounds < 0:
+        raise SystemExit("--tokens must be >= 2 (a prefill and a decode step) and --floor-rounds >= 0")
     bench = resolve_bench("sim_4node")
     model_dir = ensure_default_model(progress=False)
     r = bench_ratios(bench)
