@@ -36,6 +36,11 @@ about ``|u_edge|^2 / (pi^2 margin)`` of the edge samples'. Non-zero runs apart b
 silences (an FDMA node's preamble and its own slot) are resampled one by one, with the same
 margin around each (`testbed.phy.resample.resample_runs`). A pure integer offset with no SRO is
 a plain copy.
+
+The resampling map goes to the wrapped radio with the burst (`Radio.transmit_resampled`): a
+hardware or emulated radio's driver resamples on the host, as a node does on its CPU; the
+lock-step simulator's radio composes the map with the node's simulated clock and resamples
+once on the way to the air (`sim_backend.impairments.TxImpairments.apply_tx_resampled`).
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from testbed.phy.resample import as_burst, resample_runs
+from testbed.phy.resample import GridMap, as_burst
 from testbed.radio.base import Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix
 
 
@@ -92,10 +97,15 @@ class NodeCorrection:
         return cls(**{k: float(v) for k, v in data.items()})
 
 
-def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample_rate_hz: float,
-               half_taps: int = 128) -> tuple[np.ndarray, int]:
-    """Burst (C, K) meant to arrive at receiver sample ``air_start`` -> (node-grid burst
-    (C, M), node sample of its column 0). See the module docstring for the maths.
+def precorrect_map(samples: np.ndarray, air_start: int, corr: NodeCorrection,
+                   sample_rate_hz: float, half_taps: int = 128
+                   ) -> tuple[np.ndarray, GridMap | None, int]:
+    """Burst (C, K) meant to arrive at receiver sample ``air_start`` -> (``u``, ``grid``, node
+    sample ``n0`` of the node burst's column 0): ``u`` is the burst rotated and scaled on the
+    receiver grid (C, K) and ``grid`` the map of ``u`` onto the node grid (`GridMap`: node
+    sample n0 + j carries u at a(n0 + j) - air_start); ``grid`` is None for a plain integer
+    shift, where ``u`` is already the node burst (margins included). `precorrect` applies it.
+    See the module docstring for the maths.
 
     half_taps: margin in samples kept on each side of the burst on the node grid (the
     band-limited burst's precursor and tail); the resampling itself is exact whatever it is.
@@ -116,13 +126,22 @@ def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample
         n0 = int(air_start) - int(tau) - margin
         y = np.zeros((x.shape[0], k_len + 2 * margin), cdt)
         y[:, margin:margin + k_len] = u
-        return y, n0
+        return y, None, n0
     n0 = math.floor(float(corr.node_position(air_start))) - margin
     n1 = math.ceil(float(corr.node_position(air_start + k_len - 1))) + margin
     # a(n0) - air_start, with n0 / (1 + sro) written as n0 - n0 sro / (1 + sro) so that large
     # absolute sample numbers keep their fraction
     first = (n0 - int(air_start)) - n0 * sro / (1.0 + sro) + tau
-    return resample_runs(u, first, 1.0 / (1.0 + sro), n1 - n0 + 1, margin), n0
+    return u, GridMap(first, 1.0 / (1.0 + sro), n1 - n0 + 1, margin), n0
+
+
+def precorrect(samples: np.ndarray, air_start: int, corr: NodeCorrection, sample_rate_hz: float,
+               half_taps: int = 128) -> tuple[np.ndarray, int]:
+    """Burst (C, K) meant to arrive at receiver sample ``air_start`` -> (node-grid burst
+    (C, M), node sample of its column 0): `precorrect_map` with its map applied. See the
+    module docstring for the maths; half_taps as there (samples)."""
+    u, grid, n0 = precorrect_map(samples, air_start, corr, sample_rate_hz, half_taps)
+    return (u if grid is None else grid.apply(u)), n0
 
 
 #: Largest CFO (Hz) left to the baseband rotation before the transmit LO is re-tuned: 5e-4 of
@@ -193,8 +212,13 @@ class CorrectedRadio(Radio):
         """Burst (n_tx, K) (full scale 1.0) to arrive at receiver sample ``at_sample``."""
         x = as_channel_matrix(samples, self.settings.n_tx_channels)
         corr = replace(self._correction, cfo_hz=self.baseband_cfo_hz())
-        y, n0 = precorrect(x, int(at_sample), corr, self.settings.sample_rate_hz, self.half_taps)
-        self.radio.transmit(y.astype(np.complex64), n0)
+        u, grid, n0 = precorrect_map(x, int(at_sample), corr, self.settings.sample_rate_hz,
+                                     self.half_taps)
+        send_resampled = getattr(self.radio, "transmit_resampled", None)
+        if grid is not None and send_resampled is not None:
+            send_resampled(u, grid, n0)    # resampled by the radio (once, on a simulated one)
+        else:                              # a plain shift, or a stand-in without the method
+            self.radio.transmit((u if grid is None else grid.apply(u)).astype(np.complex64), n0)
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
         """Delegated unchanged (the wrapped radio's own clock)."""

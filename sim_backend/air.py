@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from sim_backend.channel import ChannelModel
 from sim_backend.hooks import NoRxImpairment, NoTxImpairment, RxImpairment, TxImpairment
 from sim_backend.noise import add_complex_awgn
 from testbed.errors import ConfigError
+
+if TYPE_CHECKING:
+    from testbed.phy.resample import GridMap
 
 
 @dataclass
@@ -170,16 +174,27 @@ class SimAir:
         self.rx_impairment.on_tune(self.rng)
 
     # ---------------------------------------------------------------- bursts and windows
-    def schedule(self, node_id: int, samples: np.ndarray, start_sample: int) -> None:
+    def schedule(self, node_id: int, samples: np.ndarray, start_sample: int,
+                 grid: GridMap | None = None) -> None:
         """Put a burst ``(n_tx, K)`` (node clock, starting at node sample ``start_sample``) on the
-        air through the node's TX hook and its current channel."""
+        air through the node's TX hook and its current channel. With ``grid`` (`GridMap`), the
+        burst is ``samples`` mapped by ``grid`` onto the node clock: a hook with
+        ``apply_tx_resampled`` composes the map with its clock and resamples once; any other
+        hook gets the burst resampled here first."""
         tx = self._node(node_id)
         if tx.channel is None:
             raise ConfigError(f"node {node_id} has no channel yet; call new_realization()")
         x = np.asarray(samples)
         if x.ndim != 2 or x.shape[0] != tx.n_tx:
             raise ConfigError(f"burst of node {node_id} must be ({tx.n_tx}, K), got {x.shape}")
-        x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
+        if grid is None:
+            x_air, air_start = tx.impairment.apply_tx(x, int(start_sample), self.sample_rate_hz)
+        elif hasattr(tx.impairment, "apply_tx_resampled"):
+            x_air, air_start = tx.impairment.apply_tx_resampled(x, grid, int(start_sample),
+                                                                self.sample_rate_hz)
+        else:
+            x_air, air_start = tx.impairment.apply_tx(grid.apply(x), int(start_sample),
+                                                      self.sample_rate_hz)
         # the channel product is taken at receive time (one product for all bursts that share
         # their span, e.g. the nodes of an AirComp round), with the channel of this block
         x_air = np.asarray(x_air)

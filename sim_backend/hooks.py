@@ -11,6 +11,10 @@ itself stays a clean superposition + fading + AWGN:
   **air's** sample grid and the integer air sample where ``samples_out[:, 0]`` lands (it may
   be longer than K to carry a fractional delay or resampling tail). Timing offset, sampling
   rate offset, CFO, phase per tune, phase noise, gain error and DAC quantization/clipping go here.
+  Optionally ``apply_tx_resampled(samples, grid, start_sample, sample_rate_hz)``, the same
+  for a burst given as ``samples`` mapped by ``grid`` (`testbed.phy.resample.GridMap`) onto
+  the node clock from ``start_sample`` on: a hook that maps node time onto air time anyway
+  composes the two maps and resamples once (a node's transmit correction, then its clock).
 * receive side, on each received window *after* AWGN:
   ``apply_rx(samples, start_sample, sample_rate_hz) -> samples_out`` (same shape,
   ``(n_rx, n)``, ``start_sample`` on the air grid). Receiver CFO/phase, ADC quantization and

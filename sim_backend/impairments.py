@@ -59,7 +59,7 @@ import numpy as np
 
 from testbed.errors import ConfigError
 from testbed.phy.resample import bandlimited_resample  # noqa: F401  (also re-exported here)
-from testbed.phy.resample import as_burst, resample_runs
+from testbed.phy.resample import GridMap, as_burst, resample_runs
 
 
 # ---------------------------------------------------------------- elementary impairments (pure)
@@ -420,7 +420,6 @@ class TxImpairments(_HookWithLO):
         air sample of its column 0)."""
         p = self.params
         x = as_burst(samples)              # complex64 (a radio's burst) stays single precision
-        cdt = x.dtype
         if x.ndim != 2:
             raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
         if p.dac_bits is not None or p.dac_clip:
@@ -428,6 +427,46 @@ class TxImpairments(_HookWithLO):
         if p.gain_error_db:
             x = x * 10.0 ** (p.gain_error_db / 20.0)
         x, start_out = self.to_air_grid(x, start_sample)
+        return self._carrier(x, start_out, sample_rate_hz)
+
+    def apply_tx_resampled(self, samples: np.ndarray, grid: GridMap, start_sample: int,
+                           sample_rate_hz: float) -> tuple[np.ndarray, int]:
+        """`apply_tx` of the burst ``grid.apply(samples)`` (n_tx, grid.n_out) at node sample
+        ``start_sample``, with one resampling instead of two: air sample m falls at node
+        position r(m) = (m - s0 - tau)(1 + sro) + s0 sro (relative to s0 = ``start_sample``),
+        which carries ``samples`` at grid.first_position + grid.step r(m); that affine map of m
+        is evaluated in one `resample_runs`, on the same air samples `apply_tx` returns (same
+        `air_start`, same length). The DAC's rounding and clipping are applied to these air
+        samples, i.e. to the band-limited signal between the node's sample instants: the same
+        step and full scale (and white rounding error of the same power), not the same
+        draw. Unlike resampling twice, the sinc tails ``samples`` has beyond the node burst's
+        margin (grid.tail) are kept up to the air burst's end instead of cut at the node grid.
+        A plain integer shift without SRO resamples once anyway: `apply_tx` of the mapped burst.
+        """
+        if self._is_plain_shift():
+            return self.apply_tx(grid.apply(samples), start_sample, sample_rate_hz)
+        p = self.params
+        x = as_burst(samples)
+        if x.ndim != 2:
+            raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
+        eps, tau, s0, h = p.sro, p.timing_offset_samples, int(start_sample), p.interp_half_taps
+        m0 = self.air_start(s0)
+        last = self._first_air_position(s0) + (grid.n_out - 1) / (1.0 + eps)
+        m1 = math.ceil(last) + h
+        # node position of air sample m0 relative to s0, as in `to_air_grid`
+        first_pos = (m0 - s0 - tau) * (1.0 + eps) + s0 * eps
+        x = grid.then(first_pos, 1.0 + eps, m1 - m0 + 1, h).apply(x)
+        if p.dac_bits is not None or p.dac_clip:
+            x = quantize(x, p.dac_bits, p.dac_clip)
+        if p.gain_error_db:
+            x = x * 10.0 ** (p.gain_error_db / 20.0)
+        return self._carrier(x, m0, sample_rate_hz)
+
+    def _carrier(self, x: np.ndarray, start_out: int,
+                 sample_rate_hz: float) -> tuple[np.ndarray, int]:
+        # the node's carrier (CFO, LO phase, phase noise) on the air grid
+        p = self.params
+        cdt = x.dtype
         if self._lo.active:
             ph = self._lo.phase(start_out, x.shape[1], p.cfo_hz, sample_rate_hz)
             x = x * np.exp(1j * ph).astype(cdt)[None, :]

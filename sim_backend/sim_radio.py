@@ -25,6 +25,7 @@ I/Q components above full scale.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from sim_backend.air import SimAir
 from testbed.errors import ConfigError, StreamError
 from testbed.radio.base import (Radio, RadioIdentity, RadioSettings, StreamCounters, as_channel_matrix,
                                 peak_component)
+
+if TYPE_CHECKING:
+    from testbed.phy.resample import GridMap
 
 
 def clock_map(hook) -> tuple[float, float, int]:
@@ -146,6 +150,25 @@ class SimRadio(Radio):
     def transmit(self, samples: np.ndarray, at_sample: int) -> None:
         """Schedule a burst ``(n_tx, K)`` (full scale 1.0) at node sample ``at_sample`` (node
         clock, also for a radio that receives: late when before `node_now`)."""
+        x = self._burst(samples, at_sample)
+        self._counters.samples_sent += x.shape[1]
+        self.air.schedule(self.node_id, x, int(at_sample))
+
+    def transmit_resampled(self, samples: np.ndarray, grid: GridMap, at_sample: int) -> None:
+        """The burst ``samples`` (n_tx, K) mapped by ``grid`` onto the node clock from node
+        sample ``at_sample`` on (`Radio.transmit_resampled`), handed to the air unresampled:
+        the node's TX hook composes ``grid`` with the node's clock map and resamples once
+        (`sim_backend.impairments.TxImpairments.apply_tx_resampled`). The same band-limited
+        signal on the air as resampling here and again in the air, up to rounding and the
+        sinc tails the node grid's margin would cut. Clipping is counted on ``samples`` (the
+        same signal at the receiver clock's instants)."""
+        x = self._burst(samples, at_sample)
+        self._counters.samples_sent += int(grid.n_out)
+        self.air.schedule(self.node_id, x, int(at_sample), grid=grid)
+
+    def _burst(self, samples: np.ndarray, at_sample: int) -> np.ndarray:
+        """Checks of a burst at node sample ``at_sample`` (transmitter, open, not late) ->
+        samples as complex64 (n_tx, K); counts components beyond full scale."""
         if self.node_id is None:
             raise ConfigError("this SimRadio is receive-only; give it a node_id to transmit")
         self._check_open()
@@ -158,8 +181,7 @@ class SimRadio(Radio):
         comps = np.ascontiguousarray(x).view(np.float32)      # I and Q components
         if peak_component(comps) > 1.0:
             self.clipped_samples += int(np.count_nonzero(np.abs(comps) > 1.0))
-        self._counters.samples_sent += x.shape[1]
-        self.air.schedule(self.node_id, x, int(at_sample))
+        return x
 
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
         """Window ``[at_sample, at_sample + n_samples)`` (air clock) as complex64

@@ -15,6 +15,7 @@ correction (receiver clock -> node clock).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -231,3 +232,32 @@ def resample_runs(x: np.ndarray, first_position: float, step: float, n_out: int,
             out[:, j0:j1 + 1] += bandlimited_resample(x[:, lo:hi], first_position + step * j0 - lo,
                                                       step, j1 - j0 + 1)
     return out
+
+
+@dataclass(frozen=True)
+class GridMap:
+    """An affine map from a burst's samples onto another sample grid: output sample j carries
+    the band-limited signal of the input at input position ``first_position + step * j``,
+    j = 0..n_out-1 (`resample_runs`, keeping ``tail`` input samples of sinc tail around each
+    run of non-zero input). Positions and ``tail`` in input samples; ``step`` = input rate /
+    output rate (> 0).
+
+    What a transmit correction hands a radio (`testbed.radio.base.Radio.transmit_resampled`),
+    so that a simulated radio can compose it with its own clock's map and resample once."""
+
+    first_position: float
+    step: float
+    n_out: int
+    tail: int
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The burst x (C, K) on the output grid: (C, n_out), x's precision (`as_burst`)."""
+        return resample_runs(x, self.first_position, self.step, self.n_out, self.tail)
+
+    def then(self, first_position: float, step: float, n_out: int, tail: int) -> "GridMap":
+        """This map followed by a second affine map from its output grid onto a third grid
+        (output sample i of the second carries this map's output at position first_position +
+        step * i): one map from this map's input onto the third grid, its tail the sum of both
+        (in input samples, for steps near 1)."""
+        return GridMap(self.first_position + self.step * first_position, self.step * step,
+                       int(n_out), int(self.tail) + int(tail))

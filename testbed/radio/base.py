@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from testbed.phy.resample import GridMap
 
 GAIN_MODES = ("manual", "slow_attack", "fast_attack", "hybrid")
 
@@ -133,6 +137,18 @@ class Radio(abc.ABC):
         at_sample: start time on this radio's sample clock, in samples. A time already past
             counts as ``late`` and raises `testbed.errors.StreamError`.
         """
+
+    def transmit_resampled(self, samples: np.ndarray, grid: "GridMap", at_sample: int) -> None:
+        """Schedule the band-limited resampling of ``samples`` (C, K) onto this radio's grid:
+        sample ``at_sample + j`` of this radio's clock carries ``samples`` at input position
+        ``grid.first_position + grid.step * j``, j < ``grid.n_out`` (a transmit correction's
+        fractional timing and sample-rate offset, `calibration.corrections.CorrectedRadio`).
+
+        Here: resampled on the host (what a node's CPU does), then `transmit`. The lock-step
+        simulator's radio (`sim_backend.sim_radio.SimRadio`) instead composes the map with its
+        simulated clock, so that the burst is resampled once on its way to the air, not twice.
+        """
+        self.transmit(grid.apply(samples).astype(np.complex64), at_sample)
 
     @abc.abstractmethod
     def receive(self, n_samples: int, at_sample: int) -> np.ndarray:
