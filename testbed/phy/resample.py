@@ -67,15 +67,16 @@ def _real_times_complex(r: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _czt_plan(n: int, m: int, step: float, n_fft: int, dtype: type = np.complex128
-              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
     """Chirps of the chirp-z transform X[j] = sum_k c[k] w^(j k), j < m, w = exp(j 2 pi step /
     n_fft), for inputs of length n (Bluestein: w^(jk) = w^(j^2/2) w^(k^2/2) w^(-(j-k)^2/2)).
 
-    Returns ``(chirp, kernel_fft, n_conv, out_ramp, out_chirp)``: chirp[i] = w^(i^2/2) for
+    Returns ``(chirp, kernel_fft, n_conv, out_ramp, out_chirp, offsets)``: chirp[i] = w^(i^2/2) for
     i < max(n, m), the FFT (length n_conv) of the convolution kernel w^(-(j-k)^2/2),
     j - k = -(n-1)..m-1, out_ramp[j] = exp(-j pi step j) (the step's part of the Nyquist bin's
     phase, `bandlimited_resample`) and out_chirp = chirp[:m] out_ramp, j < m; computed in
-    double precision and stored as ``dtype`` (complex64 or complex128). Cached: a node's
+    double precision and stored as ``dtype`` (complex64 or complex128); offsets[j] = step j
+    (float64, input samples: the output positions relative to the first). Cached: a node's
     bursts share their length, output length and clock ratio, so a plan is reused every round
     (building one costs about as much as transforming with it)."""
     from scipy.fft import fft, next_fast_len  # imported when used: a light start for roles
@@ -85,9 +86,35 @@ def _czt_plan(n: int, m: int, step: float, n_fft: int, dtype: type = np.complex1
                                   + (step - 1.0) * (i * i) / n_fft))
     n_conv = next_fast_len(n + m - 1)
     kernel = np.conj(np.concatenate([chirp[n - 1:0:-1], chirp[:m]]))
-    out_ramp = np.exp(-1j * np.pi * np.mod(step * np.arange(m, dtype=float), 2.0))
-    return (chirp.astype(dtype), fft(kernel, n_conv).astype(dtype), n_conv,
-            out_ramp.astype(dtype), (chirp[:m] * out_ramp).astype(dtype))
+    offsets = step * np.arange(m, dtype=float)
+    out_ramp = np.exp(-1j * np.pi * np.mod(offsets, 2.0))
+    plan = (chirp.astype(dtype), fft(kernel, n_conv).astype(dtype), n_conv,
+            out_ramp.astype(dtype), (chirp[:m] * out_ramp).astype(dtype), offsets)
+    for a in plan:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False          # shared by every call with this plan
+    return plan
+
+
+@lru_cache(maxsize=16)
+def _input_plan(k_len: int, lo: float, span: int, n_fft: int, left: int, rdt: type
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What `bandlimited_resample` computes from a burst's geometry alone (burst length
+    ``k_len``, span ``lo``/``span`` and FFT length ``n_fft`` in samples, the burst's first
+    padded position ``left``), in the real dtype ``rdt``: the alternating signs (-1)^p of its
+    padded positions p (k_len,), the powers (Q+1, k_len) of -kappa, kappa = (p - c) / n_fft
+    (the deficit series' moments), and the series' weights W. Cached (the last 16
+    geometries, 21 reals per burst sample each): a node's bursts repeat their geometry round
+    after round (99 % hits in the impaired demo)."""
+    p_in = left + np.arange(k_len)
+    signs = np.where(p_in % 2 == 0, 1.0, -1.0).astype(rdt)
+    c = left + lo + span / 2.0
+    kappa = (p_in - c) / n_fft
+    W = _correction_weights().astype(rdt)
+    out = (signs, _powers((-kappa).astype(rdt), W.shape[0]), W)
+    for a in out:
+        a.flags.writeable = False              # shared by every call with this geometry
+    return out
 
 
 def _phase_ramp(n: int, theta: float, dtype: type = np.complex128) -> np.ndarray:
@@ -143,22 +170,22 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     while n_fft % 2:                       # bins -N/2 .. N/2-1 below need an even N
         n_fft = next_fast_len(n_fft + 1)
     left = int(-lo) + (n_fft - span) // 2
-    p_in = left + np.arange(k_len)
+    signs, kappa_powers, W = _input_plan(k_len, float(lo), span, n_fft, left, rdt)
     # z = x (-1)^p: its FFT is the spectrum with bins -N/2 .. N/2-1 in order (no fftshift), and
     # the series below needs the same alternating signs
-    z = x * np.where(p_in % 2 == 0, 1.0, -1.0).astype(rdt)[None, :]
+    z = x * signs[None, :]
     buf = np.zeros((n_ch, n_fft), cdt)
     buf[:, left:left + k_len] = z
     spec = fft(buf, axis=1)                                  # n_fft x the spectrum (bins -N/2 ..)
     t0 = first_position + left                                         # padded coordinates
     # sum_k spec[k] exp(j 2 pi (k - N/2) t / N) at t = t0 + step m: a chirp-z transform
     # (w = exp(j 2 pi step / N)) of coef = spec exp(j 2 pi k t0 / N)
-    chirp, kernel_fft, n_conv, out_ramp, out_chirp = _czt_plan(n_fft, n_out, float(step), n_fft,
-                                                                 cdt)
+    chirp, kernel_fft, n_conv, out_ramp, out_chirp, offsets = _czt_plan(
+        n_fft, n_out, float(step), n_fft, cdt)
     ramp = _phase_ramp(n_fft, 2.0 * np.pi * (t0 % n_fft) / n_fft, cdt)
     coef = spec * (ramp * chirp[:n_fft] * rdt(1.0 / n_fft))[None, :]
     vals = ifft(fft(coef, n_conv, axis=1) * kernel_fft[None, :], axis=1)[:, n_fft - 1:n_fft - 1 + n_out]
-    t = t0 + step * np.arange(n_out)
+    t = t0 + offsets
     # bin -N/2 entered as exp(-j pi t); the symmetric (real-kernel) choice is cos(pi t).
     # exp(-j pi t) = exp(-j pi t0) exp(-j pi step m): the second factor is cached with the
     # output chirp (`_czt_plan`), and sin(pi t) = -Im exp(-j pi t)
@@ -169,12 +196,9 @@ def bandlimited_resample(x: np.ndarray, first_position: float, step: float,
     # sin(pi t) (-1)^p: the Dirichlet kernel's deficit as a short series in centred, scaled
     # positions tau = (t - c) / N, kappa = (p - c) / N (|tau|, |kappa| <= 1/4: no cancellation)
     c = left + lo + span / 2.0
-    kappa = (p_in - c) / n_fft
-    W = _correction_weights().astype(rdt)
-    n_pow = W.shape[0]
-    moments = _real_times_complex(_powers((-kappa).astype(rdt), n_pow), z)      # (C, Q+1)
+    moments = _real_times_complex(kappa_powers, z)      # (C, Q+1), kappa = (p - c) / N
     tau = (t - c) / n_fft
-    corr = _real_times_complex(_powers(tau.astype(rdt), n_pow).T,
+    corr = _real_times_complex(_powers(tau.astype(rdt), W.shape[0]).T,
                                (moments @ W.T).astype(z.dtype))                  # (C, n_out)
     return y + corr * (sin_t * rdt(1.0 / n_fft))[None, :]
 
