@@ -74,6 +74,8 @@ class Supervisor:
         self.procs: dict[str, ManagedProcess] = {}
         self._lock = threading.Lock()
         self._old_handlers: dict[int, object] = {}
+        #: the signal (SIGINT / SIGTERM) that made this supervisor stop its children, if any
+        self.stop_signal: int | None = None
         atexit.register(self.stop_all)
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -207,6 +209,7 @@ class Supervisor:
         self.close()
 
     def _on_signal(self, signum: int, frame) -> None:
+        self.stop_signal = signum
         log.warning("signal %d: stopping %d children", signum, len(self.alive()))
         self.stop_all()
         old = self._old_handlers.get(signum)

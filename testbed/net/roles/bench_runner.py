@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import socket
+import signal
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,22 @@ def serve_receiver(bench, addresses: BenchAddresses, model_dir=None) -> str:
     finally:
         if radio is not None:
             radio.close()
+
+
+def interrupt_underway(exc: BaseException, supervisor=None) -> bool:
+    """True when ``exc`` (a lost peer, a failed or timed-out request) comes from a Ctrl-C: the
+    local bench's `Supervisor` caught SIGINT (and stopped the roles, so the run's next message
+    finds them gone), or a KeyboardInterrupt is in the exception's chain (raised while one
+    was being handled). Such a run is "interrupted", not "failed"."""
+    if supervisor is not None and getattr(supervisor, "stop_signal", None) == signal.SIGINT:
+        return True
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def open_receiver_radios(bench):
@@ -264,7 +281,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
     registering ends the wait at once (`ChildExitedError` quoting its log).
     A lost peer or a round that times out is named at once (printed; ``detected_unix`` in
     results.json) and saved as status "failed" with ``culprit`` = {"kind": node | receiver |
-    radio | broker, "id": peer} and the counters of the roles that still answer; Ctrl-C as "interrupted" (re-raised,
+    radio | broker, "id": peer} and the counters of the roles that still answer; Ctrl-C as "interrupted"
+    (also when the Ctrl-C's teardown of the roles surfaces first as a lost peer, `interrupt_underway`; re-raised,
     except for ``job.kind == "none"``, where it is the normal way to stop: returns 0)."""
     import torch
 
@@ -342,6 +360,22 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
         recorder({k: v for k, v in item.items() if k != "logits"})
 
     session = None
+
+    def record_interrupt(exc: BaseException) -> int:
+        """Ctrl-C: shut the bench down, save what is done as "interrupted"; 0 for a job of
+        kind "none" (its normal way to stop), else KeyboardInterrupt raised on."""
+        ctl.shutdown("interrupted by the user (Ctrl-C)")
+        what = (f"{len(steps)} completed step(s), results.json and steps.jsonl"
+                if job.kind != "none" else "the bench's registration and assignment")
+        save("interrupted", error=f"interrupted by the user (Ctrl-C); saved {what}",
+             session=session)
+        print(f"interrupted: saved {what} in {run_dir}", file=sys.stderr, flush=True)
+        if job.kind == "none":
+            return 0
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        raise KeyboardInterrupt from exc
+
     with Controller(controller_config(bench, addresses, fingerprint)) as ctl:
         try:
             t0 = time.perf_counter()
@@ -398,6 +432,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             ctl.shutdown("run finished")
             save("ok", session=session, stats=stats)
         except PeerLostError as exc:
+            if interrupt_underway(exc, supervisor):
+                return record_interrupt(exc)
             # named at once (before the up-to-2-s collection of the survivors' counters)
             results["detected_unix"] = time.time()
             who = "the channel broker" if exc.role == "channel" else f"{exc.role or 'peer'}"
@@ -411,6 +447,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                  culprit={"kind": exc.culprit, "id": exc.node_id})
             return 1
         except RemoteError as exc:
+            if interrupt_underway(exc, supervisor):
+                return record_interrupt(exc)
             # a role's command failed; a radio error (unplugged, stalled for good) names it
             results["detected_unix"] = time.time()
             role = ctl.peers[exc.node_id].role if exc.node_id in ctl.peers else "peer"
@@ -427,6 +465,8 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                  culprit={"kind": kind, "id": exc.node_id})
             return 1
         except RequestTimeout as exc:
+            if interrupt_underway(exc, supervisor):
+                return record_interrupt(exc)
             results["detected_unix"] = time.time()
             msg = f"run stopped: {exc} Saved {len(steps)} completed step(s) to {run_dir}."
             print(msg, file=sys.stderr, flush=True)
@@ -435,17 +475,11 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             save("failed", error=msg, session=session, stats=stats,
                  culprit={"kind": exc.culprit, "id": exc.culprit_id, "waiting": exc.waiting})
             return 1
-        except KeyboardInterrupt:
-            ctl.shutdown("interrupted by the user (Ctrl-C)")
-            what = (f"{len(steps)} completed step(s), results.json and steps.jsonl"
-                    if job.kind != "none" else "the bench's registration and assignment")
-            save("interrupted", error=f"interrupted by the user (Ctrl-C); saved {what}",
-                 session=session)
-            print(f"interrupted: saved {what} in {run_dir}", file=sys.stderr, flush=True)
-            if job.kind == "none":
-                return 0
-            raise
+        except KeyboardInterrupt as exc:
+            return record_interrupt(exc)
         except BaseException as exc:
+            if isinstance(exc, Exception) and interrupt_underway(exc, supervisor):
+                return record_interrupt(exc)
             stats = None if isinstance(exc, KeyboardInterrupt) else stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {type(exc).__name__}: {exc}")
             save("failed", error=f"{type(exc).__name__}: {exc}", session=session, stats=stats)
