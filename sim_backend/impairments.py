@@ -59,7 +59,7 @@ import numpy as np
 
 from testbed.errors import ConfigError
 from testbed.phy.resample import bandlimited_resample  # noqa: F401  (also re-exported here)
-from testbed.phy.resample import GridMap, as_burst, resample_runs
+from testbed.phy.resample import GridMap, as_burst
 
 
 # ---------------------------------------------------------------- elementary impairments (pure)
@@ -370,6 +370,15 @@ class _HookWithLO:
         self._lo.on_tune(rng)
 
 
+def _tx_burst(samples: np.ndarray) -> np.ndarray:
+    """A transmit burst as (n_tx, K) complex in its precision (`as_burst`: a radio's
+    complex64 stays single precision); ValueError for another shape."""
+    x = as_burst(samples)
+    if x.ndim != 2:
+        raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
+    return x
+
+
 class TxImpairments(_HookWithLO):
     """Transmit-side hook (`sim_backend.hooks.TxImpairment`) of one node; see the module doc."""
 
@@ -396,71 +405,60 @@ class TxImpairments(_HookWithLO):
             return int(start_sample) + int(self.params.timing_offset_samples)
         return math.floor(self._first_air_position(start_sample)) - self.params.interp_half_taps
 
+    def air_map(self, start_sample: int, n_in: int) -> GridMap:
+        """The node clock -> air grid map of a burst of ``n_in`` samples sent at node sample
+        ``start_sample`` (not for a plain shift, `air_start`): air sample `air_start` + j
+        carries the burst at node position (relative to its first sample) first_position +
+        step j, step = 1 + sro, over the burst's span plus ``interp_half_taps`` air samples of
+        band-limited tail on each side (samples)."""
+        p = self.params
+        eps, tau, s0, h = p.sro, p.timing_offset_samples, int(start_sample), p.interp_half_taps
+        m0 = self.air_start(s0)
+        m1 = math.ceil(self._first_air_position(s0) + (n_in - 1) / (1.0 + eps)) + h
+        # node index (relative to s0) of air sample m: (m - s0 - tau)(1 + eps) + s0 eps
+        return GridMap((m0 - s0 - tau) * (1.0 + eps) + s0 * eps, 1.0 + eps, m1 - m0 + 1, h)
+
     def to_air_grid(self, x: np.ndarray, start_sample: int) -> tuple[np.ndarray, int]:
         """Timing offset and SRO only: x (C, K) on the node clock -> (C, M) on the air grid,
         and the air sample of column 0 (`air_start`)."""
-        p = self.params
-        eps = p.sro
-        tau = p.timing_offset_samples
-        n_in = x.shape[1]
         m0 = self.air_start(start_sample)
         if self._is_plain_shift():
             return x, m0
-        s0 = int(start_sample)
-        h = p.interp_half_taps
-        last = self._first_air_position(s0) + (n_in - 1) / (1.0 + eps)
-        m1 = math.ceil(last) + h
-        # node index (relative to s0) of air sample m: (m - s0 - tau)(1 + eps) + s0 eps
-        first_pos = (m0 - s0 - tau) * (1.0 + eps) + s0 * eps
-        return resample_runs(x, first_pos, 1.0 + eps, m1 - m0 + 1, h), m0
+        return self.air_map(start_sample, x.shape[1]).apply(x), m0
 
     def apply_tx(self, samples: np.ndarray, start_sample: int,
                  sample_rate_hz: float) -> tuple[np.ndarray, int]:
         """Burst (n_tx, K) at node sample ``start_sample`` -> (burst on the air grid (n_tx, M),
         air sample of its column 0)."""
-        p = self.params
-        x = as_burst(samples)              # complex64 (a radio's burst) stays single precision
-        if x.ndim != 2:
-            raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
-        if p.dac_bits is not None or p.dac_clip:
-            x = quantize(x, p.dac_bits, p.dac_clip)
-        if p.gain_error_db:
-            x = x * 10.0 ** (p.gain_error_db / 20.0)
-        x, start_out = self.to_air_grid(x, start_sample)
+        x, start_out = self.to_air_grid(self._converter(_tx_burst(samples)), start_sample)
         return self._carrier(x, start_out, sample_rate_hz)
 
     def apply_tx_resampled(self, samples: np.ndarray, grid: GridMap, start_sample: int,
                            sample_rate_hz: float) -> tuple[np.ndarray, int]:
         """`apply_tx` of the burst ``grid.apply(samples)`` (n_tx, grid.n_out) at node sample
-        ``start_sample``, with one resampling instead of two: air sample m falls at node
-        position r(m) = (m - s0 - tau)(1 + sro) + s0 sro (relative to s0 = ``start_sample``),
-        which carries ``samples`` at grid.first_position + grid.step r(m); that affine map of m
-        is evaluated in one `resample_runs`, on the same air samples `apply_tx` returns (same
-        `air_start`, same length). The DAC's rounding and clipping are applied to these air
-        samples, i.e. to the band-limited signal between the node's sample instants: the same
-        step and full scale (and white rounding error of the same power), not the same
-        draw. Unlike resampling twice, the sinc tails ``samples`` has beyond the node burst's
-        margin (grid.tail) are kept up to the air burst's end instead of cut at the node grid.
-        A plain integer shift without SRO resamples once anyway: `apply_tx` of the mapped burst.
+        ``start_sample``, with one resampling instead of two: ``grid`` followed by the node's
+        `air_map` is one affine map from ``samples`` onto the air grid, evaluated in one
+        `resample_runs`, on the same air samples `apply_tx` returns (same `air_start`, same
+        length). The DAC's rounding and clipping are applied to these air samples, i.e. to the
+        band-limited signal between the node's sample instants: the same step and full scale
+        (and white rounding error of the same power), not the same draw. Unlike resampling
+        twice, the sinc tails ``samples`` has beyond the node burst's margin (grid.tail) are
+        kept up to the air burst's end instead of cut at the node grid. A plain integer shift
+        without SRO resamples once anyway: `apply_tx` of the mapped burst.
         """
         if self._is_plain_shift():
             return self.apply_tx(grid.apply(samples), start_sample, sample_rate_hz)
+        x = grid.then(self.air_map(start_sample, grid.n_out)).apply(_tx_burst(samples))
+        return self._carrier(self._converter(x), self.air_start(start_sample), sample_rate_hz)
+
+    def _converter(self, x: np.ndarray) -> np.ndarray:
+        # the DAC's rounding and clipping, then the chain's gain error
         p = self.params
-        x = as_burst(samples)
-        if x.ndim != 2:
-            raise ValueError(f"samples must be (n_tx, K), got shape {x.shape}")
-        eps, tau, s0, h = p.sro, p.timing_offset_samples, int(start_sample), p.interp_half_taps
-        m0 = self.air_start(s0)
-        last = self._first_air_position(s0) + (grid.n_out - 1) / (1.0 + eps)
-        m1 = math.ceil(last) + h
-        # node position of air sample m0 relative to s0, as in `to_air_grid`
-        first_pos = (m0 - s0 - tau) * (1.0 + eps) + s0 * eps
-        x = grid.then(first_pos, 1.0 + eps, m1 - m0 + 1, h).apply(x)
         if p.dac_bits is not None or p.dac_clip:
             x = quantize(x, p.dac_bits, p.dac_clip)
         if p.gain_error_db:
             x = x * 10.0 ** (p.gain_error_db / 20.0)
-        return self._carrier(x, m0, sample_rate_hz)
+        return x
 
     def _carrier(self, x: np.ndarray, start_out: int,
                  sample_rate_hz: float) -> tuple[np.ndarray, int]:

@@ -278,10 +278,10 @@ class GridMap:
         """The burst x (C, K) on the output grid: (C, n_out), x's precision (`as_burst`)."""
         return resample_runs(x, self.first_position, self.step, self.n_out, self.tail)
 
-    def then(self, first_position: float, step: float, n_out: int, tail: int) -> "GridMap":
-        """This map followed by a second affine map from its output grid onto a third grid
-        (output sample i of the second carries this map's output at position first_position +
-        step * i): one map from this map's input onto the third grid, its tail the sum of both
-        (in input samples, for steps near 1)."""
-        return GridMap(self.first_position + self.step * first_position, self.step * step,
-                       int(n_out), int(self.tail) + int(tail))
+    def then(self, second: "GridMap") -> "GridMap":
+        """This map followed by ``second``, a map from this map's output grid onto a third
+        grid: one map from this map's input onto the third grid (``second``'s length), its
+        tail the sum of both (in input samples, for steps near 1)."""
+        return GridMap(self.first_position + self.step * second.first_position,
+                       self.step * second.step, int(second.n_out),
+                       int(self.tail) + int(second.tail))
