@@ -14,6 +14,7 @@ and a user's Ctrl-C is recorded as ``interrupted``. Only the controller side imp
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -108,6 +109,18 @@ def interrupt_underway(exc: BaseException, supervisor=None) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+@contextlib.contextmanager
+def _interrupt_wins(supervisor=None):
+    """Inside: an error that a Ctrl-C caused (`interrupt_underway`: e.g. the teardown of the
+    roles reaching the run first as a lost peer) is raised as the KeyboardInterrupt it is."""
+    try:
+        yield
+    except Exception as exc:
+        if interrupt_underway(exc, supervisor):
+            raise KeyboardInterrupt from exc
+        raise
 
 
 def open_receiver_radios(bench):
@@ -361,79 +374,63 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
 
     session = None
 
-    def record_interrupt(exc: BaseException) -> int:
-        """Ctrl-C: shut the bench down, save what is done as "interrupted"; 0 for a job of
-        kind "none" (its normal way to stop), else KeyboardInterrupt raised on."""
-        ctl.shutdown("interrupted by the user (Ctrl-C)")
-        what = (f"{len(steps)} completed step(s), results.json and steps.jsonl"
-                if job.kind != "none" else "the bench's registration and assignment")
-        save("interrupted", error=f"interrupted by the user (Ctrl-C); saved {what}",
-             session=session)
-        print(f"interrupted: saved {what} in {run_dir}", file=sys.stderr, flush=True)
-        if job.kind == "none":
-            return 0
-        if isinstance(exc, KeyboardInterrupt):
-            raise exc
-        raise KeyboardInterrupt from exc
-
     with Controller(controller_config(bench, addresses, fingerprint)) as ctl:
         try:
-            t0 = time.perf_counter()
-            ctl.wait_for_peers(timeout_s=register_timeout_s,
-                               watch=None if supervisor is None else supervisor.raise_if_exited)
-            results["registration_s"] = time.perf_counter() - t0
-            results["registered"] = {p: info.capabilities.model_dump()
-                                     for p, info in ctl.peers.items()}
-            if calibration is not None:      # the file's radios are these roles' radios
-                try:
-                    calibration.check_registered(ctl, bench)
-                except ConfigError as exc:
-                    ctl.shutdown(f"run refused: {exc}")
-                    raise
-            if measure_error:
-                from testbed.net.roles.estimates import MeasurementSink
-                sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)),
-                                       keys=role_keys(bench, CONTROLLER_KEY))
-            session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams, csi=csi,
-                                   model_dir=model_dir,
-                                   corrections=None if calibration is None
-                                   else calibration.corrections,
-                                   measure_error=measure_error,
-                                   tap_address=None if sink is None else sink.address,
-                                   csi_interval_samples=csi_interval_samples)
-            host, port = (gloo_rendezvous(bench, addresses)
-                          if session.spec.transport == "quantized" else ("127.0.0.1", None))
-            t0 = time.perf_counter()
-            results["assignment"] = session.assign(gloo_port=port, gloo_host=host)
-            results["load_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            results["scales"] = session.statistics_pass(train_tokens(), window=job.window)
-            results["statistics_pass_s"] = time.perf_counter() - t0
-            if job.kind == "none":
-                print(f"bench {bench.name} is up ({len(ctl.peers)} peers registered); "
-                      "Ctrl-C tears it down", flush=True)
-                while True:
-                    ctl.pump(0.5)
-            if job.kind == "generate":
-                fn = generate_job(session, torch.tensor([job.prompt_ids]), job.max_new_tokens,
-                                  keep_logits=job.save_logits)
-            else:
-                fn = perplexity_job(session, torch.tensor(job.eval_ids), job.window,
-                                    job.n_windows)
-            run_t0 = time.perf_counter()
-            before = ctl.transport.traffic.snapshot()
-            gen = fn(ctl)
-            for item in gen:
-                on_step(item)
-            results["run_s"] = time.perf_counter() - run_t0
-            # what the controller exchanged during the job alone (no set-up, no stats pass)
-            results["controller_traffic_job"] = ctl.transport.traffic.since(before)
-            stats = session.stats()
-            ctl.shutdown("run finished")
-            save("ok", session=session, stats=stats)
+            with _interrupt_wins(supervisor):
+                t0 = time.perf_counter()
+                ctl.wait_for_peers(timeout_s=register_timeout_s, watch=None if supervisor is None
+                                   else supervisor.raise_if_exited)
+                results["registration_s"] = time.perf_counter() - t0
+                results["registered"] = {p: info.capabilities.model_dump()
+                                         for p, info in ctl.peers.items()}
+                if calibration is not None:      # the file's radios are these roles' radios
+                    try:
+                        calibration.check_registered(ctl, bench)
+                    except ConfigError as exc:
+                        ctl.shutdown(f"run refused: {exc}")
+                        raise
+                if measure_error:
+                    from testbed.net.roles.estimates import MeasurementSink
+                    sink = MeasurementSink(addresses.tap, addresses.estimates, len(node_ids(bench)),
+                                           keys=role_keys(bench, CONTROLLER_KEY))
+                session = BenchSession(ctl, bench, fingerprint, method, n_streams=n_streams,
+                                       csi=csi, model_dir=model_dir,
+                                       corrections=None if calibration is None
+                                       else calibration.corrections,
+                                       measure_error=measure_error,
+                                       tap_address=None if sink is None else sink.address,
+                                       csi_interval_samples=csi_interval_samples)
+                host, port = (gloo_rendezvous(bench, addresses)
+                              if session.spec.transport == "quantized" else ("127.0.0.1", None))
+                t0 = time.perf_counter()
+                results["assignment"] = session.assign(gloo_port=port, gloo_host=host)
+                results["load_s"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                results["scales"] = session.statistics_pass(train_tokens(), window=job.window)
+                results["statistics_pass_s"] = time.perf_counter() - t0
+                if job.kind == "none":
+                    print(f"bench {bench.name} is up ({len(ctl.peers)} peers registered); "
+                          "Ctrl-C tears it down", flush=True)
+                    while True:
+                        ctl.pump(0.5)
+                if job.kind == "generate":
+                    fn = generate_job(session, torch.tensor([job.prompt_ids]), job.max_new_tokens,
+                                      keep_logits=job.save_logits)
+                else:
+                    fn = perplexity_job(session, torch.tensor(job.eval_ids), job.window,
+                                        job.n_windows)
+                run_t0 = time.perf_counter()
+                before = ctl.transport.traffic.snapshot()
+                gen = fn(ctl)
+                for item in gen:
+                    on_step(item)
+                results["run_s"] = time.perf_counter() - run_t0
+                # what the controller exchanged during the job alone (no set-up, no stats pass)
+                results["controller_traffic_job"] = ctl.transport.traffic.since(before)
+                stats = session.stats()
+                ctl.shutdown("run finished")
+                save("ok", session=session, stats=stats)
         except PeerLostError as exc:
-            if interrupt_underway(exc, supervisor):
-                return record_interrupt(exc)
             # named at once (before the up-to-2-s collection of the survivors' counters)
             results["detected_unix"] = time.time()
             who = "the channel broker" if exc.role == "channel" else f"{exc.role or 'peer'}"
@@ -447,8 +444,6 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                  culprit={"kind": exc.culprit, "id": exc.node_id})
             return 1
         except RemoteError as exc:
-            if interrupt_underway(exc, supervisor):
-                return record_interrupt(exc)
             # a role's command failed; a radio error (unplugged, stalled for good) names it
             results["detected_unix"] = time.time()
             role = ctl.peers[exc.node_id].role if exc.node_id in ctl.peers else "peer"
@@ -465,8 +460,6 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
                  culprit={"kind": kind, "id": exc.node_id})
             return 1
         except RequestTimeout as exc:
-            if interrupt_underway(exc, supervisor):
-                return record_interrupt(exc)
             results["detected_unix"] = time.time()
             msg = f"run stopped: {exc} Saved {len(steps)} completed step(s) to {run_dir}."
             print(msg, file=sys.stderr, flush=True)
@@ -475,11 +468,17 @@ def run_on_bench(bench, addresses: BenchAddresses, model_dir, method: str, job: 
             save("failed", error=msg, session=session, stats=stats,
                  culprit={"kind": exc.culprit, "id": exc.culprit_id, "waiting": exc.waiting})
             return 1
-        except KeyboardInterrupt as exc:
-            return record_interrupt(exc)
+        except KeyboardInterrupt:
+            ctl.shutdown("interrupted by the user (Ctrl-C)")
+            what = (f"{len(steps)} completed step(s), results.json and steps.jsonl"
+                    if job.kind != "none" else "the bench's registration and assignment")
+            save("interrupted", error=f"interrupted by the user (Ctrl-C); saved {what}",
+                 session=session)
+            print(f"interrupted: saved {what} in {run_dir}", file=sys.stderr, flush=True)
+            if job.kind == "none":
+                return 0
+            raise
         except BaseException as exc:
-            if isinstance(exc, Exception) and interrupt_underway(exc, supervisor):
-                return record_interrupt(exc)
             stats = None if isinstance(exc, KeyboardInterrupt) else stats_after_failure(ctl)
             ctl.shutdown(f"run aborted: {type(exc).__name__}: {exc}")
             save("failed", error=f"{type(exc).__name__}: {exc}", session=session, stats=stats)
